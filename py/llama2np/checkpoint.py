@@ -1,0 +1,268 @@
+"""llama2.c checkpoints: the legacy format (version 0) and export.py's versions 1 (fp32) and 2 (Q8_0).
+
+Everything is read from bytes, so the browser can hand over a downloaded buffer and no file system
+is needed. Weights keep llama2.c's (out, in) row-major layout, stacked over layers, as float32.
+"""
+
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from llama2np.errors import CheckpointError
+
+MAGIC = 0x616B3432  # "ak42" as a little-endian uint32: llama2.c export.py's version 1 and 2 files
+LEGACY_HEADER = struct.Struct("<7i")
+EXPORT_HEADER_SIZE = 256
+EXPORT_PREFIX = struct.Struct("<Ii7iB")  # magic, version, the 7 config ints, shared classifier flag
+GROUP_SIZE = struct.Struct("<i")  # version 2 only, right after the prefix
+
+
+@dataclass(frozen=True)
+class Config:
+    dim: int  # transformer width
+    hidden_dim: int  # width of the feed-forward layer
+    n_layers: int
+    n_heads: int  # query heads
+    n_kv_heads: int  # key/value heads; fewer than n_heads means grouped-query attention
+    vocab_size: int
+    seq_len: int  # the context: positions the model was trained for
+
+    @property
+    def head_size(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def kv_dim(self) -> int:
+        return self.n_kv_heads * self.head_size
+
+    def problems(self) -> list[str]:
+        """What makes this configuration unusable, as phrases; empty when it is sound."""
+        found = [
+            f"{name} is {value}, not a positive number"
+            for name, value in vars(self).items()
+            if value <= 0
+        ]
+        if found:
+            return found
+        if self.dim % self.n_heads:
+            found.append(f"n_heads ({self.n_heads}) does not divide dim ({self.dim})")
+        if self.n_heads % self.n_kv_heads:
+            found.append(f"n_kv_heads ({self.n_kv_heads}) does not divide n_heads ({self.n_heads})")
+        if self.head_size % 2:
+            found.append(f"the head size ({self.head_size}) is odd, which RoPE cannot rotate")
+        return found
+
+
+@dataclass
+class Weights:
+    """All parameters; L is n_layers, shapes are (out, in) as in run.c and PyTorch."""
+
+    token_embedding: np.ndarray  # (vocab_size, dim)
+    rms_att: np.ndarray  # (L, dim)
+    wq: np.ndarray  # (L, n_heads * head_size, dim)
+    wk: np.ndarray  # (L, kv_dim, dim)
+    wv: np.ndarray  # (L, kv_dim, dim)
+    wo: np.ndarray  # (L, dim, n_heads * head_size)
+    rms_ffn: np.ndarray  # (L, dim)
+    w1: np.ndarray  # (L, hidden_dim, dim)
+    w2: np.ndarray  # (L, dim, hidden_dim)
+    w3: np.ndarray  # (L, hidden_dim, dim)
+    rms_final: np.ndarray  # (dim,)
+    wcls: np.ndarray  # (vocab_size, dim); the embedding itself when the classifier is shared
+
+
+def weight_shapes(c: Config) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in `Weights`, in the field order above."""
+    L = c.n_layers
+    return {
+        "token_embedding": (c.vocab_size, c.dim),
+        "rms_att": (L, c.dim),
+        "wq": (L, c.n_heads * c.head_size, c.dim),
+        "wk": (L, c.kv_dim, c.dim),
+        "wv": (L, c.kv_dim, c.dim),
+        "wo": (L, c.dim, c.n_heads * c.head_size),
+        "rms_ffn": (L, c.dim),
+        "w1": (L, c.hidden_dim, c.dim),
+        "w2": (L, c.dim, c.hidden_dim),
+        "w3": (L, c.hidden_dim, c.dim),
+        "rms_final": (c.dim,),
+        "wcls": (c.vocab_size, c.dim),
+    }
+
+
+@dataclass
+class Checkpoint:
+    config: Config
+    weights: Weights
+    version: int  # 0 (legacy), 1 (fp32) or 2 (Q8_0)
+    shared_classifier: bool
+    group_size: int | None = None  # Q8_0 group size, version 2 only
+
+
+# The order in which each format stores its tensors. Norms are fp32 in every format.
+LEGACY_ORDER = ("token_embedding", "rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2", "w3",
+                "rms_final")
+NORMS = ("rms_att", "rms_ffn", "rms_final")
+EXPORT_MATRICES = ("token_embedding", "wq", "wk", "wv", "wo", "w1", "w2", "w3")
+
+
+def read_checkpoint(data: bytes | bytearray | memoryview, name: str = "checkpoint") -> Checkpoint:
+    """Parse a llama2.c checkpoint of any version; `name` appears in error messages."""
+    data = memoryview(data).cast("B")
+    if len(data) == 0:
+        raise CheckpointError(f"{name} is empty; it is not a llama2.c checkpoint.")
+    if len(data) < LEGACY_HEADER.size:
+        raise CheckpointError(
+            f"{name} is only {len(data)} bytes, too short for a llama2.c checkpoint header."
+        )
+    if struct.unpack_from("<I", data)[0] == MAGIC:
+        return _read_export(data, name)
+    return _read_legacy(data, name)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint file, turning file-system failures into one-sentence errors."""
+    return read_checkpoint(read_file(path, "checkpoint"), str(path))
+
+
+def read_file(path: str | Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{what} file {path} does not exist.") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{what} file {path} is a directory, not a file.") from None
+    except OSError as error:
+        raise CheckpointError(f"cannot read {what} file {path}: {error.strerror}.") from None
+
+
+def _check_config(config: Config, name: str) -> None:
+    problems = config.problems()
+    if problems:
+        raise CheckpointError(
+            f"{name} has an inconsistent header ({'; '.join(problems)}); "
+            "it is not a valid llama2.c checkpoint."
+        )
+
+
+def _read_legacy(data: memoryview, name: str) -> Checkpoint:
+    dim, hidden, layers, heads, kv_heads, vocab, seq_len = LEGACY_HEADER.unpack_from(data)
+    # run.c's convention: a negative vocabulary size means the classifier is stored separately.
+    shared = vocab > 0
+    config = Config(dim, hidden, layers, heads, kv_heads, abs(vocab), seq_len)
+    _check_config(config, name)
+    shapes = weight_shapes(config)
+    rope_tables = config.seq_len * config.head_size  # two tables of seq_len * head_size / 2
+    floats = sum(_count(shapes[k]) for k in LEGACY_ORDER) + rope_tables
+    if not shared:
+        floats += _count(shapes["wcls"])
+    _check_size(data, LEGACY_HEADER.size + 4 * floats, name, "version 0 (legacy)")
+
+    reader = _Reader(data, LEGACY_HEADER.size)
+    arrays = {key: reader.fp32(shapes[key]) for key in LEGACY_ORDER}
+    reader.skip(4 * rope_tables)
+    arrays["wcls"] = arrays["token_embedding"] if shared else reader.fp32(shapes["wcls"])
+    return Checkpoint(config, Weights(**arrays), 0, shared)
+
+
+def _read_export(data: memoryview, name: str) -> Checkpoint:
+    if len(data) < EXPORT_HEADER_SIZE:
+        raise CheckpointError(
+            f"{name} is only {len(data)} bytes, shorter than the 256-byte header of its format."
+        )
+    _, version, *sizes, shared_flag = EXPORT_PREFIX.unpack_from(data)
+    if version not in (1, 2):
+        raise CheckpointError(
+            f"{name} is llama2.c export version {version}; only versions 0, 1 and 2 are known."
+        )
+    config = Config(*sizes)
+    _check_config(config, name)
+    shared = bool(shared_flag)
+    shapes = weight_shapes(config)
+    matrices = list(EXPORT_MATRICES) + ([] if shared else ["wcls"])
+    group_size = None
+    if version == 1:
+        floats = sum(_count(shapes[k]) for k in NORMS + tuple(matrices))
+        _check_size(data, EXPORT_HEADER_SIZE + 4 * floats, name, "version 1 (fp32)")
+    else:
+        (group_size,) = GROUP_SIZE.unpack_from(data, EXPORT_PREFIX.size)
+        _check_groups(config, shapes, matrices, group_size, name)
+        norms = sum(_count(shapes[k]) for k in NORMS)
+        quantized = sum(_count(shapes[k]) for k in matrices)
+        size = EXPORT_HEADER_SIZE + 4 * norms + quantized + 4 * (quantized // group_size)
+        _check_size(data, size, name, "version 2 (Q8_0)")
+
+    reader = _Reader(data, EXPORT_HEADER_SIZE)
+    arrays = {key: reader.fp32(shapes[key]) for key in NORMS}
+    for key in matrices:
+        arrays[key] = (
+            reader.fp32(shapes[key]) if version == 1 else reader.q8_0(shapes[key], group_size)
+        )
+    if shared:
+        arrays["wcls"] = arrays["token_embedding"]
+    return Checkpoint(config, Weights(**arrays), version, shared, group_size)
+
+
+def _check_groups(
+    config: Config, shapes: dict, matrices: list[str], group_size: int, name: str
+) -> None:
+    if group_size <= 0:
+        raise CheckpointError(f"{name} has a Q8_0 group size of {group_size}; it must be positive.")
+    for key in matrices:
+        per_layer = _count(shapes[key][1:]) if key not in ("token_embedding", "wcls") else None
+        count = per_layer or _count(shapes[key])
+        if count % group_size:
+            raise CheckpointError(
+                f"{name} has Q8_0 groups of {group_size}, which do not divide {key}'s "
+                f"{count} values; the file is inconsistent."
+            )
+
+
+def _check_size(data: memoryview, expected: int, name: str, kind: str) -> None:
+    if len(data) < expected:
+        raise CheckpointError(
+            f"{name} is truncated: a llama2.c {kind} checkpoint with this header needs "
+            f"{expected:,} bytes but the file has {len(data):,}."
+        )
+    if len(data) > expected:
+        raise CheckpointError(
+            f"{name} has {len(data) - expected:,} bytes more than a llama2.c {kind} checkpoint "
+            f"with this header ({expected:,}); the header does not match the weights."
+        )
+
+
+def _count(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)  # Python ints: a garbage header must not overflow
+
+
+class _Reader:
+    """Walks through the weight section, handing out arrays in file order."""
+
+    def __init__(self, data: memoryview, offset: int) -> None:
+        self.data = data
+        self.offset = offset
+
+    def take(self, dtype: type, count: int) -> np.ndarray:
+        array = np.frombuffer(self.data, dtype=dtype, count=count, offset=self.offset)
+        self.offset += array.nbytes
+        return array
+
+    def skip(self, nbytes: int) -> None:
+        self.offset += nbytes
+
+    def fp32(self, shape: tuple[int, ...]) -> np.ndarray:
+        return self.take(np.dtype("<f4"), _count(shape)).reshape(shape).astype(np.float32)
+
+    def q8_0(self, shape: tuple[int, ...], group_size: int) -> np.ndarray:
+        """Dequantise: each layer's tensor is its int8 values, then one fp32 scale per group."""
+        per_tensor = shape[1:] if len(shape) == 3 else shape
+        tensors = []
+        for _ in range(shape[0] if len(shape) == 3 else 1):
+            count = _count(per_tensor)
+            values = self.take(np.int8, count).astype(np.float32)
+            scales = self.take(np.dtype("<f4"), count // group_size)
+            tensors.append((values.reshape(-1, group_size) * scales[:, None]).reshape(per_tensor))
+        return np.stack(tensors) if len(shape) == 3 else tensors[0]

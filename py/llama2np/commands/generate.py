@@ -1,0 +1,56 @@
+"""`llama2np generate`: run.c's command line, streaming the story to standard output."""
+
+import argparse
+import sys
+
+from llama2np.checkpoint import load_checkpoint
+from llama2np.generate import DEFAULT_DRAFT_TOKENS, Story
+from llama2np.model import Transformer
+from llama2np.tokenizer import Tokenizer
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "generate",
+        help="write a story, as llama2.c's run does",
+        description="Generate text from a llama2.c checkpoint with run.c's flags and defaults.",
+    )
+    parser.add_argument("checkpoint", help="llama2.c model file (.bin, version 0, 1 or 2)")
+    parser.add_argument("-z", dest="tokenizer", required=True, metavar="TOKENIZER",
+                        help="llama2.c tokenizer file (tok*.bin)")
+    parser.add_argument("-t", dest="temperature", type=float, default=1.0, metavar="TEMP",
+                        help="temperature, 0 or more; 0 is greedy (default 1.0)")
+    parser.add_argument("-p", dest="topp", type=float, default=0.9, metavar="TOPP",
+                        help="top-p (nucleus) sampling in [0, 1]; 0 or 1 turns it off (default 0.9)")
+    parser.add_argument("-s", dest="seed", type=int, default=0, metavar="SEED",
+                        help="random seed; 0 takes it from the clock (default 0)")
+    parser.add_argument("-n", dest="steps", type=int, default=256, metavar="STEPS",
+                        help="positions to run, prompt included; 0 = the whole context (default 256)")
+    parser.add_argument("-i", dest="prompt", default="", metavar="PROMPT", help="the story's start")
+    parser.add_argument("--no-draft", action="store_true",
+                        help="decode one token per forward pass (same output, slower)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    checkpoint = load_checkpoint(args.checkpoint)
+    tokenizer = Tokenizer.load(args.tokenizer, checkpoint.config.vocab_size)
+    story = Story(
+        Transformer(checkpoint), tokenizer, args.prompt,
+        temperature=args.temperature, topp=args.topp, seed=args.seed, steps=args.steps,
+        draft_tokens=0 if args.no_draft else DEFAULT_DRAFT_TOKENS,
+    )
+    out = sys.stdout
+    out.write(story.prompt_text)
+    out.flush()
+    while not story.done:
+        out.write(story.advance(max_tokens=1))
+        out.flush()
+    out.write("\n")
+    out.flush()
+    stats = story.stats()
+    if stats["generated_tokens"] > 1:
+        print(f"achieved tok/s: {stats['tokens_per_second']:.1f} "
+              f"({stats['generated_tokens']} tokens, first after "
+              f"{stats['first_token_seconds'] * 1000:.1f} ms)", file=sys.stderr)
+    return 0

@@ -1,0 +1,148 @@
+"""The generation loop: run.c's semantics, driven one slice at a time.
+
+run.c forwards positions 0 .. steps-1; at positions inside the prompt the next token is the
+prompt's, after it the sampler's; a sampled BOS ends the story. Here the prompt goes through the
+model as one batch, and decoding may check several drafted tokens in one forward pass
+(speculation, see `draft.py`); neither changes a single token or RNG draw.
+
+`Story` is what callers use: the command line loops over `advance()`, the browser worker calls
+it with a small time budget so that JavaScript regains control between slices.
+"""
+
+import time
+from collections.abc import Iterator
+
+from llama2np.draft import Drafter
+from llama2np.errors import PromptError, UsageError
+from llama2np.sampler import Sampler
+from llama2np.tokenizer import BOS, TextStream, Tokenizer
+
+DEFAULT_DRAFT_TOKENS = 4
+
+
+def clamp_steps(steps: int, seq_len: int) -> int:
+    """run.c: 0 or anything beyond the context means the whole context."""
+    if steps < 0:
+        raise UsageError(f"steps {steps} is negative; use a positive number (0 = the whole context).")
+    return seq_len if steps == 0 or steps > seq_len else steps
+
+
+def check_prompt_fits(n_prompt: int, steps: int, seq_len: int) -> None:
+    """A prompt must leave at least one position to generate from (n_prompt counts BOS)."""
+    if n_prompt > seq_len:
+        raise PromptError(
+            f"the prompt is {n_prompt - 1} tokens long but the model's context is {seq_len} tokens; "
+            "shorten the prompt."
+        )
+    if n_prompt > steps:
+        raise PromptError(
+            f"the prompt is {n_prompt - 1} tokens long, which fills all {steps} steps; "
+            "raise the number of steps or shorten the prompt."
+        )
+
+
+def generate_tokens(
+    model: object,
+    prompt_tokens: list[int],
+    sampler: Sampler,
+    steps: int,
+    draft_tokens: int = DEFAULT_DRAFT_TOKENS,
+) -> Iterator[int]:
+    """Yield each generated token (the prompt's tokens are not repeated).
+
+    `model.forward(tokens, pos)` returns logits for each of `tokens`. With `draft_tokens` > 0,
+    a draft copied from earlier text rides along with each step; row i of the logits then
+    predicts the token after draft[i-1], and drafted tokens count only while they equal what
+    the sampler draws, so the output and the RNG stream are exactly those of plain decoding.
+    """
+    history = Drafter(prompt_tokens)
+    pos = len(prompt_tokens) - 1  # the position whose logits come next
+    pending = model.forward(prompt_tokens, 0)[-1:]  # the prompt as one batch
+    drafted: list[int] = []
+    while True:
+        for row, logits in enumerate(pending):
+            token = sampler.sample(logits)
+            if token == BOS:
+                return
+            yield token
+            history.append(token)
+            pos += 1
+            if pos >= steps:
+                return
+            if row >= len(drafted) or token != drafted[row]:
+                break  # the draft went astray (or ran out): the next forward starts here
+        room = min(draft_tokens, steps - pos - 1)
+        drafted = history.propose(room) if draft_tokens and room > 0 else []
+        pending = model.forward([token, *drafted], pos)
+
+
+class Story:
+    """One story in the making: prompt checks, text streaming and statistics around the loop."""
+
+    def __init__(
+        self,
+        model: object,
+        tokenizer: Tokenizer,
+        prompt: str = "",
+        *,
+        temperature: float = 1.0,
+        topp: float = 0.9,
+        seed: int | None = None,
+        steps: int = 256,
+        draft_tokens: int = DEFAULT_DRAFT_TOKENS,
+    ) -> None:
+        config = model.config
+        if not seed:  # run.c: a seed of 0 means "from the clock"
+            seed = int(time.time())
+        if seed < 0:
+            raise UsageError(f"seed {seed} is negative; use a positive number (0 = from the clock).")
+        self.seed = seed
+        self.steps = clamp_steps(steps, config.seq_len)
+        sampler = Sampler(config.vocab_size, temperature, topp, seed)
+        self.prompt_tokens = tokenizer.encode(prompt)
+        check_prompt_fits(len(self.prompt_tokens), self.steps, config.seq_len)
+        self.prompt_text = tokenizer.decode(self.prompt_tokens)
+        self.tokens: list[int] = []
+        self.done = False
+        self._stream = TextStream(tokenizer, previous=self.prompt_tokens[-1])
+        self._generator = generate_tokens(model, self.prompt_tokens, sampler, self.steps, draft_tokens)
+        self._busy_seconds = 0.0  # time spent inside advance(), i.e. computing
+        self._first_token_seconds: float | None = None
+
+    def advance(self, max_tokens: int = 1 << 30, max_seconds: float = float("inf")) -> str:
+        """Generate until `max_tokens` more tokens, `max_seconds` or the end; return the new text."""
+        if self.done:
+            return ""
+        start = time.perf_counter()
+        pieces = []
+        for _ in range(max_tokens):
+            token = next(self._generator, None)
+            if token is None:
+                self.done = True
+                pieces.append(self._stream.flush())
+                break
+            if self._first_token_seconds is None:
+                self._first_token_seconds = self._busy_seconds + time.perf_counter() - start
+            self.tokens.append(token)
+            pieces.append(self._stream.push(token))
+            if time.perf_counter() - start >= max_seconds:
+                break
+        self._busy_seconds += time.perf_counter() - start
+        return "".join(pieces)
+
+    def text(self) -> str:
+        """Write the whole story and return its continuation (without the prompt)."""
+        return "".join(iter(self.advance, "")) if not self.done else ""
+
+    def stats(self) -> dict:
+        """Token counts and speeds; decode speed counts from the first token, as run.c does."""
+        generated = len(self.tokens)
+        first = self._first_token_seconds or 0.0
+        after_first = self._busy_seconds - first
+        return {
+            "prompt_tokens": len(self.prompt_tokens) - 1,
+            "generated_tokens": generated,
+            "seconds": self._busy_seconds,
+            "first_token_seconds": first,
+            "tokens_per_second": (generated - 1) / after_first if generated > 1 and after_first > 0 else 0.0,
+        }

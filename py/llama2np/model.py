@@ -1,0 +1,151 @@
+"""The Llama-2 forward pass, shaped for NumPy's per-call cost rather than its arithmetic.
+
+stories260K needs about half a million multiply-adds a token, which NumPy does in microseconds;
+what costs is the number of NumPy calls, each several microseconds under Pyodide. So the forward
+pass works on a batch of T tokens at once (the whole prompt, or one token while decoding) and per
+layer does:
+
+    x (T, dim) ── rmsnorm ── @ Wqkv ──> q k v      one matmul: norm weight and 1/sqrt(head_size)
+                                                   folded into the rows
+    q, k ── RoPE ──> one complex multiply          (adjacent pairs are complex numbers)
+    k, v ──> KV cache row pos..pos+T-1
+    attention: all heads at once                   (n_kv, T, group, t) scores, one softmax;
+                                                   values carry a column of ones, so one matmul
+                                                   gives both the weighted sum and its normaliser
+    x += att @ Wo
+    x += (silu(h1) * h3) @ W2,  h1|h3 = rmsnorm(x) @ W13   (gate and up in one matmul)
+
+Arithmetic is float64: results then do not depend on how BLAS blocks a (T, n) product, so a
+batch of T tokens gives the same logits as T single steps, which speculative decoding needs, and
+the float32 sampler sees run.c's values.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from llama2np.checkpoint import Checkpoint, Config
+
+DTYPE = np.float64
+EPS = 1e-5  # RMSNorm's epsilon, as in llama2.c
+
+
+@dataclass
+class Layer:
+    """One transformer block's fused weights, transposed so every product is x @ W."""
+
+    wqkv: np.ndarray  # (dim, dim + 2 * kv_dim): q (scaled), k, v; attention norm folded in
+    wo: np.ndarray  # (dim, dim)
+    w13: np.ndarray  # (dim, 2 * hidden_dim): gate (w1) then up (w3); ffn norm folded in
+    w2: np.ndarray  # (hidden_dim, dim)
+
+
+def rope_rotations(config: Config) -> np.ndarray:
+    """e^(i * pos * freq) for every position and every complex pair of q then k: (seq_len, pairs).
+
+    The angles are computed in float32 as run.c computes them, so the rotations are run.c's.
+    """
+    hs = config.head_size
+    head_dim = np.arange(0, config.dim + config.kv_dim, 2) % hs
+    freq = np.float32(1.0) / np.power(np.float32(10000.0), head_dim.astype(np.float32) / np.float32(hs))
+    angle = np.arange(config.seq_len, dtype=np.float32)[:, None] * freq[None, :]
+    return np.cos(angle).astype(DTYPE) + 1j * np.sin(angle).astype(DTYPE)
+
+
+def fuse_layer(checkpoint: Checkpoint, layer: int) -> Layer:
+    w, c = checkpoint.weights, checkpoint.config
+
+    def f64(array: np.ndarray) -> np.ndarray:
+        return array.astype(DTYPE)
+
+    q_scale = 1.0 / np.sqrt(c.head_size)  # attention's 1/sqrt(head_size), applied to q once
+    wqkv = np.concatenate([f64(w.wq[layer]) * q_scale, f64(w.wk[layer]), f64(w.wv[layer])])
+    w13 = np.concatenate([f64(w.w1[layer]), f64(w.w3[layer])])
+    return Layer(
+        wqkv=np.ascontiguousarray((wqkv * f64(w.rms_att[layer])).T),
+        wo=np.ascontiguousarray(f64(w.wo[layer]).T),
+        w13=np.ascontiguousarray((w13 * f64(w.rms_ffn[layer])).T),
+        w2=np.ascontiguousarray(f64(w.w2[layer]).T),
+    )
+
+
+def rmsnorm(x: np.ndarray) -> np.ndarray:
+    """x / sqrt(mean(x^2) + eps) per row; the learned weight is folded into the next matmul."""
+    return x / np.sqrt(np.einsum("td,td->t", x, x)[:, None] * (1.0 / x.shape[1]) + EPS)
+
+
+def silu_gate(h: np.ndarray, hidden_dim: int) -> np.ndarray:
+    """SwiGLU: silu(h1) * h3 = h1 * h3 / (1 + e^-h1), where h = h1 | h3."""
+    h1, h3 = h[:, :hidden_dim], h[:, hidden_dim:]
+    denominator = np.exp(np.negative(h1))
+    denominator += 1.0
+    gated = h1 * h3
+    gated /= denominator
+    return gated
+
+
+class Transformer:
+    """A llama2.c model with its KV cache; `forward` appends tokens at a given position."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        c = self.config = checkpoint.config
+        w = checkpoint.weights
+        self.embedding = w.token_embedding.astype(DTYPE)
+        self.layers = [fuse_layer(checkpoint, layer) for layer in range(c.n_layers)]
+        self.wcls = np.ascontiguousarray((w.wcls.astype(DTYPE) * w.rms_final.astype(DTYPE)).T)
+        self.rotations = rope_rotations(c)
+        self.group = c.n_heads // c.n_kv_heads  # query heads sharing one key/value head
+        hs, n_kv = c.head_size, c.n_kv_heads
+        # Keys as rows (seq_len, kv_dim), read through a (n_kv, 1, head_size, seq_len) view that
+        # broadcasts over a batch of queries.
+        self.keys = [np.zeros((c.seq_len, c.kv_dim), DTYPE) for _ in self.layers]
+        self.keys_t = [k.reshape(c.seq_len, n_kv, 1, hs).transpose(1, 2, 3, 0) for k in self.keys]
+        # Values with an extra column of ones: (n_kv, 1, seq_len, head_size + 1). Weighting them
+        # by unnormalised attention gives the normaliser in the last column.
+        self.values = [np.ones((n_kv, 1, c.seq_len, hs + 1), DTYPE) for _ in self.layers]
+        self.values_in = [v[:, 0, :, :hs].transpose(1, 0, 2) for v in self.values]
+        # -inf above the diagonal: row i masks the keys a query at position i may not see.
+        self.causal_mask = np.triu(np.full((c.seq_len, c.seq_len), -np.inf, DTYPE), 1)[:, None, :]
+
+    def forward(self, tokens: list[int] | np.ndarray, pos: int) -> np.ndarray:
+        """Logits (T, vocab_size) for `tokens` at positions pos .. pos+T-1.
+
+        The cache keeps what earlier calls wrote below `pos`; anything at or above `pos` is
+        overwritten, which is how speculative decoding throws away rejected tokens.
+        """
+        c = self.config
+        T = len(tokens)
+        end = pos + T
+        if pos < 0 or end > c.seq_len:
+            raise ValueError(f"positions {pos}..{end - 1} are outside the context of {c.seq_len}")
+        x = self.embedding[tokens]
+        rotation = self.rotations[pos:end]
+        mask = self.causal_mask[pos:end, :, :end] if T > 1 else None
+        for layer, weights in enumerate(self.layers):
+            x = x + self.attention(rmsnorm(x) @ weights.wqkv, layer, pos, rotation, mask) @ weights.wo
+            x = x + silu_gate(rmsnorm(x) @ weights.w13, c.hidden_dim) @ weights.w2
+        return rmsnorm(x) @ self.wcls
+
+    def attention(
+        self, qkv: np.ndarray, layer: int, pos: int, rotation: np.ndarray, mask: np.ndarray | None
+    ) -> np.ndarray:
+        """Grouped-query attention of T new tokens over the cache; returns (T, dim)."""
+        c = self.config
+        T, end, qk_width = len(qkv), pos + len(qkv), c.dim + c.kv_dim
+        # RoPE: adjacent pairs of q and k as complex numbers, rotated by one multiply.
+        qk = (qkv[:, :qk_width].view(np.complex128) * rotation).view(DTYPE)
+        self.keys[layer][pos:end] = qk[:, c.dim :]
+        self.values_in[layer][pos:end] = qkv[:, qk_width:].reshape(T, c.n_kv_heads, c.head_size)
+        # (T, dim) -> (n_kv, T, group, head_size): query heads grouped by the key head they share.
+        q = qk[:, : c.dim].reshape(T, c.n_kv_heads, self.group, c.head_size).transpose(1, 0, 2, 3)
+        scores = q @ self.keys_t[layer][..., :end]  # (n_kv, T, group, end)
+        if mask is not None:
+            scores += mask
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        weighted = scores @ self.values[layer][:, :, :end]  # (n_kv, T, group, head_size + 1)
+        out = weighted[..., :-1] / weighted[..., -1:]
+        return out.transpose(1, 0, 2, 3).reshape(T, c.dim)
+
+    def reset(self) -> None:
+        """Nothing to clear: positions are overwritten as they are reached again."""

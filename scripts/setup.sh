@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Shared set-up for scripts/demo.sh and scripts/test.sh: a Python 3.12 virtual environment in
+# .venv with the project installed (editable) and the pinned tool chain, then the model files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+find_python() {
+    # pyenv resolves .python-version (3.12) for `python`; otherwise look for python3.12.
+    for candidate in python python3.12 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null; then
+            echo "$candidate"
+            return
+        fi
+    done
+    echo "llama2np needs Python 3.12 (the browser's Pyodide runs 3.12); install it (pyenv install 3.12) and retry." >&2
+    exit 1
+}
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
+    rm -rf .venv
+    "$(find_python)" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r build/requirements-dev.txt
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+.venv/bin/llama2np fetch

@@ -1,0 +1,134 @@
+"""The command line: run.c's flags and output, and one clear sentence for every bad input."""
+
+import struct
+
+import pytest
+
+from conftest import run_cli
+
+
+@pytest.fixture
+def files(model_dir):
+    return model_dir / "stories260K.bin", model_dir / "tok512.bin"
+
+
+def generate(files, *flags):
+    checkpoint, tok = files
+    return run_cli("generate", checkpoint, "-z", tok, *flags)
+
+
+def assert_clean_failure(result, status, *phrases):
+    assert result.returncode == status, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines, "no message on standard error"
+    message = lines[-1]
+    for phrase in phrases:
+        assert phrase in message, message
+
+
+def test_prompt_is_echoed_then_continued(files):
+    result = generate(files, "-t", "0", "-i", "Once upon a time, a dog", "-n", "40")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Once upon a time, a dog")
+    assert len(result.stdout) > len("Once upon a time, a dog") + 20
+
+
+def test_byte_fallback_characters_come_out_whole(files):
+    # run.c's safe_printf would drop these bytes; here the emoji survives the round trip.
+    result = generate(files, "-t", "0", "-i", "Lily saw a 🐶 and said", "-n", "30")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Lily saw a 🐶 and said")
+
+
+def test_steps_beyond_context_are_clamped(files):
+    result = generate(files, "-t", "0", "-n", "100000")
+    assert result.returncode == 0, result.stderr
+    assert "(512 tokens" in result.stderr or "tokens," in result.stderr
+
+
+def test_encode_prints_ids_bos_first(model_dir, tokenizer):
+    result = run_cli("encode", "-z", model_dir / "tok512.bin", "Hello, world! 42")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(t) for t in tokenizer.encode("Hello, world! 42")]
+    assert result.stdout.split()[0] == "1"
+
+
+def test_missing_checkpoint(tmp_path, files):
+    result = generate((tmp_path / "nope.bin", files[1]))
+    assert_clean_failure(result, 1, "nope.bin", "does not exist")
+
+
+def test_empty_checkpoint(tmp_path, files):
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    assert_clean_failure(generate((empty, files[1])), 1, "empty.bin", "empty")
+
+
+def test_truncated_checkpoint(tmp_path, files):
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(files[0].read_bytes()[:500_000])
+    assert_clean_failure(generate((cut, files[1])), 1, "cut.bin", "truncated", "1,056,540")
+
+
+def test_checkpoint_with_inconsistent_header(tmp_path, files):
+    data = bytearray(files[0].read_bytes())
+    struct.pack_into("<i", data, 12, 7)  # n_heads = 7 does not divide dim = 64
+    bad = tmp_path / "heads.bin"
+    bad.write_bytes(bytes(data))
+    assert_clean_failure(generate((bad, files[1])), 1, "heads.bin", "n_heads (7) does not divide dim (64)")
+
+
+def test_checkpoint_with_extra_bytes(tmp_path, files):
+    longer = tmp_path / "long.bin"
+    longer.write_bytes(files[0].read_bytes() + b"\0" * 12)
+    assert_clean_failure(generate((longer, files[1])), 1, "long.bin", "12 bytes more")
+
+
+def test_tokenizer_of_another_model(tmp_path, files):
+    data = files[1].read_bytes()
+    small = tmp_path / "tok100.bin"
+    # keep the header and the first 100 entries: a valid tokenizer with too few tokens
+    offset, count = 4, 0
+    while count < 100:
+        length = struct.unpack_from("<i", data, offset + 4)[0]
+        offset += 8 + length
+        count += 1
+    small.write_bytes(data[:offset])
+    assert_clean_failure(generate((files[0], small)), 1, "tok100.bin", "holds 100 tokens", "512")
+
+
+def test_truncated_tokenizer(tmp_path, files):
+    cut = tmp_path / "tokcut.bin"
+    cut.write_bytes(files[1].read_bytes()[:3001])
+    assert_clean_failure(generate((files[0], cut)), 1, "tokcut.bin", "truncated")
+
+
+def test_prompt_longer_than_context(files):
+    result = generate(files, "-i", "the dog ran. " * 400)
+    assert_clean_failure(result, 1, "context is 512 tokens", "shorten the prompt")
+
+
+def test_prompt_filling_all_steps(files):
+    result = generate(files, "-i", "the dog ran and the cat sat", "-n", "3")
+    assert_clean_failure(result, 1, "fills all 3 steps")
+
+
+@pytest.mark.parametrize(("flags", "phrase"), [
+    (["-t", "-0.5"], "temperature -0.5"),
+    (["-t", "nan"], "temperature nan"),
+    (["-p", "1.5"], "top-p 1.5"),
+    (["-p", "-0.1"], "top-p -0.1"),
+    (["-n", "-3"], "steps -3"),
+    (["-s", "-1"], "seed -1"),
+])
+def test_flags_out_of_range(files, flags, phrase):
+    assert_clean_failure(generate(files, *flags), 2, phrase)
+
+
+@pytest.mark.parametrize("flags", [["--bogus"], ["-t", "warm"], ["-n", "ten"]])
+def test_unknown_or_malformed_flags(files, flags):
+    result = generate(files, *flags)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "usage:" in result.stderr

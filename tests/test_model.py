@@ -1,0 +1,49 @@
+"""The fast forward pass against the simple reference, batched against step-by-step."""
+
+import numpy as np
+
+from llama2np.model import Transformer
+from reference import ReferenceModel
+
+
+def test_logits_match_simple_reference_over_300_positions(checkpoint, tokenizer, model):
+    # A real story's tokens, so attention sees realistic patterns across many positions.
+    text = ("Once upon a time, there was a little girl named Lily. She loved to play outside. " * 12)
+    tokens = tokenizer.encode(text)[:300]
+    assert len(tokens) == 300
+    reference = ReferenceModel(checkpoint)
+    worst = 0.0
+    for pos, token in enumerate(tokens):
+        fast = model.forward([token], pos)[0]
+        slow = reference.step(token, pos)
+        worst = max(worst, float(np.abs(fast - slow).max()))
+    assert worst < 1e-5, worst
+
+
+def test_prompt_batch_equals_single_steps(checkpoint, tokenizer):
+    tokens = tokenizer.encode("The cat sat on the mat. It was a sunny day and the cat was happy.")
+    batched = Transformer(checkpoint).forward(tokens, 0)
+    single = Transformer(checkpoint)
+    stepped = np.stack([single.forward([t], pos)[0] for pos, t in enumerate(tokens)])
+    assert batched.shape == (len(tokens), checkpoint.config.vocab_size)
+    np.testing.assert_allclose(batched, stepped, rtol=0, atol=1e-12)
+    # float64 keeps batch and single steps equal once rounded to the sampler's float32
+    assert (batched.astype(np.float32) == stepped.astype(np.float32)).mean() > 0.999
+
+
+def test_batch_in_the_middle_overwrites_the_cache(checkpoint, tokenizer):
+    """Speculation rewrites positions after a rejected draft; the cache must not remember them."""
+    tokens = tokenizer.encode("Tom had a red ball and a blue kite.")
+    model = Transformer(checkpoint)
+    model.forward(tokens[:5], 0)
+    model.forward([7, 8, 9], 5)  # a wrong guess at positions 5..7
+    again = model.forward(tokens[5:], 5)
+    fresh = Transformer(checkpoint).forward(tokens, 0)[5:]
+    np.testing.assert_allclose(again, fresh, rtol=0, atol=1e-12)
+
+
+def test_positions_outside_the_context_are_refused(model):
+    import pytest
+
+    with pytest.raises(ValueError, match="outside the context"):
+        model.forward([1, 2], model.config.seq_len - 1)
