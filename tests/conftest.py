@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from llama2np.checkpoint import load_checkpoint
 from llama2np.model import Transformer
 from llama2np.tokenizer import Tokenizer

@@ -3,7 +3,6 @@
 import struct
 
 import pytest
-
 from conftest import run_cli
 
 

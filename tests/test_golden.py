@@ -1,7 +1,6 @@
 """run.c's published stories, byte for byte, through the command and through the Python API."""
 
 import pytest
-
 from conftest import GOLDEN_T0, GOLDEN_T1, run_cli
 from llama2np.generate import Story
 

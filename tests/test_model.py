@@ -1,7 +1,6 @@
 """The fast forward pass against the simple reference, batched against step-by-step."""
 
 import numpy as np
-
 from llama2np.model import Transformer
 from reference import ReferenceModel
 

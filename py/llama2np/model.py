@@ -58,20 +58,27 @@ def fuse_layer(checkpoint: Checkpoint, layer: int) -> Layer:
     def f64(array: np.ndarray) -> np.ndarray:
         return array.astype(DTYPE)
 
+    def norm(weight: np.ndarray) -> np.ndarray:
+        return f64(weight) * np.sqrt(c.dim)  # see rmsnorm()
+
     q_scale = 1.0 / np.sqrt(c.head_size)  # attention's 1/sqrt(head_size), applied to q once
     wqkv = np.concatenate([f64(w.wq[layer]) * q_scale, f64(w.wk[layer]), f64(w.wv[layer])])
     w13 = np.concatenate([f64(w.w1[layer]), f64(w.w3[layer])])
     return Layer(
-        wqkv=np.ascontiguousarray((wqkv * f64(w.rms_att[layer])).T),
+        wqkv=np.ascontiguousarray((wqkv * norm(w.rms_att[layer])).T),
         wo=np.ascontiguousarray(f64(w.wo[layer]).T),
-        w13=np.ascontiguousarray((w13 * f64(w.rms_ffn[layer])).T),
+        w13=np.ascontiguousarray((w13 * norm(w.rms_ffn[layer])).T),
         w2=np.ascontiguousarray(f64(w.w2[layer]).T),
     )
 
 
 def rmsnorm(x: np.ndarray) -> np.ndarray:
-    """x / sqrt(mean(x^2) + eps) per row; the learned weight is folded into the next matmul."""
-    return x / np.sqrt(np.einsum("td,td->t", x, x)[:, None] * (1.0 / x.shape[1]) + EPS)
+    """x / sqrt(sum(x^2) + dim * eps) per row, which is RMSNorm divided by sqrt(dim).
+
+    The sqrt(dim), like the learned weight, is folded into the next matmul's rows; that saves
+    NumPy calls, the currency here.
+    """
+    return x / np.sqrt(np.einsum("td,td->t", x, x)[:, None] + x.shape[1] * EPS)
 
 
 def silu_gate(h: np.ndarray, hidden_dim: int) -> np.ndarray:
@@ -89,23 +96,26 @@ class Transformer:
 
     def __init__(self, checkpoint: Checkpoint) -> None:
         c = self.config = checkpoint.config
+        self._checkpoint = checkpoint
         w = checkpoint.weights
         self.embedding = w.token_embedding.astype(DTYPE)
         self.layers = [fuse_layer(checkpoint, layer) for layer in range(c.n_layers)]
-        self.wcls = np.ascontiguousarray((w.wcls.astype(DTYPE) * w.rms_final.astype(DTYPE)).T)
+        self.wcls = np.ascontiguousarray(
+            (w.wcls.astype(DTYPE) * w.rms_final.astype(DTYPE) * np.sqrt(c.dim)).T
+        )
         self.rotations = rope_rotations(c)
         self.group = c.n_heads // c.n_kv_heads  # query heads sharing one key/value head
         hs, n_kv = c.head_size, c.n_kv_heads
-        # Keys as rows (seq_len, kv_dim), read through a (n_kv, 1, head_size, seq_len) view that
-        # broadcasts over a batch of queries.
+        # Keys as rows (seq_len, kv_dim), read through a (n_kv, head_size, seq_len) view.
         self.keys = [np.zeros((c.seq_len, c.kv_dim), DTYPE) for _ in self.layers]
-        self.keys_t = [k.reshape(c.seq_len, n_kv, 1, hs).transpose(1, 2, 3, 0) for k in self.keys]
-        # Values with an extra column of ones: (n_kv, 1, seq_len, head_size + 1). Weighting them
-        # by unnormalised attention gives the normaliser in the last column.
-        self.values = [np.ones((n_kv, 1, c.seq_len, hs + 1), DTYPE) for _ in self.layers]
-        self.values_in = [v[:, 0, :, :hs].transpose(1, 0, 2) for v in self.values]
-        # -inf above the diagonal: row i masks the keys a query at position i may not see.
-        self.causal_mask = np.triu(np.full((c.seq_len, c.seq_len), -np.inf, DTYPE), 1)[:, None, :]
+        self.keys_t = [k.reshape(c.seq_len, n_kv, hs).transpose(1, 2, 0) for k in self.keys]
+        # Values with an extra column of ones: (n_kv, seq_len, head_size + 1). Weighting them by
+        # unnormalised attention gives the softmax's denominator in the last column.
+        self.values = [np.ones((n_kv, c.seq_len, hs + 1), DTYPE) for _ in self.layers]
+        self.values_in = [v[:, :, :hs].transpose(1, 0, 2) for v in self.values]
+        # Query rows come as (token, head in group); row r may see keys up to position r // group.
+        mask = np.triu(np.full((c.seq_len, c.seq_len), -np.inf, DTYPE), 1)
+        self.causal_mask = np.repeat(mask, self.group, axis=0)
 
     def forward(self, tokens: list[int] | np.ndarray, pos: int) -> np.ndarray:
         """Logits (T, vocab_size) for `tokens` at positions pos .. pos+T-1.
@@ -120,7 +130,7 @@ class Transformer:
             raise ValueError(f"positions {pos}..{end - 1} are outside the context of {c.seq_len}")
         x = self.embedding[tokens]
         rotation = self.rotations[pos:end]
-        mask = self.causal_mask[pos:end, :, :end] if T > 1 else None
+        mask = self.causal_mask[pos * self.group : end * self.group, :end] if T > 1 else None
         for layer, weights in enumerate(self.layers):
             x = x + self.attention(rmsnorm(x) @ weights.wqkv, layer, pos, rotation, mask) @ weights.wo
             x = x + silu_gate(rmsnorm(x) @ weights.w13, c.hidden_dim) @ weights.w2
@@ -129,23 +139,28 @@ class Transformer:
     def attention(
         self, qkv: np.ndarray, layer: int, pos: int, rotation: np.ndarray, mask: np.ndarray | None
     ) -> np.ndarray:
-        """Grouped-query attention of T new tokens over the cache; returns (T, dim)."""
+        """Grouped-query attention of T new tokens over the cache; returns (T, dim).
+
+        Each key/value head serves its whole group of query heads for all T tokens in one
+        (T * group, head_size) @ (head_size, positions) product: n_kv matmuls, whatever T is.
+        """
         c = self.config
         T, end, qk_width = len(qkv), pos + len(qkv), c.dim + c.kv_dim
         # RoPE: adjacent pairs of q and k as complex numbers, rotated by one multiply.
         qk = (qkv[:, :qk_width].view(np.complex128) * rotation).view(DTYPE)
         self.keys[layer][pos:end] = qk[:, c.dim :]
         self.values_in[layer][pos:end] = qkv[:, qk_width:].reshape(T, c.n_kv_heads, c.head_size)
-        # (T, dim) -> (n_kv, T, group, head_size): query heads grouped by the key head they share.
-        q = qk[:, : c.dim].reshape(T, c.n_kv_heads, self.group, c.head_size).transpose(1, 0, 2, 3)
-        scores = q @ self.keys_t[layer][..., :end]  # (n_kv, T, group, end)
+        # (T, dim) -> (n_kv, T * group, head_size): queries grouped by the key head they share.
+        q = qk[:, : c.dim].reshape(T, c.n_kv_heads, self.group * c.head_size).transpose(1, 0, 2)
+        q = q.reshape(c.n_kv_heads, T * self.group, c.head_size)
+        scores = q @ self.keys_t[layer][..., :end]  # (n_kv, T * group, end)
         if mask is not None:
             scores += mask
         scores -= scores.max(axis=-1, keepdims=True)
         np.exp(scores, out=scores)
-        weighted = scores @ self.values[layer][:, :, :end]  # (n_kv, T, group, head_size + 1)
+        weighted = scores @ self.values[layer][:, :end]  # (n_kv, T * group, head_size + 1)
         out = weighted[..., :-1] / weighted[..., -1:]
-        return out.transpose(1, 0, 2, 3).reshape(T, c.dim)
+        return out.reshape(c.n_kv_heads, T, self.group * c.head_size).transpose(1, 0, 2).reshape(T, c.dim)
 
     def reset(self) -> None:
         """Nothing to clear: positions are overwritten as they are reached again."""

@@ -70,7 +70,9 @@ def argmax(logits: np.ndarray) -> int:
 
 def softmax(x: np.ndarray) -> np.ndarray:
     """run.c's float32 softmax: subtract the max, exponentiate, divide by the running sum."""
-    e = np.exp(x - x.max())
+    # exp in float64 rounded to float32 is the correctly rounded expf that C libraries
+    # approximate to within an ulp; NumPy's own float32 exp differs from them more often.
+    e = np.exp((x - x.max()).astype(np.float64)).astype(F32)
     total = np.cumsum(e, dtype=F32)[-1]  # left-to-right, like run.c's loop (np.sum is pairwise)
     return e / total
 

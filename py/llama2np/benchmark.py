@@ -1,0 +1,59 @@
+"""Speed measurements, run the same way on CPython and inside the browser's Pyodide.
+
+Each engine (the fast model with and without speculative drafts, and the straightforward port in
+`baseline.py`) is timed in the same process on the same inputs, best of `repeats`, so that the
+ratios between them are meaningful on a noisy machine.
+"""
+
+import time
+
+from llama2np.baseline import BaselineTransformer
+from llama2np.checkpoint import Checkpoint
+from llama2np.generate import DEFAULT_DRAFT_TOKENS, generate_tokens
+from llama2np.model import Transformer
+from llama2np.sampler import Sampler
+from llama2np.tokenizer import BOS
+
+ENGINES = {
+    "llama2np": (Transformer, DEFAULT_DRAFT_TOKENS),
+    "llama2np, no drafts": (Transformer, 0),
+    "straightforward port": (BaselineTransformer, 0),
+}
+
+
+def _greedy(checkpoint: Checkpoint, make_model: type, prompt: list[int], steps: int,
+            draft_tokens: int) -> tuple[float, float, int]:
+    """(seconds to the first token, seconds for the rest, tokens) of one greedy run."""
+    model = make_model(checkpoint)
+    sampler = Sampler(checkpoint.config.vocab_size, 0.0, 0.9, 1)
+    start = time.perf_counter()
+    tokens = generate_tokens(model, prompt, sampler, steps, draft_tokens)
+    next(tokens)
+    first = time.perf_counter()
+    count = 1 + sum(1 for _ in tokens)
+    return first - start, time.perf_counter() - first, count
+
+
+def measure(checkpoint: Checkpoint, steps: int = 256, prompt_length: int = 100,
+            repeats: int = 3, engines: tuple[str, ...] = tuple(ENGINES)) -> dict:
+    """Decode tokens/s (greedy, empty prompt, `steps` positions), prompt tokens/s and time to
+    first token for a `prompt_length`-token prompt, for each engine, best of `repeats`."""
+    vocab = checkpoint.config.vocab_size
+    # The prompt is the model's own greedy story, so it is realistic text and needs no file.
+    story = [BOS, *generate_tokens(Transformer(checkpoint), [BOS], Sampler(vocab, 0.0, 0.9, 1),
+                                   prompt_length + 1, 0)]
+    prompt = story[:prompt_length]
+    results = {}
+    for name in engines:
+        make_model, draft_tokens = ENGINES[name]
+        decode = min((_greedy(checkpoint, make_model, [BOS], steps, draft_tokens)
+                      for _ in range(repeats)), key=lambda run: run[1])
+        prompted = min((_greedy(checkpoint, make_model, prompt, prompt_length + 1, draft_tokens)
+                        for _ in range(repeats)), key=lambda run: run[0])
+        results[name] = {
+            "decode_tokens_per_second": (decode[2] - 1) / decode[1],
+            "decode_tokens": decode[2],
+            "prompt_tokens_per_second": prompt_length / prompted[0],
+            "first_token_ms": prompted[0] * 1000,
+        }
+    return results

@@ -1,0 +1,83 @@
+"""`llama2np fetch`: verified files from a mirror or a download, clear failures otherwise."""
+
+import hashlib
+import json
+import socket
+
+import pytest
+from conftest import run_cli
+from llama2np.tools.fetch import MIRROR_VARIABLE
+
+
+def write_manifest(folder, files: dict[str, bytes], url_base: str = "http://127.0.0.1:9/") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {"files": {name: {"url": url_base + name, "size": len(data),
+                                 "sha256": hashlib.sha256(data).hexdigest()}
+                          for name, data in files.items()}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def fetch(folder, monkeypatch, mirror=None):
+    if mirror is None:
+        monkeypatch.delenv(MIRROR_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(MIRROR_VARIABLE, str(mirror))
+    return run_cli("fetch", folder)
+
+
+def test_copies_and_verifies_from_the_mirror(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "a.bin").write_bytes(b"model bytes")
+    write_manifest(tmp_path / "model", {"a.bin": b"model bytes"})
+    result = fetch(tmp_path / "model", monkeypatch, mirror)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "model" / "a.bin").read_bytes() == b"model bytes"
+    assert "sha256 verified" in result.stderr
+    again = fetch(tmp_path / "model", monkeypatch, mirror)  # present and intact: nothing to do
+    assert again.returncode == 0 and again.stderr == ""
+
+
+def test_wrong_hash_is_refused_and_not_kept(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "a.bin").write_bytes(b"tampered")
+    write_manifest(tmp_path / "model", {"a.bin": b"model bytes"})
+    result = fetch(tmp_path / "model", monkeypatch, mirror)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "a.bin" in result.stderr and "not the manifest's" in result.stderr
+    assert not (tmp_path / "model" / "a.bin").exists()
+    assert not (tmp_path / "model" / "a.bin.part").exists()
+
+
+def test_missing_file_in_mirror(tmp_path, monkeypatch):
+    (tmp_path / "mirror").mkdir()
+    write_manifest(tmp_path / "model", {"a.bin": b"x"})
+    result = fetch(tmp_path / "model", monkeypatch, tmp_path / "mirror")
+    assert result.returncode == 1
+    assert "a.bin is not in the mirror folder" in result.stderr
+
+
+def test_no_network_says_what_to_do(tmp_path, monkeypatch):
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    write_manifest(tmp_path / "model", {"a.bin": b"x"}, f"http://127.0.0.1:{port}/")
+    result = fetch(tmp_path / "model", monkeypatch)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "could not download" in result.stderr and MIRROR_VARIABLE in result.stderr
+
+
+def test_missing_manifest(tmp_path, monkeypatch):
+    result = fetch(tmp_path, monkeypatch)
+    assert result.returncode == 1
+    assert "manifest.json does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["stories260K.bin", "tok512.bin", "tok512.model"])
+def test_project_model_is_in_place(model_dir, name):
+    from llama2np.tools.fetch import DEFAULT_MODEL_DIR
+
+    assert (DEFAULT_MODEL_DIR / name).is_file()

@@ -1,0 +1,119 @@
+"""The generation loop: speculative drafts change nothing, budgets and limits hold."""
+
+import itertools
+
+import pytest
+from llama2np.draft import Drafter
+from llama2np.errors import PromptError, UsageError
+from llama2np.generate import Story, generate_tokens
+from llama2np.model import Transformer
+from llama2np.sampler import Sampler
+
+PROMPTS = ["", "Once upon a time", "The dog and the cat", "Lily was sad. Lily was sad. Lily",
+           "Tom found a 🐸 in the garden"]
+SETTINGS = [(0.0, 0.9), (0.5, 0.9), (1.0, 0.9), (1.0, 0.0), (1.5, 0.95)]
+
+
+def story_tokens(checkpoint, tokenizer, prompt, temperature, topp, seed, steps, draft):
+    model = Transformer(checkpoint)
+    sampler = Sampler(checkpoint.config.vocab_size, temperature, topp, seed)
+    return list(generate_tokens(model, tokenizer.encode(prompt), sampler, steps, draft))
+
+
+@pytest.mark.parametrize(("temperature", "topp"), SETTINGS)
+def test_drafts_leave_every_story_unchanged(checkpoint, tokenizer, temperature, topp):
+    for prompt, seed in itertools.product(PROMPTS, [1, 7, 133742]):
+        plain = story_tokens(checkpoint, tokenizer, prompt, temperature, topp, seed, 200, 0)
+        for draft in (1, 4, 8):
+            drafted = story_tokens(checkpoint, tokenizer, prompt, temperature, topp, seed, 200, draft)
+            assert drafted == plain, (prompt, temperature, topp, seed, draft)
+
+
+def test_drafts_are_accepted_on_repetitive_text(checkpoint, tokenizer):
+    calls = []
+
+    class Counting(Transformer):
+        def forward(self, tokens, pos):
+            calls.append(len(tokens))
+            return super().forward(tokens, pos)
+
+    sampler = Sampler(512, 0.0, 0.9, 1)
+    tokens = list(generate_tokens(Counting(checkpoint), [1], sampler, 256, 4))
+    assert len(tokens) == 256
+    assert len(calls) < 230  # some forward passes produced several tokens
+
+
+def test_drafter_proposes_what_followed_the_longest_match():
+    drafter = Drafter([1, 5, 6, 7, 8, 9, 5, 6])
+    assert drafter.propose(3) == [7, 8, 9]  # "5 6" last occurred before "7 8 9"
+    drafter.append(4)
+    assert drafter.propose(3) == []  # "4" never occurred before
+    drafter.append(5)
+    assert drafter.propose(2) == [6, 7] or drafter.propose(2) == [6, 4]
+
+
+def test_advance_respects_its_token_budget(model, tokenizer):
+    story = Story(model, tokenizer, "Once upon a time", temperature=0.0, steps=100)
+    first = story.advance(max_tokens=3)
+    assert len(story.tokens) == 3 and first
+    story.advance(max_seconds=0.0)  # at least one token, then the time is up
+    assert len(story.tokens) == 4
+    rest = story.text()
+    assert story.done and story.advance() == ""
+    assert len(story.prompt_tokens) - 1 + len(story.tokens) == 100 - 1 + 1
+    stats = story.stats()
+    assert stats["generated_tokens"] == len(story.tokens)
+    assert stats["prompt_tokens"] == len(story.prompt_tokens) - 1
+    assert stats["tokens_per_second"] > 0 and stats["first_token_seconds"] > 0
+    assert rest
+
+
+def test_story_text_is_the_prompt_then_the_continuation(model, tokenizer):
+    story = Story(model, tokenizer, "The cat", temperature=0.0, steps=30)
+    assert story.prompt_text == "The cat"
+    whole = tokenizer.decode(story.prompt_tokens + [*generate_tokens(
+        Transformer(model_checkpoint(model)), story.prompt_tokens,
+        Sampler(512, 0.0, 0.9, 1), 30, 0)])
+    assert story.prompt_text + story.text() == whole
+
+
+def model_checkpoint(model):
+    return model._checkpoint
+
+
+def test_generation_stops_at_bos(checkpoint):
+    class BosAtTen(Transformer):
+        """The real model, except that from position 10 on BOS is the likeliest token."""
+
+        def forward(self, tokens, pos):
+            logits = super().forward(tokens, pos)
+            for row in range(len(tokens)):
+                if pos + row >= 10:
+                    logits[row, 1] = logits[row].max() + 10
+            return logits
+
+    for draft in (0, 4):
+        tokens = list(generate_tokens(BosAtTen(checkpoint), [1], Sampler(512, 0.0, 0.9, 1), 256, draft))
+        assert len(tokens) == 10 and 1 not in tokens
+
+
+def test_zero_seed_means_the_clock(model, tokenizer):
+    assert Story(model, tokenizer, "", seed=0).seed > 1_600_000_000
+
+
+@pytest.mark.parametrize(("options", "error", "phrase"), [
+    (dict(prompt="word " * 600), PromptError, "context is 512 tokens"),
+    (dict(prompt="a b c d e f g", steps=4), PromptError, "fills all 4 steps"),
+    (dict(temperature=-1), UsageError, "temperature -1"),
+    (dict(topp=2), UsageError, "top-p 2"),
+    (dict(steps=-5), UsageError, "steps -5"),
+    (dict(seed=-9), UsageError, "seed -9"),
+])
+def test_bad_requests(model, tokenizer, options, error, phrase):
+    with pytest.raises(error, match=phrase):
+        Story(model, tokenizer, **options)
+
+
+def test_steps_are_clamped_to_the_context(model, tokenizer):
+    assert Story(model, tokenizer, "", steps=0).steps == 512
+    assert Story(model, tokenizer, "", steps=10_000).steps == 512

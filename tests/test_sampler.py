@@ -1,0 +1,78 @@
+"""The sampler against run.c's definitions compiled as C (tests/c/sampler_reference.c)."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from llama2np.errors import UsageError
+from llama2np.sampler import Rng, Sampler, sample_multinomial, sample_topp
+
+SOURCE = Path(__file__).parent / "c" / "sampler_reference.c"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs a C compiler for the sampler reference")
+        pytest.skip("no C compiler to build the run.c sampler reference")
+    binary = tmp_path_factory.mktemp("c") / "sampler_reference"
+    subprocess.run([compiler, "-O1", "-o", str(binary), str(SOURCE), "-lm"], check=True)
+
+    def run(*args, stdin=""):
+        out = subprocess.run([str(binary), *map(str, args)], input=stdin, capture_output=True,
+                             text=True, check=True)
+        return out.stdout.split()
+
+    return run
+
+
+@pytest.mark.parametrize("seed", [1, 42, 133742, 2**32 + 7, 2**63 + 12345])
+def test_rng_matches_run_c(reference, seed):
+    expected = reference("rng", seed, 20)
+    rng = Rng(seed)
+    assert [str(rng.u32()) for _ in range(20)] == expected[:20]
+    rng = Rng(seed)
+    assert [np.float32(rng.f32()) for _ in range(20)] == [np.float32(v) for v in expected[20:]]
+
+
+def make_logits(seed: int, n: int = 512, spread: float = 3.0) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(n) * spread).astype(np.float32)
+
+
+@pytest.mark.parametrize(("temperature", "topp"), [
+    (0.0, 0.9), (1.0, 0.9), (0.7, 0.95), (1.3, 0.5), (1.0, 0.0), (0.5, 1.0), (2.0, 0.99),
+])
+@pytest.mark.parametrize("case", range(6))
+def test_choices_match_run_c(reference, temperature, topp, case):
+    logits = make_logits(case, spread=[1.0, 3.0, 8.0][case % 3])
+    seed = 1000 + case
+    expected = reference("sample", temperature, topp, seed, 200,
+                         stdin=" ".join(f"{v:.9g}" for v in logits))
+    sampler = Sampler(len(logits), temperature, topp, seed)
+    assert [str(sampler.sample(logits)) for _ in range(200)] == expected
+
+
+def test_ties_keep_index_order():
+    # run.c's merge-sort-based qsort keeps equal probabilities in index order
+    probabilities = np.array([0.25, 0.25, 0.25, 0.25], np.float32)
+    assert sample_topp(probabilities, np.float32(0.6), np.float32(0.0)) == 0
+    assert sample_topp(probabilities, np.float32(0.6), np.float32(0.99)) == 2
+    assert sample_multinomial(probabilities, np.float32(0.5)) == 2
+
+
+def test_multinomial_falls_back_to_last_index():
+    assert sample_multinomial(np.array([0.1, 0.1], np.float32), np.float32(0.99)) == 1
+
+
+@pytest.mark.parametrize(("temperature", "topp", "phrase"), [
+    (-0.1, 0.9, "temperature -0.1"), (float("inf"), 0.9, "temperature inf"),
+    (1.0, 1.01, "top-p 1.01"), (1.0, float("nan"), "top-p nan"),
+])
+def test_out_of_range_settings(temperature, topp, phrase):
+    with pytest.raises(UsageError, match=phrase):
+        Sampler(512, temperature, topp, 1)
