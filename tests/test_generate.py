@@ -46,10 +46,12 @@ def test_drafts_are_accepted_on_repetitive_text(checkpoint, tokenizer):
 def test_drafter_proposes_what_followed_the_longest_match():
     drafter = Drafter([1, 5, 6, 7, 8, 9, 5, 6])
     assert drafter.propose(3) == [7, 8, 9]  # "5 6" last occurred before "7 8 9"
+    drafter.append(7)
+    assert drafter.propose(5) == [8, 9, 5, 6, 7]  # "5 6 7", the longest match
     drafter.append(4)
-    assert drafter.propose(3) == []  # "4" never occurred before
+    assert drafter.propose(3) == []  # "7 4" never occurred before
     drafter.append(5)
-    assert drafter.propose(2) == [6, 7] or drafter.propose(2) == [6, 4]
+    assert drafter.propose(2) == []  # "4 5" neither, and one token is too weak a match
 
 
 def test_advance_respects_its_token_budget(model, tokenizer):

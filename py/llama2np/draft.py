@@ -6,6 +6,7 @@ ever checked, never trusted: see `generate.generate_tokens`.
 """
 
 MAX_NGRAM = 3  # longest suffix looked up; longer matches predict better but occur less
+MIN_NGRAM = 2  # a single matching token predicts too poorly to pay for the longer forward pass
 
 
 class Drafter:
@@ -29,7 +30,7 @@ class Drafter:
     def propose(self, max_tokens: int) -> list[int]:
         """Up to `max_tokens` tokens that followed the longest earlier match of the suffix."""
         tokens = self.tokens
-        for n in range(min(self.max_ngram, len(tokens)), 0, -1):
+        for n in range(min(self.max_ngram, len(tokens)), MIN_NGRAM - 1, -1):
             end = self.last_end.get(tuple(tokens[-n:]))
             if end is not None:
                 return tokens[end + 1 : end + 1 + max_tokens]
