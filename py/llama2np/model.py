@@ -108,18 +108,19 @@ class Transformer:
             (w.wcls.astype(DTYPE) * w.rms_final.astype(DTYPE) * np.sqrt(c.dim)).T
         )
         self.rotations = rope_rotations(c)
-        self.group = c.n_heads // c.n_kv_heads  # query heads sharing one key/value head
-        hs, n_kv = c.head_size, c.n_kv_heads
-        # Keys as rows (seq_len, kv_dim), read through a (n_kv, head_size, seq_len) view.
-        self.keys = [np.zeros((c.seq_len, c.kv_dim), DTYPE) for _ in self.layers]
-        self.keys_t = [k.reshape(c.seq_len, n_kv, hs).transpose(1, 2, 0) for k in self.keys]
+        hs, n_kv, group = c.head_size, c.n_kv_heads, c.n_heads // c.n_kv_heads
+        self.group = group  # query heads sharing one key/value head
+        # Keys stored transposed, (n_kv, head_size, seq_len): scoring then reads each head as
+        # a contiguous matrix, which BLAS takes directly; a strided view would be copied or
+        # walked element by element on every call.
+        self.keys_t = [np.zeros((n_kv, hs, c.seq_len), DTYPE) for _ in self.layers]
         # Values with an extra column of ones: (n_kv, seq_len, head_size + 1). Weighting them by
         # unnormalised attention gives the softmax's denominator in the last column.
         self.values = [np.ones((n_kv, c.seq_len, hs + 1), DTYPE) for _ in self.layers]
         self.values_in = [v[:, :, :hs].transpose(1, 0, 2) for v in self.values]
         # Query rows come as (token, head in group); row r may see keys up to position r // group.
         mask = np.triu(np.full((c.seq_len, c.seq_len), -np.inf, DTYPE), 1)
-        self.causal_mask = np.repeat(mask, self.group, axis=0)
+        self.causal_mask = np.repeat(mask, group, axis=0)
 
     def forward(self, tokens: list[int] | np.ndarray, pos: int) -> np.ndarray:
         """Logits (T, vocab_size) for `tokens` at positions pos .. pos+T-1.
@@ -135,9 +136,10 @@ class Transformer:
         x = self.embedding[tokens]
         rotation = self.rotations[pos:end]
         mask = self.causal_mask[pos * self.group : end * self.group, :end] if T > 1 else None
+        hidden_dim = c.hidden_dim
         for layer, weights in enumerate(self.layers):
             x = x + self.attention(rmsnorm(x) @ weights.wqkv, layer, pos, rotation, mask) @ weights.wo
-            x = x + silu_gate(rmsnorm(x) @ weights.w13, c.hidden_dim) @ weights.w2
+            x = x + silu_gate(rmsnorm(x) @ weights.w13, hidden_dim) @ weights.w2
         return rmsnorm(x) @ self.wcls
 
     def attention(
@@ -149,13 +151,14 @@ class Transformer:
         (T * group, head_size) @ (head_size, positions) product: n_kv matmuls, whatever T is.
         """
         c = self.config
-        T, end, qk_width = len(qkv), pos + len(qkv), c.dim + c.kv_dim
+        T, end, dim = len(qkv), pos + len(qkv), c.dim
+        qk_width = dim + c.kv_dim
         # RoPE: adjacent pairs of q and k as complex numbers, rotated by one multiply.
         qk = (qkv[:, :qk_width].view(np.complex128) * rotation).view(DTYPE)
-        self.keys[layer][pos:end] = qk[:, c.dim :]
+        self.keys_t[layer][..., pos:end] = qk[:, dim:].reshape(T, c.n_kv_heads, c.head_size).transpose(1, 2, 0)
         self.values_in[layer][pos:end] = qkv[:, qk_width:].reshape(T, c.n_kv_heads, c.head_size)
         # (T, dim) -> (n_kv, T * group, head_size): queries grouped by the key head they share.
-        q = qk[:, : c.dim].reshape(T, c.n_kv_heads, self.group * c.head_size).transpose(1, 0, 2)
+        q = qk[:, :dim].reshape(T, c.n_kv_heads, self.group * c.head_size).transpose(1, 0, 2)
         q = q.reshape(c.n_kv_heads, T * self.group, c.head_size)
         scores = q @ self.keys_t[layer][..., :end]  # (n_kv, T * group, end)
         if mask is not None:
@@ -166,7 +169,7 @@ class Transformer:
         np.exp(scores, out=scores)
         weighted = scores @ self.values[layer][:, :end]  # (n_kv, T * group, head_size + 1)
         out = weighted[..., :-1] / weighted[..., -1:]
-        return out.reshape(c.n_kv_heads, T, self.group * c.head_size).transpose(1, 0, 2).reshape(T, c.dim)
+        return out.reshape(c.n_kv_heads, T, self.group * c.head_size).transpose(1, 0, 2).reshape(T, dim)
 
     def reset(self) -> None:
         """Nothing to clear: positions are overwritten as they are reached again."""

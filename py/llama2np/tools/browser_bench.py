@@ -1,0 +1,109 @@
+"""`llama2np bench --browser`: the same measurements inside Chromium's Pyodide, plus load time.
+
+The site is served on loopback and opened in a fresh browser profile (a cold cache), then opened
+again in the same profile (a repeat visit: content-hashed assets come from the HTTP cache). The
+speed figures come from `llama2np.benchmark.measure` run by the page's worker, so the runtime and
+the straightforward port are timed by the same code in the same WebAssembly process.
+"""
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from llama2np.errors import Llama2npError
+
+LOAD_TIMEOUT = 120.0  # seconds; a cold Pyodide start takes a few
+
+
+def run_browser_bench(args: argparse.Namespace) -> int:
+    from llama2np.tools.bench import format_table
+
+    with tempfile.TemporaryDirectory(prefix="llama2np-bench-") as scratch:
+        site = args.site or build_site(Path(scratch) / "site", args.checkpoint)
+        figures = measure_in_browser(site, args.steps, args.prompt_tokens, args.repeat)
+    extra = {
+        "cold load to ready": f"{figures['cold_load_seconds']:.2f} s",
+        "repeat visit to ready": f"{figures['warm_load_seconds']:.2f} s",
+        "bytes on the wire, cold visit": f"{figures['cold_bytes']:,}",
+        "bytes on the wire, repeat visit": f"{figures['warm_bytes']:,}",
+        "site on disk (all encodings)": f"{figures['site_bytes']:,} bytes",
+    }
+    where = f"Chromium {figures['browser_version']} on {platform.machine()}, {platform.node() or 'this machine'}"
+    print(format_table(figures["results"], f"{figures['model']}, Pyodide in {where}", extra))
+    return 0
+
+
+def build_site(out: Path, checkpoint: Path | None) -> Path:
+    from llama2np.cli import main
+
+    argv = ["build", "--out", str(out)]
+    if checkpoint is not None:
+        raise Llama2npError("bench --browser measures the built site's model; pass --site to "
+                            "measure a site built with `llama2np build --checkpoint ...`.")
+    status = main(argv)
+    if status:
+        raise Llama2npError("building the site for the benchmark failed (see above).")
+    return out
+
+
+def measure_in_browser(site: Path, steps: int, prompt_tokens: int, repeats: int) -> dict:
+    """Load times, bytes and the in-page benchmark for a built site."""
+    from playwright.sync_api import sync_playwright
+
+    from llama2np.tools.browser import launch_chromium
+    from llama2np.tools.serve import start_server
+
+    server, url = start_server(site)
+    try:
+        with sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            context = browser.new_context()  # a fresh profile: nothing cached
+            page = context.new_page()
+            cold_seconds, cold_bytes = timed_visit(page, url)
+            warm_seconds, warm_bytes = timed_visit(page, url)
+            # A short run first, so that the WebAssembly is optimised before it is timed.
+            page.evaluate("(o) => window.llama2np.bench(o)",
+                          {"steps": 32, "promptTokens": 16, "repeats": 1})
+            results = page.evaluate(
+                "(o) => window.llama2np.bench(o)",
+                {"steps": steps, "promptTokens": prompt_tokens, "repeats": repeats},
+            )
+            model = page.evaluate("() => window.llama2np.model?.name ?? 'model'")
+            version = browser.version
+            browser.close()
+    finally:
+        server.shutdown()
+    return {
+        "results": results,
+        "model": model,
+        "browser_version": version,
+        "cold_load_seconds": cold_seconds,
+        "warm_load_seconds": warm_seconds,
+        "cold_bytes": cold_bytes,
+        "warm_bytes": warm_bytes,
+        "site_bytes": sum(f.stat().st_size for f in site.rglob("*") if f.is_file()),
+    }
+
+
+def timed_visit(page: object, url: str) -> tuple[float, int]:
+    """(seconds from navigation to state `ready`, response bytes received) for one visit."""
+    from llama2np.tools.browser import wait_for_state
+
+    responses = []
+    record = responses.append
+    page.on("response", record)
+    start = time.perf_counter()
+    page.goto(url)
+    state = wait_for_state(page, ("ready", "error"), LOAD_TIMEOUT)
+    seconds = time.perf_counter() - start
+    page.remove_listener("response", record)
+    if state != "ready":
+        message = page.evaluate("() => document.getElementById('status').textContent")
+        raise Llama2npError(f"the page failed to load in Chromium: {message.strip()}")
+    received = 0
+    for response in responses:
+        sizes = response.request.sizes()  # waits for the body; encoded (compressed) sizes
+        received += sizes["responseBodySize"] + sizes["responseHeadersSize"]
+    return seconds, received
