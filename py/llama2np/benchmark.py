@@ -9,14 +9,14 @@ import time
 
 from llama2np.baseline import BaselineTransformer
 from llama2np.checkpoint import Checkpoint
-from llama2np.generate import DEFAULT_DRAFT_TOKENS, generate_tokens
+from llama2np.generate import DRAFT_TOKENS, generate_tokens
 from llama2np.model import Transformer
 from llama2np.sampler import Sampler
 from llama2np.tokenizer import BOS
 
 ENGINES = {
-    "llama2np": (Transformer, DEFAULT_DRAFT_TOKENS),
-    "llama2np, no drafts": (Transformer, 0),
+    "llama2np, speculative": (Transformer, DRAFT_TOKENS),
+    "llama2np, plain": (Transformer, 0),
     "straightforward port": (BaselineTransformer, 0),
 }
 

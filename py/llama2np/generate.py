@@ -9,6 +9,7 @@ model as one batch, and decoding may check several drafted tokens in one forward
 it with a small time budget so that JavaScript regains control between slices.
 """
 
+import sys
 import time
 from collections.abc import Iterator
 
@@ -17,7 +18,11 @@ from llama2np.errors import PromptError, UsageError
 from llama2np.sampler import Sampler
 from llama2np.tokenizer import BOS, TextStream, Tokenizer
 
-DEFAULT_DRAFT_TOKENS = 4
+DRAFT_TOKENS = 4
+# Checking drafts pays where a NumPy call costs more than its arithmetic (CPython with BLAS: a
+# 5-token forward costs 1.7 single ones). Pyodide's NumPy has no BLAS and multiplies matrices
+# at a fixed cost per multiply-add, so there a 5-token forward costs nearly 5 and drafts lose.
+DEFAULT_DRAFT_TOKENS = 0 if sys.platform == "emscripten" else DRAFT_TOKENS
 
 
 def clamp_steps(steps: int, seq_len: int) -> int:
