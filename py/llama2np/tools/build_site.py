@@ -1,8 +1,188 @@
-"""Placeholder for `llama2np build-site`; not written yet."""
+"""`llama2np build`: the demo as a self-contained static site.
+
+    dist/index.html                      the page; the only file not cached for good
+    dist/web-<hash>/                     the page's scripts and styles (from web/)
+    dist/pyodide-<hash>/                 Pyodide, the NumPy wheel, the llama2np runtime wheel,
+                                         the site's pyodide-lock.json and files.json
+    dist/model-<hash>/                   checkpoint, tokenizer, manifest.json (sizes, sha256)
+
+Nothing is fetched from anywhere at run time: the worker loads all of it from the site.
+The build happens in a scratch folder that replaces the output only when it is complete.
+"""
 
 import argparse
+import json
+import shutil
+from pathlib import Path
+
+from pyodide_lock import PackageSpec, PyodideLockSpec
+
+import llama2np
+from llama2np.errors import Llama2npError, UsageError
+from llama2np.tools.fetch import DEFAULT_MODEL_DIR, PROJECT_ROOT, fetch
+from llama2np.tools.site_assets import (
+    file_entry,
+    hash_folder_name,
+    precompress,
+    rewrite_references,
+    wire_bytes,
+    write_file_list,
+)
+from llama2np.tools.site_sources import DEFAULT_CACHE, RuntimeFiles, get_runtime, sha256_of
+from llama2np.tools.site_wheel import build_runtime_wheel
+from llama2np.tools.validation import Report, require_valid
+
+DEFAULT_OUT = PROJECT_ROOT / "dist"
+MARKER = ".llama2np-site"  # marks a folder this command wrote, so a rebuild may replace it
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("build", help="(not written yet)")
-    parser.set_defaults(run=lambda args: 2)
+    parser = subparsers.add_parser(
+        "build",
+        help="build the demo as a static site",
+        description="Bundle the page, Pyodide, NumPy, the llama2np runtime and a validated model "
+        "into a static site that needs nothing from any other origin.",
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: dist/)")
+    parser.add_argument("--checkpoint", type=Path, help="llama2.c model (default: stories260K)")
+    parser.add_argument("--tokenizer", type=Path, help="its llama2.c tokenizer .bin")
+    parser.add_argument("--numpy-wheel", type=Path,
+                        help="a local copy of the NumPy wheel built for Pyodide 0.27.7")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                        help="where downloaded sources are kept (default: .cache/site-sources)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    site = build_site(args.out, args.checkpoint, args.tokenizer, numpy_wheel=args.numpy_wheel,
+                      cache=args.cache)
+    plain, wire = wire_bytes(site)
+    print(f"Built {site}: {plain:,} bytes of files, {wire:,} bytes on the wire with brotli.")
+    return 0
+
+
+def build_site(
+    out: Path,
+    checkpoint: Path | None = None,
+    tokenizer: Path | None = None,
+    *,
+    page_dir: Path = PROJECT_ROOT,
+    cache: Path = DEFAULT_CACHE,
+    numpy_wheel: Path | None = None,
+    log: object = print,
+) -> Path:
+    """Build the site into `out` from the page in `page_dir` (index.html and web/)."""
+    checkpoint, tokenizer = model_files(checkpoint, tokenizer)
+    check_output_folder(out)
+    log(f"Validating {checkpoint.name} with {tokenizer.name}")
+    report = require_valid(checkpoint, tokenizer)
+    log("Getting the pinned runtime")
+    runtime = get_runtime(cache, numpy_wheel, log)
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        log("Writing the site")
+        copy_page(page_dir, staging)
+        pyodide_dir = write_runtime(runtime, staging / "pyodide")
+        model_dir = write_model(checkpoint, tokenizer, report, staging / "model")
+        web_dir = hash_folder_name(staging / "web")
+        pyodide_dir, model_dir = hash_folder_name(pyodide_dir), hash_folder_name(model_dir)
+        rewrite_page(staging / "index.html", web_dir.name, pyodide_dir.name, model_dir.name)
+        log("Compressing")
+        precompress(staging)
+        (staging / MARKER).write_text("built by llama2np build\n")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return out
+
+
+def model_files(checkpoint: Path | None, tokenizer: Path | None) -> tuple[Path, Path]:
+    if checkpoint is None and tokenizer is None:
+        folder = fetch(DEFAULT_MODEL_DIR, quiet=True)
+        return folder / "stories260K.bin", folder / "tok512.bin"
+    if checkpoint is None or tokenizer is None:
+        raise UsageError("--checkpoint and --tokenizer go together: a model needs its tokenizer.")
+    return checkpoint, tokenizer
+
+
+def check_output_folder(out: Path) -> None:
+    """Refuse to replace a folder this command did not write."""
+    if out.exists() and not (out / MARKER).is_file() and any(out.iterdir()):
+        raise Llama2npError(f"{out} exists and was not written by `llama2np build`; choose "
+                            "another --out or empty it first.")
+
+
+def copy_page(page_dir: Path, site: Path) -> None:
+    page, web = page_dir / "index.html", page_dir / "web"
+    if not page.is_file() or not web.is_dir():
+        raise Llama2npError(f"{page_dir} has no index.html and web/ folder to build the page from.")
+    shutil.copyfile(page, site / "index.html")
+    shutil.copytree(web, site / "web", ignore=shutil.ignore_patterns(".*", "*~"))
+
+
+def rewrite_page(page: Path, web: str, pyodide: str, model: str) -> None:
+    try:
+        rewrite_references(page, {
+            "web/style.css": f"{web}/style.css",
+            "web/app.js": f"{web}/app.js",
+            "pyodide/": f"{pyodide}/",
+            "model/manifest.json": f"{model}/manifest.json",
+        })
+    except ValueError as error:
+        raise Llama2npError(f"cannot build the page: {error}.") from None
+
+
+def write_runtime(runtime: RuntimeFiles, folder: Path) -> Path:
+    """Pyodide's files, the two wheels, and a lock file listing exactly those wheels."""
+    folder.mkdir()
+    for name in runtime.pins["pyodide"]["files"]:
+        shutil.copyfile(runtime.pyodide_dir / name, folder / name)
+    shutil.copyfile(runtime.numpy_wheel, folder / runtime.numpy_wheel.name)
+    wheel = build_runtime_wheel(folder)
+    write_lock(runtime.pyodide_dir / "pyodide-lock.json", folder / "pyodide-lock.json", wheel)
+    write_file_list(folder, [*runtime.pins["pyodide"]["files"], "pyodide-lock.json",
+                             runtime.numpy_wheel.name, wheel.name])
+    return folder
+
+
+def write_lock(source: Path, target: Path, runtime_wheel: Path) -> None:
+    """The site's pyodide-lock.json: Pyodide's own entry for NumPy plus one for llama2np, each
+    with the sha256 Pyodide checks before installing."""
+    lock = PyodideLockSpec.from_json(source)
+    lock.packages = {
+        "numpy": lock.packages["numpy"],
+        "llama2np": PackageSpec(
+            name="llama2np",
+            version=llama2np.__version__,
+            file_name=runtime_wheel.name,
+            install_dir="site",
+            sha256=sha256_of(runtime_wheel),
+            package_type="package",
+            imports=["llama2np"],
+            depends=["numpy"],
+        ),
+    }
+    lock.to_json(target, indent=1)
+
+
+def write_model(checkpoint: Path, tokenizer: Path, report: Report, folder: Path) -> Path:
+    folder.mkdir()
+    names = {}
+    for role, source in (("checkpoint", checkpoint), ("tokenizer", tokenizer)):
+        shutil.copyfile(source, folder / source.name)
+        names[role] = file_entry(folder / source.name, folder)
+        names[role]["file"] = names[role].pop("name")
+    manifest = {
+        "name": checkpoint.stem,
+        **names,
+        "config": report.config,
+        "parameters": report.parameters,
+        "format": report.format,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return folder

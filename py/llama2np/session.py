@@ -1,0 +1,59 @@
+"""What the browser worker calls: one loaded model, one story at a time, plain values back.
+
+The worker (web/worker.js) only moves bytes and messages; everything it asks of Python goes
+through this class, so the page runs the same code the command line and the tests run. Errors
+of the product come back as `{"error": sentence}` rather than exceptions, so JavaScript shows
+the sentence and never a Python traceback.
+"""
+
+from llama2np.benchmark import ENGINES, measure
+from llama2np.checkpoint import read_checkpoint
+from llama2np.errors import Llama2npError
+from llama2np.generate import Story
+from llama2np.model import Transformer
+from llama2np.tokenizer import Tokenizer
+
+
+class Session:
+    def __init__(self, checkpoint: bytes | memoryview, tokenizer: bytes | memoryview,
+                 name: str = "model", tokenizer_name: str = "tokenizer") -> None:
+        """Raises Llama2npError (with a sentence naming the file) for a broken model."""
+        self.name = name
+        self.checkpoint = read_checkpoint(checkpoint, name)
+        self.model = Transformer(self.checkpoint)
+        self.tokenizer = Tokenizer.from_bytes(tokenizer, self.checkpoint.config.vocab_size,
+                                              tokenizer_name)
+        self.story: Story | None = None
+
+    def info(self) -> dict:
+        c = self.checkpoint.config
+        return {"name": self.name, "version": self.checkpoint.version,
+                "config": {k: getattr(c, k) for k in ("dim", "hidden_dim", "n_layers", "n_heads",
+                                                      "n_kv_heads", "vocab_size", "seq_len")}}
+
+    def start(self, prompt: str, temperature: float, topp: float, seed: int, steps: int) -> dict:
+        """Begin a story: {"prompt_text": the prompt as run.c echoes it} or {"error": ...}."""
+        self.story = None
+        try:
+            self.story = Story(self.model, self.tokenizer, prompt, temperature=float(temperature),
+                               topp=float(topp), seed=int(seed), steps=int(steps))
+        except Llama2npError as error:
+            return {"error": str(error)}
+        return {"prompt_text": self.story.prompt_text}
+
+    def advance(self, max_seconds: float) -> str:
+        """More of the story, after about `max_seconds` of work or at its end."""
+        return self.story.advance(max_seconds=max_seconds) if self.story else ""
+
+    @property
+    def done(self) -> bool:
+        return self.story is None or self.story.done
+
+    def stats(self) -> dict:
+        return self.story.stats() if self.story else {}
+
+    def bench(self, steps: int = 256, prompt_tokens: int = 100, repeats: int = 3,
+              engines: list[str] | None = None) -> dict:
+        """`llama2np.benchmark.measure` on this model, for `llama2np bench --browser`."""
+        return measure(self.checkpoint, int(steps), int(prompt_tokens), int(repeats),
+                       tuple(engines) if engines else tuple(ENGINES))

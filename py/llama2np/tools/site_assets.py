@@ -1,0 +1,88 @@
+"""Turning a folder of site files into immutable, content-addressed, precompressed assets.
+
+Every folder but the page itself is renamed `<name>-<hash>`, its hash taken over its contents,
+so a server can let browsers cache it forever and a rebuild that changes a byte changes the
+address. `index.html`, the one file served `no-cache`, is rewritten to point at the new names.
+Precompressed `.br` and `.gz` siblings let a server send fewer bytes without compressing on
+every request.
+"""
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import brotli
+
+HASH_LENGTH = 10
+# Worth compressing: text and WebAssembly. Wheels and zips are compressed already, but the
+# check below keeps a sibling only where it saves enough.
+COMPRESSIBLE = {".html", ".js", ".mjs", ".css", ".json", ".wasm", ".bin", ".svg", ".zip", ".whl"}
+MIN_SAVING = 0.10
+# Brotli's best setting is slow on megabytes; 9 is within a few percent of it on pyodide.asm.wasm.
+BROTLI_QUALITY_LARGE = 9
+LARGE = 1 << 20
+
+
+def folder_hash(folder: Path) -> str:
+    """A short sha256 over every file's relative name and content."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:HASH_LENGTH]
+
+
+def hash_folder_name(folder: Path) -> Path:
+    """Rename `folder` to `folder-<hash>` and return the new path."""
+    hashed = folder.with_name(f"{folder.name}-{folder_hash(folder)}")
+    folder.rename(hashed)
+    return hashed
+
+
+def rewrite_references(page: Path, replacements: dict[str, str]) -> None:
+    """Replace each quoted reference in the page, which must occur exactly once."""
+    html = page.read_text(encoding="utf-8")
+    for old, new in replacements.items():
+        quoted = f'"{old}"'
+        count = html.count(quoted)
+        if count != 1:
+            raise ValueError(f"{page.name} should reference {quoted} exactly once, found {count}")
+        html = html.replace(quoted, f'"{new}"')
+    page.write_text(html, encoding="utf-8")
+
+
+def precompress(site: Path) -> None:
+    """Write X.br and X.gz beside every compressible X where they are at least 10% smaller."""
+    for path in sorted(p for p in site.rglob("*") if p.is_file() and p.suffix in COMPRESSIBLE):
+        data = path.read_bytes()
+        quality = BROTLI_QUALITY_LARGE if len(data) > LARGE else 11
+        for suffix, packed in ((".br", brotli.compress(data, quality=quality)),
+                               (".gz", gzip.compress(data, compresslevel=9, mtime=0))):
+            if len(packed) <= len(data) * (1 - MIN_SAVING):
+                path.with_name(path.name + suffix).write_bytes(packed)
+
+
+def file_entry(path: Path, root: Path) -> dict:
+    data = path.read_bytes()
+    return {"name": path.relative_to(root).as_posix(), "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def write_file_list(folder: Path, names: list[str]) -> None:
+    """files.json: the files the worker downloads from this folder, for its progress bar."""
+    entries = [file_entry(folder / name, folder) for name in names]
+    (folder / "files.json").write_text(json.dumps({"files": entries}, indent=1) + "\n")
+
+
+def wire_bytes(site: Path) -> tuple[int, int]:
+    """(bytes of the site as files, bytes a browser accepting brotli downloads for them)."""
+    plain = wire = 0
+    for path in site.rglob("*"):
+        if not path.is_file() or path.suffix in (".br", ".gz"):
+            continue
+        size = path.stat().st_size
+        br = path.with_name(path.name + ".br")
+        plain += size
+        wire += br.stat().st_size if br.is_file() else size
+    return plain, wire

@@ -1,0 +1,65 @@
+"""The `llama2np` runtime as a wheel for the browser: only what the worker imports, byte-compiled.
+
+The command-line and tool-chain modules (`commands/`, `tools/`) stay out: the page never runs
+them and they import packages Pyodide does not have. The host Python is 3.12 like Pyodide's,
+so `pyodide py-compile` makes .pyc files the browser can use, sparing it the compile at start.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from wheel.wheelfile import WheelFile
+
+import llama2np
+from llama2np.errors import Llama2npError
+
+PACKAGE_DIR = Path(llama2np.__file__).parent
+# The runtime's modules; tests check that they import nothing outside the standard library and
+# NumPy, so that this list is all the browser needs.
+RUNTIME_MODULES = (
+    "__init__", "baseline", "benchmark", "checkpoint", "draft", "errors", "generate", "model",
+    "sampler", "session", "tokenizer",
+)
+# A fixed timestamp makes the wheel's bytes, and so the site's content hashes, reproducible.
+REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip file can hold
+
+
+def build_runtime_wheel(out_dir: Path) -> Path:
+    """Write llama2np-<version>-py3-none-any.whl with the runtime modules, then py-compile it;
+    returns the compiled wheel's path."""
+    version = llama2np.__version__
+    name = f"llama2np-{version}-py3-none-any.whl"
+    wheel_path = out_dir / name
+    os.environ.setdefault("SOURCE_DATE_EPOCH", REPRODUCIBLE_EPOCH)
+    with WheelFile(wheel_path, "w") as wheel:
+        for module in RUNTIME_MODULES:
+            wheel.write(str(PACKAGE_DIR / f"{module}.py"), f"llama2np/{module}.py")
+        info = f"llama2np-{version}.dist-info"
+        wheel.writestr(f"{info}/METADATA", metadata(version))
+        wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: llama2np build\n"
+                       "Root-Is-Purelib: true\nTag: py3-none-any\n")
+    return py_compile(wheel_path)
+
+
+def metadata(version: str) -> str:
+    return (f"Metadata-Version: 2.1\nName: llama2np\nVersion: {version}\n"
+            "Summary: llama2.c's Llama-2 inference in NumPy (runtime only)\n"
+            "Requires-Python: >=3.12\nRequires-Dist: numpy\n")
+
+
+def py_compile(wheel_path: Path) -> Path:
+    """Replace .py by .pyc with pyodide-build's `py-compile`, which renames the wheel."""
+    pyodide = Path(sys.executable).with_name("pyodide")
+    command = [str(pyodide), "py-compile", "--silent", str(wheel_path)]
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True)
+    except (FileNotFoundError, subprocess.CalledProcessError) as error:
+        detail = getattr(error, "stderr", "") or str(error)
+        raise Llama2npError(f"`pyodide py-compile` failed ({detail.strip().splitlines()[-1:]}); "
+                            "run scripts/setup.sh to install the pinned pyodide-build.") from None
+    compiled = [p for p in wheel_path.parent.glob("llama2np-*.whl") if p != wheel_path]
+    if len(compiled) != 1:
+        raise Llama2npError("`pyodide py-compile` did not leave exactly one llama2np wheel.")
+    return compiled[0]

@@ -1,0 +1,53 @@
+// Downloads with byte counts and failures phrased for people, shared by the worker's stages.
+
+const nameOf = (url) => decodeURIComponent(new URL(url).pathname.split("/").pop() || String(url));
+
+async function request(url) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch {
+    throw new Error(`Could not reach the server for ${nameOf(url)}; check that it is still running and retry.`);
+  }
+  if (!response.ok) {
+    throw new Error(`Could not download ${nameOf(url)} (HTTP ${response.status}); the site may be incomplete: rebuild it or retry.`);
+  }
+  return response;
+}
+
+export async function fetchJSON(url) {
+  const response = await request(url);
+  try {
+    return await response.json();
+  } catch {
+    throw new Error(`${nameOf(url)} is not valid JSON; rebuild the site.`);
+  }
+}
+
+// The body as bytes, calling onBytes(n) as chunks arrive; checks the expected size.
+export async function download(url, expectedBytes, onBytes) {
+  const response = await request(url);
+  const bytes = new Uint8Array(expectedBytes);
+  let received = 0;
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (received + value.length > expectedBytes) {
+      reader.cancel();
+      throw new Error(`${nameOf(url)} is larger than the site's manifest says; rebuild the site.`);
+    }
+    bytes.set(value, received);
+    received += value.length;
+    onBytes(value.length);
+  }
+  if (received !== expectedBytes) {
+    throw new Error(`${nameOf(url)} arrived incomplete (${received} of ${expectedBytes} bytes); reload the page.`);
+  }
+  return bytes;
+}
+
+export async function sha256Hex(bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
