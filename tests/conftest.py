@@ -1,8 +1,6 @@
 """Shared fixtures: the stories260K model, fetched and verified through `llama2np fetch`."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,9 +8,6 @@ from llama2np.checkpoint import load_checkpoint
 from llama2np.model import Transformer
 from llama2np.tokenizer import Tokenizer
 from llama2np.tools.fetch import DEFAULT_MODEL_DIR, MIRROR_VARIABLE, fetch
-
-GOLDEN_T0 = "expected_t0.txt"
-GOLDEN_T1 = "expected_t1_p0.9_s133742.txt"
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +47,10 @@ def model(checkpoint):
     return Transformer(checkpoint)
 
 
-def run_cli(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
-    """Run `llama2np ARGS` in a subprocess, capturing text output."""
-    return subprocess.run(
-        [sys.executable, "-m", "llama2np.cli", *map(str, args)],
-        capture_output=True, text=True, encoding="utf-8", input=input, timeout=300,
-    )
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory, model_dir) -> Path:
+    """The demo site, built once per test session by `llama2np build` (sources from the cache
+    in .cache/site-sources, fetched with npm and pip on the first run)."""
+    from llama2np.tools.build_site import build_site
+
+    return build_site(tmp_path_factory.mktemp("site") / "dist", log=lambda *_: None)

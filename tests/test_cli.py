@@ -3,7 +3,7 @@
 import struct
 
 import pytest
-from conftest import run_cli
+from support import run_cli
 
 
 @pytest.fixture

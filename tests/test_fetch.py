@@ -5,8 +5,8 @@ import json
 import socket
 
 import pytest
-from conftest import run_cli
 from llama2np.tools.fetch import MIRROR_VARIABLE
+from support import run_cli
 
 
 def write_manifest(folder, files: dict[str, bytes], url_base: str = "http://127.0.0.1:9/") -> None:

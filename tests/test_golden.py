@@ -1,8 +1,8 @@
 """run.c's published stories, byte for byte, through the command and through the Python API."""
 
 import pytest
-from conftest import GOLDEN_T0, GOLDEN_T1, run_cli
 from llama2np.generate import Story
+from support import GOLDEN_T0, GOLDEN_T1, run_cli
 
 CASES = [
     (GOLDEN_T0, ["-t", "0.0"], dict(temperature=0.0)),

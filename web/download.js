@@ -20,7 +20,7 @@ export async function fetchJSON(url) {
   try {
     return await response.json();
   } catch {
-    throw new Error(`${nameOf(url)} is not valid JSON; rebuild the site.`);
+    throw new Error(`The file ${nameOf(url)} is not valid JSON; rebuild the site.`);
   }
 }
 
@@ -35,14 +35,14 @@ export async function download(url, expectedBytes, onBytes) {
     if (done) break;
     if (received + value.length > expectedBytes) {
       reader.cancel();
-      throw new Error(`${nameOf(url)} is larger than the site's manifest says; rebuild the site.`);
+      throw new Error(`The file ${nameOf(url)} is larger than the site's manifest says; rebuild the site.`);
     }
     bytes.set(value, received);
     received += value.length;
     onBytes(value.length);
   }
   if (received !== expectedBytes) {
-    throw new Error(`${nameOf(url)} arrived incomplete (${received} of ${expectedBytes} bytes); reload the page.`);
+    throw new Error(`The file ${nameOf(url)} arrived incomplete (${received} of ${expectedBytes} bytes); reload the page.`);
   }
   return bytes;
 }

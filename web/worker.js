@@ -115,7 +115,7 @@ async function downloadStage(stage, label, files) {
       if (file.keep) {
         const digest = await sha256Hex(bytes);
         if (digest !== file.sha256) {
-          throw new Error(`${file.file} arrived damaged (its sha256 does not match the site's manifest); reload the page, or rebuild the site if it persists.`);
+          throw new Error(`The file ${file.file} arrived damaged (its sha256 does not match the site's manifest); reload the page, or rebuild the site if it persists.`);
         }
         kept[file.role] = bytes;
       }

@@ -1,0 +1,107 @@
+"""The built site served on loopback and opened in Debian's Chromium through Playwright.
+
+Every test gets a fresh browser context (an empty cache) and fails if the page logs an error
+or asks anything of another origin.
+"""
+
+import time
+from pathlib import Path
+
+import pytest
+from llama2np.tools.browser import launch_chromium, wait_for_state
+from llama2np.tools.serve import start_server
+
+LOAD_TIMEOUT = 90  # seconds; a cold start of Pyodide takes a few
+RUN_TIMEOUT = 120
+
+
+@pytest.fixture(scope="session")
+def site_url(built_site):
+    server, url = start_server(built_site)
+    yield url
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
+
+
+class Visit:
+    """One page of the demo, with what it logged and requested."""
+
+    def __init__(self, page, url: str) -> None:
+        self.page, self.url = page, url
+        self.errors: list[str] = []
+        self.foreign: list[str] = []
+        self.expected_errors = False
+        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("request", self._check_origin)
+        page.on("worker", lambda w: w.on("console", lambda m: m.type == "error" and self.errors.append(m.text)))
+
+    def _check_origin(self, request) -> None:
+        if not (request.url.startswith(self.url) or request.url.startswith("data:")):
+            self.foreign.append(request.url)
+
+    def open(self, state: str = "ready") -> None:
+        self.page.goto(self.url)
+        assert wait_for_state(self.page, ("ready", "error"), LOAD_TIMEOUT) == state, self.status()
+
+    def state(self) -> str:
+        return self.page.evaluate("() => document.body.dataset.state")
+
+    def text(self, element_id: str) -> str:
+        return self.page.evaluate("(id) => document.getElementById(id).textContent", element_id)
+
+    def status(self) -> str:
+        return self.text("status")
+
+    def output(self) -> str:
+        return self.text("output")
+
+    def set(self, prompt: str = "", temperature: float = 1.0, topp: float = 0.9, seed: int = 42,
+            steps: int = 256) -> None:
+        self.page.fill("#prompt", prompt)
+        self.page.fill("#temperature", str(temperature))
+        self.page.fill("#topp", str(topp))
+        self.page.fill("#seed", str(seed))
+        self.page.fill("#steps", str(steps))
+
+    def write(self, **settings) -> str:
+        """Generate with these settings and return the whole story."""
+        self.set(**settings)
+        self.page.click("#generate")
+        self.wait_until_written()
+        return self.output()
+
+    def wait_until_written(self) -> None:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while self.state() == "generating":
+            assert time.monotonic() < deadline, "the story did not finish"
+            time.sleep(0.02)
+        assert self.state() == "ready", self.status()
+
+
+@pytest.fixture
+def visit(browser, site_url):
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    v = Visit(page, site_url)
+    yield v
+    context.close()
+    assert not v.foreign, f"requests left the local server: {v.foreign}"
+    if not v.expected_errors:
+        assert not v.errors, f"the page logged errors: {v.errors}"
+
+
+@pytest.fixture
+def results_dir() -> Path:
+    folder = Path(__file__).resolve().parents[2] / "test-results"
+    folder.mkdir(exist_ok=True)
+    return folder

@@ -1,0 +1,134 @@
+"""The demo in a real Chromium: run.c's stories, the controls, Stop, and failures shown as
+sentences."""
+
+import re
+import time
+
+import pytest
+from support import GOLDEN_T0, GOLDEN_T1, run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def shown(printed: str) -> str:
+    """What the page shows of a story the command printed: all but the final newline."""
+    assert printed.endswith("\n")
+    return printed[:-1]
+
+
+def test_greedy_story_is_run_c_s(visit, golden):
+    visit.open()
+    assert "stories260K" in visit.text("model")
+    assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
+    assert re.search(r"tokens · \d+ tokens/s · first token in \d+ ms", visit.status())
+
+
+def test_seeded_story_is_run_c_s(visit, golden):
+    visit.open()
+    text = visit.write(temperature=1.0, topp=0.9, seed=133742, steps=256)
+    assert text == golden(GOLDEN_T1)
+
+
+def test_typed_prompt_gives_the_command_line_s_story(visit, model_dir):
+    prompt = "Lily saw a café 🐱 and"
+    visit.open()
+    text = visit.write(prompt=prompt, temperature=0.8, topp=0.9, seed=7, steps=120)
+    cli = run_cli("generate", model_dir / "stories260K.bin", "-z", model_dir / "tok512.bin",
+                  "-t", "0.8", "-p", "0.9", "-s", "7", "-n", "120", "-i", prompt)
+    assert cli.returncode == 0, cli.stderr
+    assert text == shown(cli.stdout)
+    # The prompt is set apart from what the model wrote.
+    shown_prompt = visit.page.evaluate("() => document.querySelector('#output .prompt').textContent")
+    assert shown_prompt == prompt
+
+
+def test_temperature_slider_changes_the_story(visit):
+    visit.open()
+    visit.page.fill("#temperature", "0")
+    assert visit.text("temperature-value") == "0 (greedy)"
+    visit.page.focus("#temperature")
+    visit.page.keyboard.press("ArrowRight")
+    assert visit.text("temperature-value") == "0.05"
+    greedy = [visit.write(temperature=0, steps=60) for _ in range(2)]
+    assert greedy[0] == greedy[1]
+    sampled = [visit.write(temperature=1.0, seed=seed, steps=60) for seed in (1, 2)]
+    assert sampled[0] != sampled[1]
+    assert greedy[0] not in sampled
+
+
+def test_stop_ends_a_run_quickly_and_the_next_run_works(visit, golden, results_dir):
+    visit.open()
+    visit.set(temperature=1.0, seed=5, steps=512)
+    visit.page.click("#generate")
+    while len(visit.output()) < 40:
+        time.sleep(0.005)
+    visit.page.screenshot(path=str(results_dir / "mid-story.png"))
+    clicked = time.monotonic()
+    visit.page.click("#stop")
+    while visit.state() == "generating":
+        time.sleep(0.005)
+    assert time.monotonic() - clicked < 1.0
+    assert "stopped" in visit.status()
+    written = int(visit.status().split(" tokens")[0])
+    assert 0 < written < 511
+    assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
+
+
+def test_two_quick_clicks_give_one_clean_story(visit, golden):
+    visit.open()
+    visit.set(temperature=0, steps=256)
+    visit.page.evaluate("() => { const b = document.getElementById('generate'); b.click(); b.click(); }")
+    visit.wait_until_written()
+    assert visit.output() == golden(GOLDEN_T0)
+
+
+def test_keyboard_shortcut_generates(visit):
+    visit.open()
+    visit.set(prompt="The dog", temperature=0, steps=20)
+    visit.page.focus("#prompt")
+    visit.page.keyboard.press("Control+Enter")
+    visit.wait_until_written()
+    assert visit.output().startswith("The dog")
+
+
+def test_a_prompt_longer_than_the_context_gets_a_message_and_stays(visit):
+    visit.open()
+    prompt = "Tom went to the park and played with his red ball. " * 60
+    visit.set(prompt=prompt, temperature=0, steps=512)
+    visit.page.click("#generate")
+    visit.wait_until_written()
+    assert "context is 512 tokens" in visit.status()
+    assert "Traceback" not in visit.status()
+    assert visit.page.input_value("#prompt") == prompt
+
+
+def test_bad_length_gets_a_message(visit):
+    visit.open()
+    visit.set(steps=0)
+    visit.page.click("#generate")
+    assert visit.state() == "ready"
+    assert "Length must be a whole number from 1 to 512" in visit.status()
+
+
+def test_a_missing_model_file_is_an_error_with_retry(visit):
+    visit.expected_errors = True  # the browser logs the failed request itself
+    context = visit.page.context
+    context.route("**/stories260K.bin", lambda route: route.fulfill(status=404, body="gone"))
+    visit.open(state="error")
+    assert "stories260K.bin" in visit.status() and "404" in visit.status()
+    assert "Traceback" not in visit.status()
+    context.unroute("**/stories260K.bin")
+    visit.page.click("#retry")
+    from llama2np.tools.browser import wait_for_state
+
+    assert wait_for_state(visit.page, ("ready", "error"), 90) == "ready"
+
+
+def test_a_corrupted_model_file_is_refused(visit, model_dir):
+    visit.expected_errors = True
+    data = bytearray((model_dir / "stories260K.bin").read_bytes())
+    data[5000] ^= 0xFF
+    visit.page.context.route("**/stories260K.bin",
+                             lambda route: route.fulfill(status=200, body=bytes(data)))
+    visit.open(state="error")
+    assert "The file stories260K.bin arrived damaged" in visit.status()
