@@ -8,6 +8,7 @@ so `pyodide py-compile` makes .pyc files the browser can use, sparing it the com
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from wheel.wheelfile import WheelFile
@@ -40,7 +41,7 @@ def build_runtime_wheel(out_dir: Path) -> Path:
         wheel.writestr(f"{info}/METADATA", metadata(version))
         wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: llama2np build\n"
                        "Root-Is-Purelib: true\nTag: py3-none-any\n")
-    return py_compile(wheel_path)
+    return fixed_timestamps(py_compile(wheel_path))
 
 
 def metadata(version: str) -> str:
@@ -63,3 +64,16 @@ def py_compile(wheel_path: Path) -> Path:
     if len(compiled) != 1:
         raise Llama2npError("`pyodide py-compile` did not leave exactly one llama2np wheel.")
     return compiled[0]
+
+
+def fixed_timestamps(wheel_path: Path) -> Path:
+    """Rewrite the wheel with every entry dated 1980-01-01: `py-compile` stamps the time of the
+    build, which would change the wheel's hash, and the site's folder name, on every build."""
+    with zipfile.ZipFile(wheel_path) as source:
+        entries = [(info, source.read(info)) for info in source.infolist()]
+    with zipfile.ZipFile(wheel_path, "w") as target:
+        for info, data in entries:
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.external_attr = info.external_attr
+            target.writestr(fixed, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+    return wheel_path

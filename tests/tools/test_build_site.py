@@ -1,0 +1,175 @@
+"""`llama2np build`: a complete, verified, content-addressed site, built offline once cached."""
+
+import ast
+import gzip
+import hashlib
+import json
+import sys
+import zipfile
+
+import brotli
+import pytest
+from llama2np.errors import Llama2npError
+from llama2np.tools import site_sources
+from llama2np.tools.build_site import build_site
+from llama2np.tools.site_sources import DEFAULT_CACHE, load_pins
+from llama2np.tools.site_wheel import PACKAGE_DIR, RUNTIME_MODULES
+from support import run_cli
+
+
+def folder(site, prefix: str):
+    (found,) = [p for p in site.iterdir() if p.is_dir() and p.name.startswith(prefix + "-")]
+    return found
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def quiet(*_):
+    pass
+
+
+def test_layout_and_page_references(built_site):
+    names = sorted(p.name.split("-")[0] for p in built_site.iterdir() if p.is_dir())
+    assert names == ["model", "pyodide", "web"]
+    page = (built_site / "index.html").read_text()
+    for prefix, reference in (("web", "style.css"), ("web", "app.js"), ("pyodide", ""),
+                              ("model", "manifest.json")):
+        assert f'"{folder(built_site, prefix).name}/{reference}"' in page
+    assert '"web/app.js"' not in page and '"pyodide/"' not in page
+
+
+def test_folder_names_are_their_content_hashes(built_site):
+    from llama2np.tools.site_assets import folder_hash
+
+    for directory in built_site.iterdir():
+        if directory.is_dir():
+            # The hash was taken before the .br/.gz siblings were written.
+            digest = hashlib.sha256()
+            for path in sorted(p for p in directory.rglob("*") if p.suffix not in (".br", ".gz")):
+                digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+            assert directory.name.endswith("-" + digest.hexdigest()[:10])
+    assert callable(folder_hash)
+
+
+def test_lock_lists_exactly_the_shipped_wheels_with_their_sha256(built_site):
+    runtime = folder(built_site, "pyodide")
+    lock = json.loads((runtime / "pyodide-lock.json").read_text())
+    assert lock["info"]["version"] == "0.27.7" and lock["info"]["python"].startswith("3.12")
+    assert set(lock["packages"]) == {"numpy", "llama2np"}
+    for entry in lock["packages"].values():
+        assert entry["sha256"] == sha256(runtime / entry["file_name"])
+    assert lock["packages"]["llama2np"]["depends"] == ["numpy"]
+
+
+def test_numpy_is_the_wheel_pyodide_s_own_lock_names(built_site):
+    pin = load_pins()["numpy"]
+    official = json.loads((DEFAULT_CACHE / "pyodide-0.27.7" / "pyodide-lock.json").read_text())
+    wheel = folder(built_site, "pyodide") / pin["file"]
+    assert sha256(wheel) == pin["sha256"] == official["packages"]["numpy"]["sha256"]
+
+
+def test_runtime_wheel_holds_compiled_runtime_modules_only(built_site):
+    (wheel,) = folder(built_site, "pyodide").glob("llama2np-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    modules = sorted(n for n in names if n.startswith("llama2np/"))
+    assert modules == sorted(f"llama2np/{m}.pyc" for m in RUNTIME_MODULES)
+    assert not any("tools" in n or "commands" in n for n in names)
+
+
+def test_runtime_modules_import_only_the_standard_library_and_numpy():
+    allowed = set(sys.stdlib_module_names) | {"numpy", "llama2np"}
+    for module in RUNTIME_MODULES:
+        tree = ast.parse((PACKAGE_DIR / f"{module}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                roots = [node.module.split(".")[0]]
+                if node.module.startswith("llama2np."):
+                    assert node.module.split(".")[1] in RUNTIME_MODULES, (module, node.module)
+            else:
+                continue
+            assert set(roots) <= allowed, (module, roots)
+
+
+def test_model_manifest_matches_the_files(built_site, model_dir):
+    model = folder(built_site, "model")
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["name"] == "stories260K"
+    assert manifest["config"]["vocab_size"] == 512 and manifest["config"]["seq_len"] == 512
+    for role in ("checkpoint", "tokenizer"):
+        entry = manifest[role]
+        assert (model / entry["file"]).read_bytes() == (model_dir / entry["file"]).read_bytes()
+        assert entry["bytes"] == (model / entry["file"]).stat().st_size
+        assert entry["sha256"] == sha256(model / entry["file"])
+
+
+def test_runtime_file_list_gives_sizes_and_hashes(built_site):
+    runtime = folder(built_site, "pyodide")
+    files = json.loads((runtime / "files.json").read_text())["files"]
+    assert {f["name"] for f in files} >= {"pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json"}
+    for entry in files:
+        assert entry["bytes"] == (runtime / entry["name"]).stat().st_size
+        assert entry["sha256"] == sha256(runtime / entry["name"])
+
+
+def test_precompressed_files_decompress_to_the_original(built_site):
+    compressed = list(built_site.rglob("*.br"))
+    assert any(p.name == "pyodide.asm.wasm.br" for p in compressed)
+    for br in compressed:
+        original = br.with_suffix("").read_bytes()
+        assert brotli.decompress(br.read_bytes()) == original
+        assert gzip.decompress(br.with_suffix(".gz").read_bytes()) == original
+
+
+def test_a_cached_build_needs_no_client_and_is_reproducible(built_site, tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("a cached build must not run npm or pip")
+
+    monkeypatch.setattr(site_sources, "run_client", no_network)
+    again = build_site(tmp_path / "again", log=quiet)
+    assert sorted(p.name for p in again.iterdir()) == sorted(p.name for p in built_site.iterdir())
+
+
+def test_a_corrupt_cached_package_is_refused_with_a_sentence(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "pyodide-0.27.7.tgz").write_bytes(b"not the package")
+    with pytest.raises(Llama2npError, match="does not match the integrity pinned in build/site.toml"):
+        build_site(tmp_path / "out", cache=cache, log=quiet)
+    assert not (cache / "pyodide-0.27.7.tgz").exists()  # removed, so a retry fetches it again
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_source_is_a_sentence(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm to be found
+    result = run_cli("build", "--out", tmp_path / "out", "--cache", tmp_path / "empty-cache")
+    assert result.returncode == 1
+    assert "could not get pyodide@0.27.7: `npm` is not installed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_refuses_to_replace_a_folder_it_did_not_write(tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("mine")
+    result = run_cli("build", "--out", precious)
+    assert result.returncode == 1 and "was not written by `llama2np build`" in result.stderr
+    assert (precious / "notes.txt").read_text() == "mine"
+
+
+def test_a_broken_model_is_refused_before_bundling(tmp_path, model_dir):
+    broken = tmp_path / "broken.bin"
+    broken.write_bytes((model_dir / "stories260K.bin").read_bytes()[:-100])
+    result = run_cli("build", "--out", tmp_path / "out", "--checkpoint", broken,
+                     "--tokenizer", model_dir / "tok512.bin")
+    assert result.returncode == 1 and "is not a usable model" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_checkpoint_needs_its_tokenizer(tmp_path, model_dir):
+    result = run_cli("build", "--out", tmp_path / "out", "--checkpoint", model_dir / "stories260K.bin")
+    assert result.returncode == 2 and "--checkpoint and --tokenizer go together" in result.stderr
