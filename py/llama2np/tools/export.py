@@ -1,8 +1,41 @@
-"""Placeholder for `llama2np export`; not written yet."""
+"""`llama2np export IN OUT [--version 0|1|2]`: a train.py .pt or any llama2.c .bin, rewritten in
+the chosen llama2.c version (2 quantises to Q8_0). The result is validated before it is kept."""
 
 import argparse
+from pathlib import Path
+
+from llama2np.errors import Llama2npError
+from llama2np.tools.checkpoint_writer import DEFAULT_GROUP_SIZE, write_checkpoint
+from llama2np.tools.validation import read_any, validate_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("export", help="(not written yet)")
-    parser.set_defaults(run=lambda args: 2)
+    parser = subparsers.add_parser(
+        "export",
+        help="convert a train.py .pt or llama2.c .bin to llama2.c version 0, 1 or 2",
+        description="Write a checkpoint in llama2.c's format: version 0 (legacy fp32, what run.c "
+        "reads), 1 (fp32) or 2 (Q8_0, int8 in groups, about a quarter of the size).",
+    )
+    parser.add_argument("input", type=Path, help="train.py .pt or llama2.c .bin")
+    parser.add_argument("output", type=Path, help="the .bin to write")
+    parser.add_argument("--version", type=int, choices=(0, 1, 2), default=0,
+                        help="llama2.c checkpoint version (default 0, run.c's format)")
+    parser.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE,
+                        help="Q8_0 group size for version 2 (default 64; halved until it fits)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.input.resolve() == args.output.resolve():
+        raise Llama2npError("the output would overwrite the input; choose another output file.")
+    checkpoint, source_format = read_any(args.input)
+    data = write_checkpoint(checkpoint, args.version, args.group_size)
+    partial = args.output.with_name(args.output.name + ".partial")
+    partial.write_bytes(data)
+    report = validate_model(partial)
+    if not report.ok:
+        partial.unlink()
+        raise Llama2npError(f"the exported file did not validate: {' '.join(report.problems)}")
+    partial.replace(args.output)
+    print(f"Wrote {args.output}: {report.format}, {len(data):,} bytes (from {source_format}).")
+    return 0

@@ -6,6 +6,7 @@ NaN/Inf and all zeros, and the tokenizer for fitting the model's vocabulary.
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,8 @@ class Report:
         data["ok"] = self.ok
         for tensor in data["tensors"]:
             tensor["shape"] = list(tensor["shape"])
+            for key in ("min", "max", "mean", "std"):  # JSON has no NaN
+                tensor[key] = tensor[key] if math.isfinite(tensor[key]) else None
         return data
 
 

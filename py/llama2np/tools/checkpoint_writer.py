@@ -1,0 +1,108 @@
+"""Writing llama2.c checkpoints: version 0 (legacy), 1 (fp32) and 2 (Q8_0), as llama2.c's export.py
+lays them out, so that run.c, runq.c and the runtime's reader all take them."""
+
+import struct
+
+import numpy as np
+
+from llama2np.checkpoint import (
+    EXPORT_HEADER_SIZE,
+    EXPORT_MATRICES,
+    LEGACY_HEADER,
+    LEGACY_ORDER,
+    MAGIC,
+    NORMS,
+    Checkpoint,
+    Config,
+)
+from llama2np.errors import UsageError
+
+DEFAULT_GROUP_SIZE = 64  # llama2.c's default for version 2
+
+
+def write_checkpoint(checkpoint: Checkpoint, version: int, group_size: int = DEFAULT_GROUP_SIZE) -> bytes:
+    """The bytes of `checkpoint` in llama2.c format `version` (0, 1 or 2)."""
+    if version == 0:
+        return legacy_bytes(checkpoint)
+    if version == 1:
+        return export_bytes(checkpoint, 1)
+    if version == 2:
+        return export_bytes(checkpoint, 2, fitting_group_size(checkpoint.config, group_size))
+    raise UsageError(f"version {version} is not a llama2.c checkpoint version; use 0, 1 or 2.")
+
+
+def config_ints(c: Config, vocab_size: int) -> tuple[int, ...]:
+    return c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, vocab_size, c.seq_len
+
+
+def fp32(array: np.ndarray) -> bytes:
+    return np.ascontiguousarray(array, dtype="<f4").tobytes()
+
+
+def rope_tables(c: Config) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of position * frequency, (seq_len, head_size / 2) each, as llama2.c's
+    model.py precomputes them; run.c skips them, but the legacy format has room for them."""
+    half = c.head_size // 2
+    freqs = 1.0 / (10000.0 ** (np.arange(0, c.head_size, 2)[:half].astype(np.float32) / c.head_size))
+    angles = np.outer(np.arange(c.seq_len, dtype=np.float32), freqs.astype(np.float32))
+    return np.cos(angles), np.sin(angles)
+
+
+def legacy_bytes(checkpoint: Checkpoint) -> bytes:
+    c, w = checkpoint.config, checkpoint.weights
+    # run.c's convention: a negative vocabulary size says the classifier follows the tables.
+    vocab = c.vocab_size if checkpoint.shared_classifier else -c.vocab_size
+    parts = [LEGACY_HEADER.pack(*config_ints(c, vocab))]
+    parts += [fp32(getattr(w, key)) for key in LEGACY_ORDER]
+    parts += [fp32(table) for table in rope_tables(c)]
+    if not checkpoint.shared_classifier:
+        parts.append(fp32(w.wcls))
+    return b"".join(parts)
+
+
+def export_header(checkpoint: Checkpoint, version: int, group_size: int | None) -> bytes:
+    c = checkpoint.config
+    header = struct.pack("<Ii7iB", MAGIC, version, *config_ints(c, c.vocab_size),
+                         int(checkpoint.shared_classifier))
+    if version == 2:
+        header += struct.pack("<i", group_size)
+    return header.ljust(EXPORT_HEADER_SIZE, b"\0")
+
+
+def export_bytes(checkpoint: Checkpoint, version: int, group_size: int | None = None) -> bytes:
+    w = checkpoint.weights
+    parts = [export_header(checkpoint, version, group_size)]
+    parts += [fp32(getattr(w, key)) for key in NORMS]
+    matrices = list(EXPORT_MATRICES) + ([] if checkpoint.shared_classifier else ["wcls"])
+    for key in matrices:
+        tensor = getattr(w, key)
+        per_layer = tensor if tensor.ndim == 3 else tensor[None]
+        for matrix in per_layer:
+            parts.append(fp32(matrix) if version == 1 else q8_0_bytes(matrix, group_size))
+    return b"".join(parts)
+
+
+def quantize_q8_0(values: np.ndarray, group_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 in groups: scale = max|w| / 127 per group, q = round(w / scale)."""
+    groups = values.astype(np.float32).reshape(-1, group_size)
+    scales = np.abs(groups).max(axis=1) / np.float32(127.0)
+    safe = np.where(scales == 0, np.float32(1.0), scales)  # an all-zero group stays zero
+    quantized = np.round(groups / safe[:, None]).astype(np.int8)
+    return quantized.reshape(-1), scales.astype(np.float32)
+
+
+def q8_0_bytes(matrix: np.ndarray, group_size: int) -> bytes:
+    quantized, scales = quantize_q8_0(matrix, group_size)
+    return quantized.tobytes() + fp32(scales)
+
+
+def fitting_group_size(c: Config, group_size: int) -> int:
+    """Halve the group size until it divides the model's width, as llama2.c's export.py does;
+    every quantised matrix has a multiple of dim values."""
+    if group_size <= 0:
+        raise UsageError(f"group size {group_size} must be positive.")
+    while c.dim % group_size:
+        group_size //= 2
+    if group_size < 2:
+        raise UsageError(f"no Q8_0 group size fits dim {c.dim}; export version 1 instead.")
+    return group_size

@@ -1,0 +1,172 @@
+"""Checkpoint conversion: llama2.c versions 0-2 and train.py .pt files read without PyTorch."""
+
+import json
+import os
+import pickle
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from llama2np.checkpoint import load_checkpoint
+from llama2np.model import Transformer
+from llama2np.tools.checkpoint_writer import quantize_q8_0, write_checkpoint
+from llama2np.tools.torch_checkpoint import checkpoint_from_pt
+from support import GOLDEN_T0, GOLDEN_T1, run_cli
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+LAYER_FIELDS = {"wq": "attention.wq.weight", "wk": "attention.wk.weight", "wv": "attention.wv.weight",
+                "wo": "attention.wo.weight", "w1": "feed_forward.w1.weight",
+                "w2": "feed_forward.w2.weight", "w3": "feed_forward.w3.weight",
+                "rms_att": "attention_norm.weight", "rms_ffn": "ffn_norm.weight"}
+
+
+def story(model_dir, checkpoint_path, temperature=0.0, seed=1) -> str:
+    result = run_cli("generate", checkpoint_path, "-z", model_dir / "tok512.bin",
+                     "-t", str(temperature), "-p", "0.9", "-s", str(seed))
+    assert result.returncode == 0, result.stderr
+    return result.stdout[:-1]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_versions_written_from_version_0_load_and_generate(tmp_path, model_dir, checkpoint, tokenizer,
+                                                           golden, version):
+    path = tmp_path / f"v{version}.bin"
+    assert run_cli("export", model_dir / "stories260K.bin", path, "--version", str(version)).returncode == 0
+    loaded = load_checkpoint(path)
+    assert loaded.version == version and loaded.config == checkpoint.config
+    tokens = tokenizer.encode(golden(GOLDEN_T1))[:200]
+    reference = Transformer(checkpoint).forward(tokens, 0)
+    logits = Transformer(loaded).forward(tokens, 0)
+    if version == 1:
+        assert np.array_equal(logits, reference)
+        assert story(model_dir, path) == golden(GOLDEN_T0)
+        assert story(model_dir, path, 1.0, 133742) == golden(GOLDEN_T1)
+    else:
+        assert path.stat().st_size < (model_dir / "stories260K.bin").stat().st_size / 3
+        # int8 weights: logits within a few percent, mostly the same likeliest next token
+        assert np.abs(logits - reference).max() < 0.05 * np.abs(reference).max()
+        assert np.corrcoef(logits.ravel(), reference.ravel())[0, 1] > 0.999
+        assert (logits.argmax(axis=1) == reference.argmax(axis=1)).mean() >= 0.8
+
+
+def test_version_0_export_rewrites_the_original(model_dir, checkpoint):
+    original = (model_dir / "stories260K.bin").read_bytes()
+    written = write_checkpoint(checkpoint, 0)
+    assert len(written) == len(original)
+    a, b = np.frombuffer(written[28:], "<f4"), np.frombuffer(original[28:], "<f4")
+    c = checkpoint.config
+    tables = slice(sum(getattr(checkpoint.weights, k).size for k in
+                       ("token_embedding", "rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2", "w3", "rms_final")),
+                   None)
+    assert written[:28] == original[:28]
+    assert np.array_equal(a[: tables.start], b[: tables.start])  # every weight bit for bit
+    # The RoPE tables run.c skips are recomputed; float32 sin/cos may differ in the last bit.
+    assert a[tables].size == c.seq_len * c.head_size
+    np.testing.assert_allclose(a[tables], b[tables], rtol=0, atol=1e-6)
+
+
+def test_q8_0_groups_round_trip_within_half_a_step():
+    values = np.random.default_rng(0).standard_normal(256).astype(np.float32)
+    q, scales = quantize_q8_0(values, 64)
+    assert q.dtype == np.int8 and scales.shape == (4,) and np.abs(q).max() == 127
+    restored = (q.reshape(4, 64) * scales[:, None]).ravel()
+    assert np.all(np.abs(restored - values) <= np.repeat(scales, 64) / 2 + 1e-7)
+
+
+def test_train_py_checkpoint_reads_as_torch_saved_it():
+    checkpoint = checkpoint_from_pt((FIXTURES / "tiny_train.pt").read_bytes(), "tiny_train.pt")
+    expected = np.load(FIXTURES / "tiny_train_expected.npz")
+    w, c = checkpoint.weights, checkpoint.config
+    assert (c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len) == (16, 48, 2, 4, 2, 32, 32)
+    assert checkpoint.shared_classifier
+    assert np.array_equal(w.token_embedding, expected["tok_embeddings.weight"])
+    assert np.array_equal(w.rms_final, expected["norm.weight"])
+    for field, key in LAYER_FIELDS.items():
+        for layer in range(c.n_layers):
+            assert np.array_equal(getattr(w, field)[layer], expected[f"layers.{layer}.{key}"]), (field, layer)
+
+
+def test_train_py_checkpoint_exports_validates_and_generates(tmp_path):
+    out = tmp_path / "tiny.bin"
+    result = run_cli("export", FIXTURES / "tiny_train.pt", out, "--version", "2")
+    assert result.returncode == 0, result.stderr
+    assert "version 2 (Q8_0)" in result.stdout
+    tokenizer = tmp_path / "tok32.bin"
+    write_tokenizer(tokenizer, 32)
+    generated = run_cli("generate", out, "-z", tokenizer, "-t", "0", "-n", "20")
+    assert generated.returncode == 0, generated.stderr
+
+
+def write_tokenizer(path: Path, size: int) -> None:
+    """A tokenizer with `size` single-letter pieces (enough to generate from a random model)."""
+    import struct
+
+    pieces = [b"<unk>", b"\n<s>\n", b"\n</s>\n"] + [bytes([97 + i % 26]) * (1 + i // 26) for i in range(size - 3)]
+    data = struct.pack("<i", max(map(len, pieces))) + b"".join(
+        struct.pack("<fi", -float(i), len(p)) + p for i, p in enumerate(pieces))
+    path.write_bytes(data)
+
+
+class RunsShell:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("command", ["validate", "export"])
+def test_a_pickle_that_would_run_a_command_is_refused_and_never_runs(tmp_path, command):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    with zipfile.ZipFile(evil, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"model": RunsShell(marker), "model_args": {}}))
+        archive.writestr("archive/version", "3\n")
+    args = [evil] if command == "validate" else [evil, tmp_path / "out.bin"]
+    result = run_cli(command, *args)
+    assert result.returncode == 1
+    assert "asks to run posix.system, which a checkpoint never needs" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not marker.exists()
+    assert not (tmp_path / "out.bin").exists()
+
+
+def test_a_damaged_pt_is_a_sentence(tmp_path):
+    data = bytearray((FIXTURES / "tiny_train.pt").read_bytes())
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(bytes(data[: len(data) // 2]))
+    result = run_cli("validate", damaged)
+    assert result.returncode == 1 and "damaged PyTorch file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_export_refuses_unknown_version_and_overwriting(tmp_path, model_dir):
+    assert run_cli("export", model_dir / "stories260K.bin", tmp_path / "x.bin", "--version", "3").returncode == 2
+    same = run_cli("export", model_dir / "stories260K.bin", model_dir / "stories260K.bin")
+    assert same.returncode == 1 and "would overwrite the input" in same.stderr
+
+
+@pytest.mark.torch
+def test_real_model_saved_by_torch_exports_back_to_run_c_s_stories(tmp_path, model_dir, checkpoint, golden):
+    """stories260K's weights saved with torch.save as train.py would, read back without PyTorch,
+    exported to .bin: the golden stories again. Needs LLAMA2NP_TORCH_PYTHON, a Python with torch."""
+    python = os.environ.get("LLAMA2NP_TORCH_PYTHON")
+    if not python:
+        pytest.skip("set LLAMA2NP_TORCH_PYTHON to a Python that has PyTorch")
+    w, c = checkpoint.weights, checkpoint.config
+    arrays = {"tok_embeddings.weight": w.token_embedding, "norm.weight": w.rms_final}
+    for field, key in LAYER_FIELDS.items():
+        for layer in range(c.n_layers):
+            arrays[f"layers.{layer}.{key}"] = getattr(w, field)[layer]
+    np.savez(tmp_path / "weights.npz", **arrays)
+    (tmp_path / "args.json").write_text(json.dumps(dict(
+        dim=c.dim, n_layers=c.n_layers, n_heads=c.n_heads, n_kv_heads=c.n_kv_heads,
+        vocab_size=c.vocab_size, hidden_dim=c.hidden_dim, multiple_of=4, max_seq_len=c.seq_len)))
+    subprocess.run([python, FIXTURES / "save_as_train_pt.py", tmp_path / "weights.npz",
+                    tmp_path / "args.json", tmp_path / "model.pt"], check=True)
+    result = run_cli("export", tmp_path / "model.pt", tmp_path / "model.bin", "--version", "0")
+    assert result.returncode == 0, result.stderr
+    assert story(model_dir, tmp_path / "model.bin") == golden(GOLDEN_T0)
+    assert story(model_dir, tmp_path / "model.bin", 1.0, 133742) == golden(GOLDEN_T1)

@@ -1,0 +1,99 @@
+"""Training and exporting tokenizers: llama2.c's format, agreement with SentencePiece."""
+
+import json
+
+import pytest
+import sentencepiece
+from llama2np.generate import Story
+from llama2np.tokenizer import Tokenizer
+from support import run_cli
+
+HELD_OUT = [
+    "Tom and Lily went to the big park. They saw a dog!",
+    "Mia had 12 red apples and 3 green ones; she gave 7 to Ben.",
+    "\"Can we play?\" asked the little bird.\tThe sun was warm.",
+    "The café was full of happy people 😀 and one sad cat.",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, checkpoint, tokenizer):
+    """Stories written by stories260K itself: the project makes its own training text."""
+    from llama2np.model import Transformer
+
+    model = Transformer(checkpoint)
+    folder = tmp_path_factory.mktemp("corpus")
+    stories = [Story(model, tokenizer, "", temperature=1.0, seed=seed, steps=200).text()
+               for seed in range(1, 121)]
+    (folder / "stories.txt").write_text("".join(s.replace("\n", " ") + "\n" for s in stories[:80]))
+    (folder / "shard.json").write_text(json.dumps([{"story": s} for s in stories[80:]]))
+    return folder
+
+
+def train(folder, inputs, prefix="tok", vocab=400):
+    result = run_cli("train-tokenizer", "--input", *inputs, "--vocab-size", str(vocab),
+                     "--out", folder / prefix)
+    assert result.returncode == 0, result.stderr
+    return folder / f"{prefix}.model", folder / f"{prefix}.bin"
+
+
+def test_export_of_tok512_model_is_llama2c_s_tok512_bin(model_dir, tmp_path):
+    out = tmp_path / "tok512.bin"
+    result = run_cli("export-tokenizer", model_dir / "tok512.model", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == (model_dir / "tok512.bin").read_bytes()
+
+
+def test_trained_tokenizer_encodes_as_sentencepiece_does(corpus, tmp_path):
+    model, binary = train(tmp_path, [corpus / "stories.txt", corpus / "shard.json"])
+    processor = sentencepiece.SentencePieceProcessor()
+    processor.Load(str(model))
+    assert processor.GetPieceSize() == 400
+    ours = Tokenizer.load(binary, 400)
+    for text in HELD_OUT:
+        expected = [1, *processor.encode(text)]
+        result = run_cli("encode", "-z", binary, text)
+        assert result.returncode == 0, result.stderr
+        assert [int(t) for t in result.stdout.split()] == expected, text
+        assert ours.decode(ours.encode(text)) == text
+
+
+def test_training_is_reproducible(corpus, tmp_path):
+    first = train(tmp_path / "a", [corpus / "stories.txt"], vocab=350)
+    second = train(tmp_path / "b", [corpus / "stories.txt"], vocab=350)
+    assert first[0].read_bytes() == second[0].read_bytes()
+    assert first[1].read_bytes() == second[1].read_bytes()
+
+
+def test_sampling_keeps_training_bounded(corpus, tmp_path):
+    result = run_cli("train-tokenizer", "--input", corpus / "stories.txt", "--vocab-size", "350",
+                     "--max-sentences", "40", "--out", tmp_path / "small")
+    assert result.returncode == 0, result.stderr
+    assert "on 40 sentences" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--vocab-size", "100"], "too small"),
+    (["--vocab-size", "400", "--input", "missing.txt"], "does not exist"),
+])
+def test_bad_training_requests_are_sentences(corpus, tmp_path, args, message):
+    base = ["train-tokenizer", "--out", tmp_path / "x"]
+    if "--input" not in args:
+        base += ["--input", corpus / "stories.txt"]
+    result = run_cli(*base, *[str(tmp_path / a) if a.endswith(".txt") else a for a in args])
+    assert result.returncode in (1, 2) and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_shard_that_is_not_a_list_is_refused(tmp_path):
+    shard = tmp_path / "bad.json"
+    shard.write_text('{"story": "one"}')
+    result = run_cli("train-tokenizer", "--input", shard, "--vocab-size", "300", "--out", tmp_path / "x")
+    assert result.returncode == 1 and "list of objects with a 'story' field" in result.stderr
+
+
+def test_export_of_a_non_model_is_a_sentence(tmp_path):
+    junk = tmp_path / "junk.model"
+    junk.write_bytes(b"not a model")
+    result = run_cli("export-tokenizer", junk)
+    assert result.returncode == 1 and "is not a SentencePiece model" in result.stderr
