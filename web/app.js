@@ -81,10 +81,12 @@ const handlers = {
     if (total) ui.progress.value = done / total;
     else ui.progress.removeAttribute("value");
   },
-  ready({ model: info, seconds }) {
+  ready({ model: info, seconds, stages, fromSnapshot }) {
     model = info;
     window.llama2np.model = info;
     window.llama2np.loadSeconds = seconds;
+    window.llama2np.loadStages = stages;
+    window.llama2np.fromSnapshot = fromSnapshot;
     window.llama2np.readyMs = performance.now();
     const c = info.config;
     ui.model.textContent = `${info.name}: ${(info.parameters / 1000).toFixed(0)}K parameters, ${megabytes(info.bytes)} MB, context of ${c.seq_len} tokens.`;
@@ -203,6 +205,8 @@ const megabytes = (bytes) => (bytes / 1e6).toFixed(1);
 window.llama2np = {
   model: null,
   loadSeconds: null,
+  loadStages: null,
+  fromSnapshot: null,
   readyMs: null,
   bench(options = {}) {
     if (document.body.dataset.state !== "ready") return Promise.reject(new Error("The page is not ready."));

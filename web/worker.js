@@ -18,6 +18,7 @@ const POST_EVERY_MS = 16; // at most one `tokens` message per frame
 
 let pyodide = null;
 let session = null;
+let fromSnapshot = false; // whether this visit's Python came from a saved snapshot
 let run = null; // {id, stopRequested}
 
 const post = (message) => self.postMessage(message);
@@ -41,15 +42,11 @@ async function load({ pyodideURL, modelURL }) {
     fetchJSON(new URL(modelURL)),
   ]);
   const modelFiles = await downloadAll(pyodideURL, files, modelURL, manifest);
+  const downloaded = performance.now();
 
   post({ type: "progress", stage: "start", label: "Starting Python", done: 0, total: 0 });
-  const { loadPyodide } = await import(new URL("pyodide.mjs", pyodideURL).href);
-  pyodide = await loadPyodide({
-    indexURL: pyodideURL,
-    lockFileURL: new URL("pyodide-lock.json", pyodideURL).href,
-    stdout: () => {},
-    stderr: (line) => console.warn(line),
-  });
+  pyodide = await startPython(pyodideURL);
+  const pythonStarted = performance.now();
   post({ type: "progress", stage: "start", label: "Loading NumPy and llama2np", done: 0, total: 0 });
   const failures = [];
   await pyodide.loadPackage(["numpy", "llama2np"], {
@@ -58,6 +55,7 @@ async function load({ pyodideURL, modelURL }) {
   });
   if (failures.length) throw new Error(`Could not install the Python packages: ${failures.join(" ")}`);
 
+  const packagesLoaded = performance.now();
   post({ type: "progress", stage: "start", label: "Reading the model", done: 0, total: 0 });
   const { Session } = pyodide.pyimport("llama2np.session");
   // toPy copies the bytes into Python's memory once, as a memoryview.
@@ -74,6 +72,14 @@ async function load({ pyodideURL, modelURL }) {
     type: "ready",
     model: { ...info, name: manifest.name, bytes: manifest.checkpoint.bytes, parameters: manifest.parameters },
     seconds: (performance.now() - started) / 1000,
+    fromSnapshot,
+    // Where the load time went, for `llama2np bench --browser`.
+    stages: {
+      download: (downloaded - started) / 1000,
+      python: (pythonStarted - downloaded) / 1000,
+      packages: (packagesLoaded - pythonStarted) / 1000,
+      model: (performance.now() - packagesLoaded) / 1000,
+    },
   });
 }
 
@@ -122,6 +128,71 @@ async function downloadStage(stage, label, files) {
     }),
   );
   return kept;
+}
+
+// Pyodide's start (about 1.5 s, most of a visit's load time) is spent bringing up the
+// interpreter. The first visit keeps a snapshot of its memory right after that start in the
+// browser's Cache Storage; later visits restore it in a tenth of the time. The key is inside
+// the content-hashed runtime folder, so a new runtime never meets an old snapshot. Pyodide
+// snapshots only a bare interpreter, so packages are loaded afterwards either way.
+const SNAPSHOTS = "llama2np-python-snapshots";
+
+async function startPython(pyodideURL) {
+  const { loadPyodide } = await import(new URL("pyodide.mjs", pyodideURL).href);
+  const options = {
+    indexURL: pyodideURL,
+    lockFileURL: new URL("pyodide-lock.json", pyodideURL).href,
+    stdout: () => {},
+    stderr: (line) => console.warn(line),
+  };
+  const key = new URL("python-memory.snapshot", pyodideURL).href;
+  const snapshot = await readSnapshot(key);
+  if (snapshot) {
+    try {
+      const restored = await loadPyodide({ ...options, _loadSnapshot: snapshot });
+      fromSnapshot = true;
+      return restored;
+    } catch {
+      await forgetSnapshot(key); // unusable: start the slow way and make a new one
+    }
+  }
+  const started = await loadPyodide({ ...options, _makeSnapshot: true });
+  saveSnapshot(key, started).catch(() => {}); // without one, the next visit just starts slower
+  return started;
+}
+
+async function readSnapshot(key) {
+  if (!self.caches) return null; // Cache Storage needs a secure context (https or localhost)
+  try {
+    const response = await (await caches.open(SNAPSHOTS)).match(key);
+    if (!response) return null;
+    const snapshot = new Uint8Array(await response.arrayBuffer());
+    // Pyodide does not survive a damaged snapshot (it never finishes starting), so only a
+    // byte-exact copy of the one we saved is used.
+    if ((await sha256Hex(snapshot)) === response.headers.get("X-Snapshot-SHA256")) return snapshot;
+    await forgetSnapshot(key);
+  } catch {
+    // unreadable: start without it
+  }
+  return null;
+}
+
+async function saveSnapshot(key, started) {
+  if (!self.caches) return;
+  const snapshot = started.makeMemorySnapshot();
+  const digest = await sha256Hex(snapshot);
+  const cache = await caches.open(SNAPSHOTS);
+  for (const old of await cache.keys()) await cache.delete(old); // one runtime at a time
+  const headers = { "Content-Type": "application/octet-stream", "X-Snapshot-SHA256": digest };
+  await cache.put(key, new Response(snapshot, { headers }));
+}
+
+async function forgetSnapshot(key) {
+  try {
+    await (await caches.open(SNAPSHOTS)).delete(key);
+  } catch {
+    // nothing to forget
+  }
 }
 
 // --- generating ----------------------------------------------------------------------------

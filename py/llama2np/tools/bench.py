@@ -65,8 +65,9 @@ def format_table(results: dict, title: str, extra: dict | None = None) -> str:
             f"| {name} | {r['decode_tokens_per_second']:,.0f} | {decode_ratio:.2f} | "
             f"{r['prompt_tokens_per_second']:,.0f} | {prompt_ratio:.2f} | {r['first_token_ms']:.1f} |"
         )
-    for key, value in (extra or {}).items():
-        lines.append(f"\n{key}: {value}")
+    if extra:
+        lines.append("")
+        lines += [f"- {key}: {value}" for key, value in extra.items()]
     return "\n".join(lines)
 
 

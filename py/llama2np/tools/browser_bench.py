@@ -24,8 +24,8 @@ def run_browser_bench(args: argparse.Namespace) -> int:
         site = args.site or build_site(Path(scratch) / "site", args.checkpoint)
         figures = measure_in_browser(site, args.steps, args.prompt_tokens, args.repeat)
     extra = {
-        "cold load to ready": f"{figures['cold_load_seconds']:.2f} s",
-        "repeat visit to ready": f"{figures['warm_load_seconds']:.2f} s",
+        "cold load to ready": f"{figures['cold_load_seconds']:.2f} s ({stages(figures['cold_stages'])})",
+        "repeat visit to ready": f"{figures['warm_load_seconds']:.2f} s ({stages(figures['warm_stages'])})",
         "bytes on the wire, cold visit": f"{figures['cold_bytes']:,}",
         "bytes on the wire, repeat visit": f"{figures['warm_bytes']:,}",
         "site on disk (all encodings)": f"{figures['site_bytes']:,} bytes",
@@ -33,6 +33,10 @@ def run_browser_bench(args: argparse.Namespace) -> int:
     where = f"Chromium {figures['browser_version']} on {platform.machine()}, {platform.node() or 'this machine'}"
     print(format_table(figures["results"], f"{figures['model']}, Pyodide in {where}", extra))
     return 0
+
+
+def stages(seconds: dict) -> str:
+    return ", ".join(f"{name} {value:.2f} s" for name, value in seconds.items())
 
 
 def build_site(out: Path, checkpoint: Path | None) -> Path:
@@ -62,7 +66,9 @@ def measure_in_browser(site: Path, steps: int, prompt_tokens: int, repeats: int)
             context = browser.new_context()  # a fresh profile: nothing cached
             page = context.new_page()
             cold_seconds, cold_bytes = timed_visit(page, url)
+            cold_stages = page.evaluate("() => window.llama2np.loadStages")
             warm_seconds, warm_bytes = timed_visit(page, url)
+            warm_stages = page.evaluate("() => window.llama2np.loadStages")
             # A short run first, so that the WebAssembly is optimised before it is timed.
             page.evaluate("(o) => window.llama2np.bench(o)",
                           {"steps": 32, "promptTokens": 16, "repeats": 1})
@@ -80,6 +86,8 @@ def measure_in_browser(site: Path, steps: int, prompt_tokens: int, repeats: int)
         "model": model,
         "browser_version": version,
         "cold_load_seconds": cold_seconds,
+        "cold_stages": cold_stages,
+        "warm_stages": warm_stages,
         "warm_load_seconds": warm_seconds,
         "cold_bytes": cold_bytes,
         "warm_bytes": warm_bytes,
@@ -92,7 +100,10 @@ def timed_visit(page: object, url: str) -> tuple[float, int]:
     from llama2np.tools.browser import wait_for_state
 
     responses = []
-    record = responses.append
+
+    def record(response: object) -> None:  # Playwright needs a function it can tag
+        responses.append(response)
+
     page.on("response", record)
     start = time.perf_counter()
     page.goto(url)
