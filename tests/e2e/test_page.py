@@ -159,3 +159,12 @@ def test_a_damaged_snapshot_falls_back_to_a_fresh_start(visit, golden):
     visit.open()
     assert visit.page.evaluate("() => window.llama2np.fromSnapshot") is False
     assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
+
+
+def test_browser_benchmark_prints_its_table(built_site):
+    result = run_cli("bench", "--browser", "--site", built_site, "-n", "24", "--prompt-tokens", "8",
+                     "--repeat", "1")
+    assert result.returncode == 0, result.stderr
+    for line in ("| llama2np, plain |", "| straightforward port |", "cold load to ready",
+                 "repeat visit to ready", "bytes on the wire, cold visit"):
+        assert line in result.stdout

@@ -14,7 +14,7 @@ from llama2np.tools import site_sources
 from llama2np.tools.build_site import build_site
 from llama2np.tools.site_sources import DEFAULT_CACHE, load_pins
 from llama2np.tools.site_wheel import PACKAGE_DIR, RUNTIME_MODULES
-from support import run_cli
+from support import FIXTURES, run_cli, write_tokenizer
 
 
 def folder(site, prefix: str):
@@ -173,3 +173,23 @@ def test_a_broken_model_is_refused_before_bundling(tmp_path, model_dir):
 def test_checkpoint_needs_its_tokenizer(tmp_path, model_dir):
     result = run_cli("build", "--out", tmp_path / "out", "--checkpoint", model_dir / "stories260K.bin")
     assert result.returncode == 2 and "--checkpoint and --tokenizer go together" in result.stderr
+
+
+def test_any_validated_model_can_be_bundled(tmp_path):
+    model = tmp_path / "tiny.bin"
+    assert run_cli("export", FIXTURES / "tiny_train.pt", model).returncode == 0
+    tokenizer = tmp_path / "tok32.bin"
+    write_tokenizer(tokenizer, 32)
+    site = build_site(tmp_path / "site", model, tokenizer, log=quiet)
+    manifest = json.loads((folder(site, "model") / "manifest.json").read_text())
+    assert manifest["name"] == "tiny" and manifest["format"] == "llama2.c version 0 (legacy fp32)"
+    assert manifest["config"]["dim"] == 16 and manifest["parameters"] == 6736
+    assert manifest["checkpoint"]["sha256"] == sha256(model)
+
+
+def test_a_tokenizer_that_does_not_fit_is_refused(tmp_path, model_dir):
+    tokenizer = tmp_path / "tok32.bin"
+    write_tokenizer(tokenizer, 32)
+    result = run_cli("build", "--out", tmp_path / "out", "--checkpoint", model_dir / "stories260K.bin",
+                     "--tokenizer", tokenizer)
+    assert result.returncode == 1 and "has 32 tokens but the model's vocabulary has 512" in result.stderr

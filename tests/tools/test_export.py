@@ -13,9 +13,8 @@ from llama2np.checkpoint import load_checkpoint
 from llama2np.model import Transformer
 from llama2np.tools.checkpoint_writer import quantize_q8_0, write_checkpoint
 from llama2np.tools.torch_checkpoint import checkpoint_from_pt
-from support import GOLDEN_T0, GOLDEN_T1, run_cli
+from support import FIXTURES, GOLDEN_T0, GOLDEN_T1, run_cli, write_tokenizer
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 LAYER_FIELDS = {"wq": "attention.wq.weight", "wk": "attention.wk.weight", "wv": "attention.wv.weight",
                 "wo": "attention.wo.weight", "w1": "feed_forward.w1.weight",
                 "w2": "feed_forward.w2.weight", "w3": "feed_forward.w3.weight",
@@ -97,16 +96,6 @@ def test_train_py_checkpoint_exports_validates_and_generates(tmp_path):
     write_tokenizer(tokenizer, 32)
     generated = run_cli("generate", out, "-z", tokenizer, "-t", "0", "-n", "20")
     assert generated.returncode == 0, generated.stderr
-
-
-def write_tokenizer(path: Path, size: int) -> None:
-    """A tokenizer with `size` single-letter pieces (enough to generate from a random model)."""
-    import struct
-
-    pieces = [b"<unk>", b"\n<s>\n", b"\n</s>\n"] + [bytes([97 + i % 26]) * (1 + i // 26) for i in range(size - 3)]
-    data = struct.pack("<i", max(map(len, pieces))) + b"".join(
-        struct.pack("<fi", -float(i), len(p)) + p for i, p in enumerate(pieces))
-    path.write_bytes(data)
 
 
 class RunsShell:
