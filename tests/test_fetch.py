@@ -25,10 +25,15 @@ def fetch(folder, monkeypatch, mirror=None):
     return run_cli("fetch", folder)
 
 
-def test_copies_and_verifies_from_the_mirror(tmp_path, monkeypatch):
+def mirror_holding(tmp_path, data: bytes):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    (mirror / "a.bin").write_bytes(b"model bytes")
+    (mirror / "a.bin").write_bytes(data)
+    return mirror
+
+
+def test_copies_and_verifies_from_the_mirror(tmp_path, monkeypatch):
+    mirror = mirror_holding(tmp_path, b"model bytes")
     write_manifest(tmp_path / "model", {"a.bin": b"model bytes"})
     result = fetch(tmp_path / "model", monkeypatch, mirror)
     assert result.returncode == 0, result.stderr
@@ -39,9 +44,7 @@ def test_copies_and_verifies_from_the_mirror(tmp_path, monkeypatch):
 
 
 def test_wrong_hash_is_refused_and_not_kept(tmp_path, monkeypatch):
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    (mirror / "a.bin").write_bytes(b"tampered")
+    mirror = mirror_holding(tmp_path, b"tampered")
     write_manifest(tmp_path / "model", {"a.bin": b"model bytes"})
     result = fetch(tmp_path / "model", monkeypatch, mirror)
     assert result.returncode == 1

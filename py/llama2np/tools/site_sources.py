@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llama2np.errors import Llama2npError
-from llama2np.tools.fetch import PROJECT_ROOT
+from llama2np.tools.fetch import PROJECT_ROOT, sha256_of
 
 PINS_FILE = PROJECT_ROOT / "build" / "site.toml"
 DEFAULT_CACHE = PROJECT_ROOT / ".cache" / "site-sources"
@@ -36,14 +36,6 @@ class RuntimeFiles:
 def load_pins(path: Path = PINS_FILE) -> dict:
     with path.open("rb") as file:
         return tomllib.load(file)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def npm_integrity(path: Path) -> str:
