@@ -32,7 +32,10 @@ EPS = 1e-5  # RMSNorm's epsilon, as in llama2.c
 
 @dataclass
 class Layer:
-    """One transformer block's fused weights, transposed so every product is x @ W."""
+    """One transformer block's fused weights, as (in, out) views of (out, in) rows, so that every
+    product is x @ W and each output sums over a contiguous row. NumPy without BLAS (Pyodide)
+    then runs its dot-product loop, up to 1.7x faster than walking a column; BLAS does not care.
+    """
 
     wqkv: np.ndarray  # (dim, dim + 2 * kv_dim): q (scaled), k, v; attention norm folded in
     wo: np.ndarray  # (dim, dim)
@@ -65,10 +68,10 @@ def fuse_layer(checkpoint: Checkpoint, layer: int) -> Layer:
     wqkv = np.concatenate([f64(w.wq[layer]) * q_scale, f64(w.wk[layer]), f64(w.wv[layer])])
     w13 = np.concatenate([-f64(w.w1[layer]), f64(w.w3[layer])])  # see silu_gate()
     return Layer(
-        wqkv=np.ascontiguousarray((wqkv * norm(w.rms_att[layer])).T),
-        wo=np.ascontiguousarray(f64(w.wo[layer]).T),
-        w13=np.ascontiguousarray((w13 * norm(w.rms_ffn[layer])).T),
-        w2=np.ascontiguousarray(-f64(w.w2[layer]).T),
+        wqkv=np.asfortranarray((wqkv * norm(w.rms_att[layer])).T),
+        wo=np.asfortranarray(f64(w.wo[layer]).T),
+        w13=np.asfortranarray((w13 * norm(w.rms_ffn[layer])).T),
+        w2=np.asfortranarray(-f64(w.w2[layer]).T),
     )
 
 
@@ -104,7 +107,7 @@ class Transformer:
         w = checkpoint.weights
         self.embedding = w.token_embedding.astype(DTYPE)
         self.layers = [fuse_layer(checkpoint, layer) for layer in range(c.n_layers)]
-        self.wcls = np.ascontiguousarray(
+        self.wcls = np.asfortranarray(
             (w.wcls.astype(DTYPE) * w.rms_final.astype(DTYPE) * np.sqrt(c.dim)).T
         )
         self.rotations = rope_rotations(c)
