@@ -102,6 +102,9 @@ class SiteHandler(SimpleHTTPRequestHandler):
     """Static files with caching, precompression and security headers; no directory listings."""
 
     extensions_map = {**SimpleHTTPRequestHandler.extensions_map, **MEDIA_TYPES}
+    protocol_version = "HTTP/1.1"  # keep-alive: the page makes a dozen requests at once
+    server_version = "llama2np"
+    sys_version = ""
 
     def __init__(self, *args: object, verbose: bool = False, **kwargs: object) -> None:
         self.verbose = verbose
