@@ -17,6 +17,18 @@ find_python() {
     exit 1
 }
 
+# `llama2np build` gets the Pyodide runtime with npm (once; then from .cache/site-sources).
+if ! command -v npm >/dev/null 2>&1 && [ ! -d .cache/site-sources ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing Debian's npm to fetch the Pyodide runtime" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+    else
+        echo "building the site needs npm (Node.js) once: run 'sudo apt-get install npm' and retry." >&2
+        exit 1
+    fi
+fi
+
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
     rm -rf .venv
     "$(find_python)" -m venv .venv
