@@ -3,7 +3,8 @@
 // Protocol (plain objects with a `type`; see web/app.js for the other side):
 //   in:  load {pyodideURL, modelURL} | generate {id, prompt, temperature, topp, seed, steps}
 //        | stop {id} | bench {id, steps, promptTokens, repeats, engines}
-//   out: progress {stage, label, done, total} | ready {model, seconds} | start {id, promptText}
+//   out: progress {stage, label, done, total} | ready {model, seconds, fromSnapshot, stages}
+//        | start {id, promptText}
 //        | tokens {id, text} | done {id, stopped, stats} | bench-result {id, results}
 //        | error {id?, fatal, message}
 //
