@@ -1,5 +1,6 @@
 """Checkpoint conversion: llama2.c versions 0-2 and train.py .pt files read without PyTorch."""
 
+import dataclasses
 import json
 import os
 import pickle
@@ -9,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from llama2np.checkpoint import load_checkpoint
+from llama2np.checkpoint import Checkpoint, load_checkpoint, read_checkpoint
 from llama2np.model import Transformer
 from llama2np.tools.checkpoint_writer import quantize_q8_0, write_checkpoint
-from llama2np.tools.torch_checkpoint import checkpoint_from_pt
+from llama2np.tools.pickle_reader import load_pt
+from llama2np.tools.torch_checkpoint import checkpoint_from_pt, checkpoint_from_saved
 from support import FIXTURES, GOLDEN_T0, GOLDEN_T1, run_cli, write_tokenizer
 
 LAYER_FIELDS = {"wq": "attention.wq.weight", "wk": "attention.wk.weight", "wv": "attention.wv.weight",
@@ -85,6 +87,30 @@ def test_train_py_checkpoint_reads_as_torch_saved_it():
     for field, key in LAYER_FIELDS.items():
         for layer in range(c.n_layers):
             assert np.array_equal(getattr(w, field)[layer], expected[f"layers.{layer}.{key}"]), (field, layer)
+
+
+def test_torch_compile_prefix_is_dropped():
+    saved = load_pt((FIXTURES / "tiny_train.pt").read_bytes(), "tiny_train.pt")
+    plain = checkpoint_from_saved(saved, "tiny_train.pt")
+    saved["model"] = {f"_orig_mod.{key}": value for key, value in saved["model"].items()}
+    compiled = checkpoint_from_saved(saved, "tiny_train.pt")
+    assert compiled.config == plain.config
+    assert np.array_equal(compiled.weights.wq, plain.weights.wq)
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+def test_an_unshared_classifier_survives_every_version(checkpoint, version):
+    """A classifier of its own: version 0 says so with a negative vocabulary size, 1 and 2 with
+    the shared flag; either way it comes back as its own matrix."""
+    weights = dataclasses.replace(checkpoint.weights, wcls=checkpoint.weights.token_embedding[::-1] * 0.5)
+    unshared = Checkpoint(checkpoint.config, weights, 0, False)
+    data = write_checkpoint(unshared, version)
+    if version == 0:
+        assert int.from_bytes(data[20:24], "little", signed=True) == -checkpoint.config.vocab_size
+    loaded = read_checkpoint(data, f"v{version}.bin")
+    assert loaded.shared_classifier is False
+    tolerance = 0 if version < 2 else np.abs(weights.wcls).max() / 127
+    np.testing.assert_allclose(loaded.weights.wcls, weights.wcls, rtol=0, atol=tolerance)
 
 
 def test_train_py_checkpoint_exports_validates_and_generates(tmp_path):

@@ -36,7 +36,7 @@ def test_json_report_of_the_real_model(model_dir):
     assert first["shape"] == [abs(vocab), dim]
     assert math.isclose(first["mean"], float(embedding.astype(np.float64).mean()), rel_tol=1e-9)
     assert math.isclose(first["max"], float(embedding.max()), rel_tol=1e-7)
-    assert hashlib.sha256(data).hexdigest()  # the same bytes the report described
+    assert report["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 def test_readable_report(model_dir):

@@ -22,7 +22,12 @@ LAYER_KEYS = {
 
 
 def checkpoint_from_pt(data: bytes, name: str) -> Checkpoint:
-    saved = load_pt(data, name)
+    """The model in the bytes of a train.py .pt file (read without running its pickle code)."""
+    return checkpoint_from_saved(load_pt(data, name), name)
+
+
+def checkpoint_from_saved(saved: object, name: str) -> Checkpoint:
+    """The model in train.py's saved dictionary, its tensors already NumPy arrays."""
     if not isinstance(saved, dict) or "model" not in saved or "model_args" not in saved:
         raise CheckpointError(f"{name} is not a llama2.c train.py checkpoint (no 'model' and "
                               "'model_args' entries).")

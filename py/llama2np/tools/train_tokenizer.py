@@ -80,13 +80,14 @@ def train_tokenizer(inputs: list[Path], vocab_size: int, prefix: Path, max_sente
     model = io.BytesIO()  # not a file name, which SentencePiece would record in the model
     try:
         sentencepiece.SentencePieceTrainer.Train(
-            sentence_iterator=iter(sentences),
+            sentence_iterator=drain(sentences),
             model_writer=model,
             model_type="bpe",
             vocab_size=vocab_size,
             character_coverage=1.0,
             num_threads=threads,
             split_digits=True,
+            add_dummy_prefix=True,  # run.c's encoder adds the same leading space
             allow_whitespace_only_pieces=True,
             byte_fallback=True,
             unk_surface=" \u2047 ",
@@ -134,6 +135,14 @@ def read_json_stories(path: Path) -> Iterator[str]:
         story = item.get("story") if isinstance(item, dict) else None
         if isinstance(story, str) and story.strip():
             yield story.strip()
+
+
+def drain(sentences: list[str]) -> Iterator[str]:
+    """Hand the sentences over one by one, letting go of each: SentencePiece keeps its own copy,
+    so the sample is held once, not twice, at the peak."""
+    for index, sentence in enumerate(sentences):
+        sentences[index] = None
+        yield sentence
 
 
 def sample(sentences: Iterator[str], limit: int) -> list[str]:

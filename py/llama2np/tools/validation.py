@@ -6,6 +6,7 @@ NaN/Inf and all zeros, and the tokenizer for fitting the model's vocabulary.
 """
 
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ class Report:
 
     checkpoint: str
     file_bytes: int
+    sha256: str = ""  # of the checkpoint file, for manifests and for matching a report to a file
     format: str = "unknown"
     config: dict | None = None
     parameters: int = 0
@@ -68,6 +70,7 @@ def validate_model(checkpoint: Path, tokenizer: Path | None = None) -> Report:
     report = Report(str(checkpoint), checkpoint.stat().st_size if checkpoint.is_file() else 0)
     try:
         parsed, report.format = read_any(checkpoint)
+        report.sha256 = file_sha256(checkpoint)
     except Llama2npError as error:
         report.problems.append(str(error))
         return report
@@ -84,6 +87,11 @@ def require_valid(checkpoint: Path, tokenizer: Path | None = None) -> Report:
     if not report.ok:
         raise Llama2npError(f"{checkpoint} is not a usable model: " + " ".join(report.problems))
     return report
+
+
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def read_any(path: Path) -> tuple[Checkpoint, str]:
