@@ -70,17 +70,13 @@ def test_advance_respects_its_token_budget(model, tokenizer):
     assert rest
 
 
-def test_story_text_is_the_prompt_then_the_continuation(model, tokenizer):
+def test_story_text_is_the_prompt_then_the_continuation(model, tokenizer, checkpoint):
     story = Story(model, tokenizer, "The cat", temperature=0.0, steps=30)
     assert story.prompt_text == "The cat"
     whole = tokenizer.decode(story.prompt_tokens + [*generate_tokens(
-        Transformer(model_checkpoint(model)), story.prompt_tokens,
+        Transformer(checkpoint), story.prompt_tokens,
         Sampler(512, 0.0, 0.9, 1), 30, 0)])
     assert story.prompt_text + story.text() == whole
-
-
-def model_checkpoint(model):
-    return model._checkpoint
 
 
 def test_generation_stops_at_bos(checkpoint):

@@ -60,7 +60,7 @@ def generate_tokens(
     predicts the token after draft[i-1], and drafted tokens count only while they equal what
     the sampler draws, so the output and the RNG stream are exactly those of plain decoding.
     """
-    history = Drafter(prompt_tokens)
+    history = Drafter(prompt_tokens) if draft_tokens else None
     pos = len(prompt_tokens) - 1  # the position whose logits come next
     pending = model.forward(prompt_tokens, 0)[-1:]  # the prompt as one batch
     drafted: list[int] = []
@@ -70,14 +70,15 @@ def generate_tokens(
             if token == BOS:
                 return
             yield token
-            history.append(token)
+            if history is not None:
+                history.append(token)
             pos += 1
             if pos >= steps:
                 return
             if row >= len(drafted) or token != drafted[row]:
                 break  # the draft went astray (or ran out): the next forward starts here
         room = min(draft_tokens, steps - pos - 1)
-        drafted = history.propose(room) if draft_tokens and room > 0 else []
+        drafted = history.propose(room) if history is not None and room > 0 else []
         pending = model.forward([token, *drafted], pos)
 
 

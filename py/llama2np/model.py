@@ -1,25 +1,31 @@
 """The Llama-2 forward pass, shaped for NumPy's per-call cost rather than its arithmetic.
 
-stories260K needs about half a million multiply-adds a token, which NumPy does in microseconds;
-what costs is the number of NumPy calls, each several microseconds under Pyodide. So the forward
-pass works on a batch of T tokens at once (the whole prompt, or one token while decoding) and per
-layer does:
+stories260K needs about 300,000 multiply-adds a token, which NumPy does in microseconds; what
+costs is the number of NumPy calls, each about a microsecond under Pyodide, and the exponentials,
+about ten nanoseconds each there. So every layer is a handful of large calls:
 
-    x (T, dim) ── rmsnorm ── @ Wqkv ──> q k v      one matmul: norm weight and 1/sqrt(head_size)
-                                                   folded into the rows
-    q, k ── RoPE ──> one complex multiply          (adjacent pairs are complex numbers)
-    k, v ──> KV cache row pos..pos+T-1
-    attention: all heads at once                   (n_kv, T, group, t) scores, one softmax;
-                                                   values carry a column of ones, so one matmul
-                                                   gives both the weighted sum and its normaliser
+    x (dim) ── rmsnorm ── @ Wqkv ──> q | k v          one matmul: norm weights, sqrt(dim),
+                                                      1/sqrt(head_size) and log2(e) folded in
+    q, k ── RoPE ──> one complex multiply each        (adjacent pairs are complex numbers); the
+                                                      one for k v writes the cache row
+    attention: all heads at once                      (n_kv, group, t) scores, one exp2; values
+                                                      carry a column of ones, so one matmul gives
+                                                      both the weighted sum and its normaliser
     x += att @ Wo
     x += (silu(h1) * h3) @ W2,  h1|h3 = rmsnorm(x) @ W13   (gate and up in one matmul)
 
-Arithmetic is float64: results then do not depend on how BLAS blocks a (T, n) product, so a
-batch of T tokens gives the same logits as T single steps, which speculative decoding needs, and
-the float32 sampler sees run.c's values.
+`step` decodes one token through preallocated buffers (about twenty NumPy calls a layer);
+`forward` takes a batch of T tokens (the prompt, or a token with its drafts) in the same number
+of calls with the same arithmetic. Layer 0 needs no matmul at all: its input is a token's
+embedding, so its q k v are looked up in a table made once per model.
+
+Arithmetic is float64, so that neither the order of a BLAS kernel's sums nor the folding above
+moves the logits by more than about 1e-15: the float32 sampler sees run.c's values and a batch
+gives the logits of single steps.
 """
 
+import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +34,13 @@ from llama2np.checkpoint import Checkpoint, Config
 
 DTYPE = np.float64
 EPS = 1e-5  # RMSNorm's epsilon, as in llama2.c
+LOG2_E = 1.0 / math.log(2.0)  # exp(s) = 2^(s * log2 e): NumPy's exp2 is a third cheaper
+# Attention scores (in log2 units) provably inside +-this need no shift before exp2: 2^1000 and
+# 512 of them stay finite, and 2^-1000 is far above float64's smallest normal number.
+EXP2_SAFE = 1000.0
+# Vector times matrix into a buffer: np.dot skips the ufunc machinery that np.matmul sets up
+# (0.3 us a call with BLAS), but without BLAS (Pyodide) its loop is slower than matmul's.
+vecmat = np.matmul if sys.platform == "emscripten" else np.dot
 
 
 @dataclass
@@ -37,65 +50,71 @@ class Layer:
     then runs its dot-product loop, up to 1.7x faster than walking a column; BLAS does not care.
     """
 
-    wqkv: np.ndarray  # (dim, dim + 2 * kv_dim): q (scaled), k, v; attention norm folded in
+    wqkv: np.ndarray  # (dim, dim + 2 * kv_dim): q, then k and v interleaved by key/value head
     wo: np.ndarray  # (dim, dim)
-    w13: np.ndarray  # (dim, 2 * hidden_dim): gate (-w1) then up (w3); ffn norm folded in
-    w2: np.ndarray  # (hidden_dim, dim), negated
+    w13: np.ndarray  # (dim, 2 * hidden_dim): -w1 * log2(e) then w3; ffn norm folded in
+    w2: np.ndarray  # (hidden_dim, dim): -w2 / log2(e), which undoes the gate's two factors
+    shift_scores: bool  # True when the scores are not provably in exp2's safe range
 
 
-def rope_rotations(config: Config) -> np.ndarray:
-    """e^(i * pos * freq) for every position and every complex pair of q then k: (seq_len, pairs).
+def rope_rotations(config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """e^(i * pos * freq) per position: for q's pairs (seq_len, dim/2), and for each key/value
+    head's k pairs followed by ones for its v pairs (seq_len, n_kv, head_size).
 
     The angles are computed in float32 as run.c computes them, so the rotations are run.c's.
     """
     hs = config.head_size
-    head_dim = np.arange(0, config.dim + config.kv_dim, 2) % hs
-    freq = np.float32(1.0) / np.power(np.float32(10000.0), head_dim.astype(np.float32) / np.float32(hs))
+    freq = np.float32(1.0) / np.power(
+        np.float32(10000.0), np.arange(0, hs, 2, dtype=np.float32) / np.float32(hs)
+    )
     angle = np.arange(config.seq_len, dtype=np.float32)[:, None] * freq[None, :]
-    return np.cos(angle).astype(DTYPE) + 1j * np.sin(angle).astype(DTYPE)
+    per_head = np.cos(angle).astype(DTYPE) + 1j * np.sin(angle).astype(DTYPE)  # (seq, hs/2)
+    q = np.tile(per_head, (1, config.n_heads))
+    kv = np.concatenate([per_head, np.ones_like(per_head)], axis=1)
+    return q, np.repeat(kv[:, None, :], config.n_kv_heads, axis=1)
 
 
 def fuse_layer(checkpoint: Checkpoint, layer: int) -> Layer:
     w, c = checkpoint.weights, checkpoint.config
+    hs, n_kv = c.head_size, c.n_kv_heads
 
     def f64(array: np.ndarray) -> np.ndarray:
         return array.astype(DTYPE)
 
-    def norm(weight: np.ndarray) -> np.ndarray:
-        return f64(weight) * np.sqrt(c.dim)  # see rmsnorm()
-
-    q_scale = 1.0 / np.sqrt(c.head_size)  # attention's 1/sqrt(head_size), applied to q once
-    wqkv = np.concatenate([f64(w.wq[layer]) * q_scale, f64(w.wk[layer]), f64(w.wv[layer])])
-    w13 = np.concatenate([-f64(w.w1[layer]), f64(w.w3[layer])])  # see silu_gate()
+    # q carries attention's 1/sqrt(head_size) and log2(e), so its scores go straight to exp2.
+    wq = f64(w.wq[layer]) * (LOG2_E / math.sqrt(hs))
+    # k and v rows interleaved by head, (k0 v0 k1 v1 ...), as a cache row stores them.
+    wkv = np.stack([f64(w.wk[layer]).reshape(n_kv, hs, c.dim),
+                    f64(w.wv[layer]).reshape(n_kv, hs, c.dim)], axis=1).reshape(-1, c.dim)
+    # The gate is negated and scaled so that exp2 of it is e^-h1; w2 takes the factor back.
+    w13 = np.concatenate([f64(w.w1[layer]) * -LOG2_E, f64(w.w3[layer])])
+    attention_norm = f64(w.rms_att[layer]) * math.sqrt(c.dim)  # see rmsnorm()
+    wq, wkv = wq * attention_norm, wkv * attention_norm
     return Layer(
-        wqkv=np.asfortranarray((wqkv * norm(w.rms_att[layer])).T),
+        wqkv=np.asfortranarray(np.concatenate([wq, wkv]).T),
         wo=np.asfortranarray(f64(w.wo[layer]).T),
-        w13=np.asfortranarray((w13 * norm(w.rms_ffn[layer])).T),
-        w2=np.asfortranarray(-f64(w.w2[layer]).T),
+        w13=np.asfortranarray((w13 * (f64(w.rms_ffn[layer]) * math.sqrt(c.dim))).T),
+        w2=np.asfortranarray((f64(w.w2[layer]) * (-1.0 / LOG2_E)).T),
+        shift_scores=score_bound(wq, wkv, c) >= EXP2_SAFE,
     )
 
 
+def score_bound(wq: np.ndarray, wkv: np.ndarray, c: Config) -> float:
+    """An upper bound on |q . k| for any input: rmsnorm's output (before the folded weights) has
+    norm below 1, RoPE keeps norms, and a matrix stretches a vector by at most its Frobenius norm.
+    """
+    q_norms = np.sqrt(np.square(wq).reshape(c.n_heads, -1).sum(axis=1))
+    k_norms = np.sqrt(np.square(wkv).reshape(c.n_kv_heads, 2, -1)[:, 0].sum(axis=1))
+    return float((q_norms * np.repeat(k_norms, c.n_heads // c.n_kv_heads)).max())
+
+
 def rmsnorm(x: np.ndarray) -> np.ndarray:
-    """x / sqrt(sum(x^2) + dim * eps) per row, which is RMSNorm divided by sqrt(dim).
+    """x / sqrt(sum(x^2) + dim * eps) per row of a batch (T, dim): RMSNorm divided by sqrt(dim).
 
     The sqrt(dim), like the learned weight, is folded into the next matmul's rows; that saves
-    NumPy calls, the currency here.
+    NumPy calls, the currency here. `step` computes the same scale for one row in Python floats.
     """
-    return x / np.sqrt(np.add.reduce(x * x, axis=1, keepdims=True) + x.shape[1] * EPS)
-
-
-def silu_gate(h: np.ndarray, hidden_dim: int) -> np.ndarray:
-    """SwiGLU's silu(h1) * h3 = h1 * h3 / (1 + e^-h1), up to sign, from h = -h1 | h3.
-
-    The gate's weights are stored negated so e^-h1 needs no negation; the sign that leaves on the
-    product is taken back by negated w2 weights.
-    """
-    minus_h1, h3 = h[:, :hidden_dim], h[:, hidden_dim:]
-    denominator = np.exp(minus_h1)
-    denominator += 1.0
-    gated = minus_h1 * h3
-    gated /= denominator
-    return gated
+    return x / np.sqrt(np.einsum("ij,ij->i", x, x)[:, None] + x.shape[1] * EPS)
 
 
 class Transformer:
@@ -103,27 +122,56 @@ class Transformer:
 
     def __init__(self, checkpoint: Checkpoint) -> None:
         c = self.config = checkpoint.config
-        self._checkpoint = checkpoint
         w = checkpoint.weights
+        hs, n_kv = c.head_size, c.n_kv_heads
+        group = self.group = c.n_heads // n_kv  # query heads sharing one key/value head
         self.embedding = w.token_embedding.astype(DTYPE)
         self.layers = [fuse_layer(checkpoint, layer) for layer in range(c.n_layers)]
         self.wcls = np.asfortranarray(
-            (w.wcls.astype(DTYPE) * w.rms_final.astype(DTYPE) * np.sqrt(c.dim)).T
+            (w.wcls.astype(DTYPE) * w.rms_final.astype(DTYPE) * math.sqrt(c.dim)).T
         )
-        self.rotations = rope_rotations(c)
-        hs, n_kv, group = c.head_size, c.n_kv_heads, c.n_heads // c.n_kv_heads
-        self.group = group  # query heads sharing one key/value head
-        # Keys stored transposed, (n_kv, head_size, seq_len): scoring then reads each head as
-        # a contiguous matrix, which BLAS takes directly; a strided view would be copied or
-        # walked element by element on every call.
-        self.keys_t = [np.zeros((n_kv, hs, c.seq_len), DTYPE) for _ in self.layers]
-        # Values with an extra column of ones: (n_kv, seq_len, head_size + 1). Weighting them by
-        # unnormalised attention gives the softmax's denominator in the last column.
-        self.values = [np.ones((n_kv, c.seq_len, hs + 1), DTYPE) for _ in self.layers]
-        self.values_in = [v[:, :, :hs].transpose(1, 0, 2) for v in self.values]
+        # Layer 0 sees only the token's embedding: its q k v for every token, computed once.
+        self.qkv0 = rmsnorm(self.embedding) @ self.layers[0].wqkv
+        self.rotate_q, self.rotate_kv = rope_rotations(c)
+
+        # The cache, one array a layer: (seq_len, n_kv, 2 * head_size + 2), each head's row is
+        # k, v, 1, 0. Weighting the v|1 columns by unnormalised attention gives the softmax's
+        # denominator beside the sum; the 0 keeps rows a whole number of complex pairs, so RoPE
+        # writes k and v in one complex multiply.
+        self.cache = []
+        for _ in self.layers:
+            layer_cache = np.zeros((c.seq_len, n_kv, 2 * hs + 2), DTYPE)
+            layer_cache[..., 2 * hs] = 1.0
+            self.cache.append(layer_cache)
+        # Views of it: where RoPE writes (complex), keys as (n_kv, hs, seq) for q @ k, and
+        # values with their column of ones as (n_kv, seq, hs + 1).
+        self.cache_kv = [layer.view(np.complex128)[..., :hs] for layer in self.cache]
+        self.keys = [layer[..., :hs].transpose(1, 2, 0) for layer in self.cache]
+        self.values = [layer[..., hs : 2 * hs + 1].transpose(1, 0, 2) for layer in self.cache]
         # Query rows come as (token, head in group); row r may see keys up to position r // group.
-        mask = np.triu(np.full((c.seq_len, c.seq_len), -np.inf, DTYPE), 1)
-        self.causal_mask = np.repeat(mask, group, axis=0)
+        ahead = np.arange(c.seq_len)[None, :] > np.arange(c.seq_len)[:, None]
+        self.causal_mask = np.repeat(np.where(ahead, -np.inf, 0.0), group, axis=0)
+        self._make_step_buffers()
+
+    def _make_step_buffers(self) -> None:
+        """Preallocated arrays, and views of them, for `step`: no allocation or reshape per call."""
+        c = self.config
+        hs, n_kv, group = c.head_size, c.n_kv_heads, self.group
+        self._x = np.empty(c.dim, DTYPE)
+        self._xn = np.empty(c.dim, DTYPE)
+        self._delta = np.empty(c.dim, DTYPE)  # what a block adds to the residual stream
+        self._qkv = np.empty(c.dim + 2 * c.kv_dim, DTYPE)
+        qkv_c = self._qkv.view(np.complex128)
+        self._qkv_q = qkv_c[: c.dim // 2]
+        self._qkv_kv = qkv_c[c.dim // 2 :].reshape(n_kv, hs)
+        self._q = np.empty(c.dim // 2, np.complex128)
+        self._q_heads = self._q.view(DTYPE).reshape(n_kv, group, hs)
+        self._scores = np.empty((n_kv, group, c.seq_len), DTYPE)
+        self._weighted = np.empty((n_kv, group, hs + 1), DTYPE)
+        self._att = np.empty(c.dim, DTYPE)
+        self._att_heads = self._att.reshape(n_kv, group, hs)
+        self._h = np.empty(2 * c.hidden_dim, DTYPE)
+        self._gate = np.empty(c.hidden_dim, DTYPE)
 
     def forward(self, tokens: list[int] | np.ndarray, pos: int) -> np.ndarray:
         """Logits (T, vocab_size) for `tokens` at positions pos .. pos+T-1.
@@ -134,46 +182,102 @@ class Transformer:
         c = self.config
         T = len(tokens)
         end = pos + T
-        if pos < 0 or end > c.seq_len:
+        if pos < 0 or end > c.seq_len or T == 0:
             raise ValueError(f"positions {pos}..{end - 1} are outside the context of {c.seq_len}")
+        if T == 1:
+            return self.step(int(tokens[0]), pos)[None, :]
         x = self.embedding[tokens]
-        rotation = self.rotations[pos:end]
-        mask = self.causal_mask[pos * self.group : end * self.group, :end] if T > 1 else None
-        hidden_dim = c.hidden_dim
-        for layer, weights in enumerate(self.layers):
-            x = x + self.attention(rmsnorm(x) @ weights.wqkv, layer, pos, rotation, mask) @ weights.wo
-            x = x + silu_gate(rmsnorm(x) @ weights.w13, hidden_dim) @ weights.w2
+        mask = self.causal_mask[pos * self.group : end * self.group, :end]
+        for index, weights in enumerate(self.layers):
+            qkv = self.qkv0[tokens] if index == 0 else rmsnorm(x) @ weights.wqkv
+            x = x + self.attention(qkv, index, pos, mask) @ weights.wo
+            x = x + swiglu(rmsnorm(x) @ weights.w13, c.hidden_dim) @ weights.w2
         return rmsnorm(x) @ self.wcls
 
-    def attention(
-        self, qkv: np.ndarray, layer: int, pos: int, rotation: np.ndarray, mask: np.ndarray | None
-    ) -> np.ndarray:
+    def attention(self, qkv: np.ndarray, index: int, pos: int, mask: np.ndarray) -> np.ndarray:
         """Grouped-query attention of T new tokens over the cache; returns (T, dim).
 
         Each key/value head serves its whole group of query heads for all T tokens in one
         (T * group, head_size) @ (head_size, positions) product: n_kv matmuls, whatever T is.
         """
         c = self.config
-        T, end, dim = len(qkv), pos + len(qkv), c.dim
-        qk_width = dim + c.kv_dim
-        # RoPE: adjacent pairs of q and k as complex numbers, rotated by one multiply.
-        qk = (qkv[:, :qk_width].view(np.complex128) * rotation).view(DTYPE)
-        self.keys_t[layer][..., pos:end] = qk[:, dim:].reshape(T, c.n_kv_heads, c.head_size).transpose(1, 2, 0)
-        self.values_in[layer][pos:end] = qkv[:, qk_width:].reshape(T, c.n_kv_heads, c.head_size)
+        T, end, dim, hs, n_kv = len(qkv), pos + len(qkv), c.dim, c.head_size, c.n_kv_heads
+        qkv_c = qkv.view(np.complex128)
+        q = (qkv_c[:, : dim // 2] * self.rotate_q[pos:end]).view(DTYPE)
+        np.multiply(qkv_c[:, dim // 2 :].reshape(T, n_kv, hs), self.rotate_kv[pos:end],
+                    out=self.cache_kv[index][pos:end])
         # (T, dim) -> (n_kv, T * group, head_size): queries grouped by the key head they share.
-        q = qk[:, :dim].reshape(T, c.n_kv_heads, self.group * c.head_size).transpose(1, 0, 2)
-        q = q.reshape(c.n_kv_heads, T * self.group, c.head_size)
-        scores = q @ self.keys_t[layer][..., :end]  # (n_kv, T * group, end)
-        if mask is not None:
-            scores += mask
-        # One shift for all rows keeps exp in range (float64 only underflows 745 below the max)
-        # at a third of the cost of a per-row max. (.max() is faster than maximum.reduce with
-        # axis=None under Pyodide.)
-        scores -= scores.max()
-        np.exp(scores, out=scores)
-        weighted = scores @ self.values[layer][:, :end]  # (n_kv, T * group, head_size + 1)
-        out = weighted[..., :-1] / weighted[..., -1:]
-        return out.reshape(c.n_kv_heads, T, self.group * c.head_size).transpose(1, 0, 2).reshape(T, dim)
+        q = q.reshape(T, n_kv, self.group * hs).transpose(1, 0, 2).reshape(n_kv, T * self.group, hs)
+        scores = q @ self.keys[index][..., :end]  # (n_kv, T * group, end), in log2 units
+        scores += mask
+        if self.layers[index].shift_scores:
+            scores -= scores.max()
+        np.exp2(scores, out=scores)
+        weighted = scores @ self.values[index][:, :end]  # (n_kv, T * group, head_size + 1)
+        out = weighted[..., :hs] / weighted[..., hs:]
+        return out.reshape(n_kv, T, self.group * hs).transpose(1, 0, 2).reshape(T, dim)
+
+    def step(self, token: int, pos: int) -> np.ndarray:
+        """Logits (vocab_size,) of one token at `pos`: `forward` for T = 1, in fewer NumPy calls.
+
+        Every array it touches is allocated once; only the returned logits are new.
+        """
+        c = self.config
+        if not 0 <= pos < c.seq_len:
+            raise ValueError(f"position {pos} is outside the context of {c.seq_len}")
+        dim, hs, end = c.dim, c.head_size, pos + 1
+        x, xn, delta, qkv, q_heads, att = self._x, self._xn, self._delta, self._qkv, self._q_heads, self._att
+        h, gate = self._h, self._gate
+        minus_h1, h3 = h[: c.hidden_dim], h[c.hidden_dim :]
+        scores = self._scores[..., :end]
+        weighted = self._weighted
+        numerator, denominator = weighted[..., :hs], weighted[..., hs:]
+        rotate_q, rotate_kv = self.rotate_q[pos], self.rotate_kv[pos]
+        matmul, multiply, sqrt, norm_eps = np.matmul, np.multiply, math.sqrt, dim * EPS
+
+        np.copyto(x, self.embedding[token])
+        for index, layer in enumerate(self.layers):
+            if index == 0:
+                np.copyto(qkv, self.qkv0[token])
+            else:
+                multiply(x, 1.0 / sqrt(float(x @ x) + norm_eps), out=xn)  # rmsnorm()
+                vecmat(xn, layer.wqkv, out=qkv)
+            multiply(self._qkv_q, rotate_q, out=self._q)
+            multiply(self._qkv_kv, rotate_kv, out=self.cache_kv[index][pos])
+            matmul(q_heads, self.keys[index][..., :end], out=scores)
+            if layer.shift_scores:
+                scores -= scores.max()
+            np.exp2(scores, out=scores)
+            matmul(scores, self.values[index][:, :end], out=weighted)
+            np.divide(numerator, denominator, out=self._att_heads)
+            vecmat(att, layer.wo, out=delta)
+            x += delta
+
+            multiply(x, 1.0 / sqrt(float(x @ x) + norm_eps), out=xn)
+            vecmat(xn, layer.w13, out=h)
+            np.exp2(minus_h1, out=gate)  # e^-h1: see swiglu()
+            gate += 1.0
+            np.divide(minus_h1, gate, out=gate)
+            gate *= h3
+            vecmat(gate, layer.w2, out=delta)
+            x += delta
+        multiply(x, 1.0 / sqrt(float(x @ x) + norm_eps), out=xn)
+        return xn @ self.wcls
 
     def reset(self) -> None:
         """Nothing to clear: positions are overwritten as they are reached again."""
+
+
+def swiglu(h: np.ndarray, hidden_dim: int) -> np.ndarray:
+    """SwiGLU's silu(h1) * h3 = h1 * h3 / (1 + e^-h1), up to constant factors, from
+    h = -h1 * log2(e) | h3.
+
+    The gate's weights are stored so that exp2 of it is e^-h1; the factor -log2(e) that leaves on
+    the product is taken back by w2's weights.
+    """
+    minus_h1, h3 = h[:, :hidden_dim], h[:, hidden_dim:]
+    gate = np.exp2(minus_h1)
+    gate += 1.0
+    np.divide(minus_h1, gate, out=gate)
+    gate *= h3
+    return gate
