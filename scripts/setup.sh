@@ -17,14 +17,15 @@ find_python() {
     exit 1
 }
 
-# `llama2np build` gets the Pyodide runtime with npm (once; then from .cache/site-sources).
-if ! command -v npm >/dev/null 2>&1 && [ ! -d .cache/site-sources ]; then
+# `llama2np build` gets the Pyodide runtime with npm (once; then from .cache/site-sources) and
+# runs Node to snapshot Python's start for the page (every build).
+if ! command -v node >/dev/null 2>&1 || { ! command -v npm >/dev/null 2>&1 && [ ! -d .cache/site-sources ]; }; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing Debian's npm to fetch the Pyodide runtime" >&2
+        echo "installing Debian's nodejs and npm to build the site" >&2
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
     else
-        echo "building the site needs npm (Node.js) once: run 'sudo apt-get install npm' and retry." >&2
+        echo "building the site needs Node.js and npm: run 'sudo apt-get install nodejs npm' and retry." >&2
         exit 1
     fi
 fi

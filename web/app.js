@@ -25,6 +25,7 @@ const ui = {
   progressLabel: $("progress-label"),
 };
 const SETTINGS_KEY = "llama2np-settings"; // what the visitor typed survives a reload of the tab
+const RUNTIME_KEY = "llama2np-runtime"; // the runtime folder this browser downloaded whole before
 const SETTINGS = ["prompt", "temperature", "topp", "seed", "steps"];
 
 let worker = null;
@@ -66,14 +67,35 @@ function startWorker() {
     fail(`The model's worker stopped (${event.message || "it could not start"}); press Retry.`);
   };
   const base = document.baseURI;
+  const pyodideURL = new URL(meta("llama2np-pyodide"), base).href;
   worker.postMessage({
     type: "load",
-    pyodideURL: new URL(meta("llama2np-pyodide"), base).href,
+    pyodideURL,
     modelURL: new URL(meta("llama2np-model"), base).href,
+    runtimeCached: remembered(RUNTIME_KEY) === pyodideURL,
   });
+  loadingRuntime = pyodideURL;
 }
 
+let loadingRuntime = null;
 const meta = (name) => document.querySelector(`meta[name="${name}"]`).content;
+
+// Storage may be disabled or full; then nothing is remembered.
+function remembered(key) {
+  try {
+    return localStorage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+function remember(key, value) {
+  try {
+    localStorage.setItem(key, value);
+  } catch {
+    // the next visit counts the runtime's bytes again; nothing else changes
+  }
+}
 
 const handlers = {
   progress({ label, done, total }) {
@@ -88,6 +110,7 @@ const handlers = {
     window.llama2np.loadStages = stages;
     window.llama2np.fromSnapshot = fromSnapshot;
     window.llama2np.readyMs = performance.now();
+    remember(RUNTIME_KEY, loadingRuntime);
     const c = info.config;
     ui.model.textContent = `${info.name}: ${(info.parameters / 1000).toFixed(0)}K parameters, ${megabytes(info.bytes)} MB, context of ${c.seq_len} tokens.`;
     ui.steps.max = c.seq_len;

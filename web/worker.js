@@ -1,7 +1,7 @@
 // The model's home: Pyodide runs the llama2np Python package here, off the page's thread.
 //
 // Protocol (plain objects with a `type`; see web/app.js for the other side):
-//   in:  load {pyodideURL, modelURL} | generate {id, prompt, temperature, topp, seed, steps}
+//   in:  load {pyodideURL, modelURL, runtimeCached} | generate {id, prompt, temperature, topp, seed, steps}
 //        | stop {id} | bench {id, steps, promptTokens, repeats, engines}
 //   out: progress {stage, label, done, total} | ready {model, seconds, fromSnapshot, stages}
 //        | start {id, promptText}
@@ -19,7 +19,7 @@ const POST_EVERY_MS = 16; // at most one `tokens` message per frame
 
 let pyodide = null;
 let session = null;
-let fromSnapshot = false; // whether this visit's Python came from a saved snapshot
+let fromSnapshot = false; // whether this visit's Python came from the site's snapshot
 let run = null; // {id, stopRequested}
 
 const post = (message) => self.postMessage(message);
@@ -36,19 +36,25 @@ self.onmessage = ({ data }) => {
 
 // --- loading -------------------------------------------------------------------------------
 
-async function load({ pyodideURL, modelURL }) {
+// Everything downloads at once and Pyodide starts at once: it loads its script while the
+// snapshot of a started interpreter (shipped by the site) arrives, then restores it. NumPy and
+// llama2np install as soon as their wheels are in, and the model is read last.
+async function load({ pyodideURL, modelURL, runtimeCached = false }) {
   const started = performance.now();
   const [{ files }, manifest] = await Promise.all([
     fetchJSON(new URL("files.json", pyodideURL)),
     fetchJSON(new URL(modelURL)),
   ]);
-  const modelFiles = await downloadAll(pyodideURL, files, modelURL, manifest);
-  const downloaded = performance.now();
-
-  post({ type: "progress", stage: "start", label: "Starting Python", done: 0, total: 0 });
-  pyodide = await startPython(pyodideURL);
+  const downloads = downloadAll(pyodideURL, files, modelURL, manifest, runtimeCached);
+  let downloaded = null;
+  downloads.runtime.then(() => {
+    downloaded = performance.now();
+    post({ type: "progress", stage: "start", label: "Starting Python", done: 0, total: 0 });
+  }, () => {});
+  pyodide = await startPython(pyodideURL, downloads.runtime);
   const pythonStarted = performance.now();
-  post({ type: "progress", stage: "start", label: "Loading NumPy and llama2np", done: 0, total: 0 });
+  await downloads.packages;
+  post({ type: "progress", stage: "start", label: "Installing NumPy and llama2np", done: 0, total: 0 });
   const failures = [];
   await pyodide.loadPackage(["numpy", "llama2np"], {
     messageCallback: () => {},
@@ -57,6 +63,7 @@ async function load({ pyodideURL, modelURL }) {
   if (failures.length) throw new Error(`Could not install the Python packages: ${failures.join(" ")}`);
 
   const packagesLoaded = performance.now();
+  const modelFiles = await downloads.model;
   post({ type: "progress", stage: "start", label: "Reading the model", done: 0, total: 0 });
   const { Session } = pyodide.pyimport("llama2np.session");
   // toPy copies the bytes into Python's memory once, as a memoryview.
@@ -74,7 +81,8 @@ async function load({ pyodideURL, modelURL }) {
     model: { ...info, name: manifest.name, bytes: manifest.checkpoint.bytes, parameters: manifest.parameters },
     seconds: (performance.now() - started) / 1000,
     fromSnapshot,
-    // Where the load time went, for `llama2np bench --browser`.
+    // Where the load time went, for `llama2np bench --browser`: each stage counts from the end
+    // of the one before, so a stage that waited for its download includes the wait.
     stages: {
       download: (downloaded - started) / 1000,
       python: (pythonStarted - downloaded) / 1000,
@@ -84,23 +92,33 @@ async function load({ pyodideURL, modelURL }) {
   });
 }
 
-// Downloads everything with one progress bar per stage. The runtime files are fetched only to
-// count their bytes: the server marks them immutable, so Pyodide's own requests for them are
-// answered from the browser's cache. The model's bytes are kept and checked against the manifest.
-async function downloadAll(pyodideURL, files, modelURL, manifest) {
+// Starts one download per stage, each with its progress bar, and returns their promises:
+// runtime ({snapshot}), packages, and model ({checkpoint, tokenizer}). Runtime files and wheels
+// are fetched to count their bytes: the server marks them immutable, so Pyodide's own requests
+// for them are answered from the browser's cache. When the page says this browser had them all
+// before (`runtimeCached`), they are left to Pyodide: reading them twice from the cache costs
+// a repeat visit a fifth of a second. The files this script hands to Python itself (snapshot,
+// model) are always fetched, kept and checked against their sha256.
+function downloadAll(pyodideURL, files, modelURL, manifest, runtimeCached) {
   const stageOf = (name) => (name.startsWith("numpy-") ? "numpy" : name.startsWith("llama2np-") ? "llama2np" : "runtime");
   const labels = { runtime: "Downloading Python", numpy: "Downloading NumPy", llama2np: "Downloading llama2np" };
   const byStage = {};
-  for (const file of files) (byStage[stageOf(file.name)] ??= []).push(file);
-  const stages = Object.entries(byStage).map(([stage, stageFiles]) =>
-    downloadStage(stage, labels[stage], stageFiles.map((f) => ({ ...f, url: new URL(f.name, pyodideURL) }))),
-  );
-  const modelStage = downloadStage(`model`, `Downloading ${manifest.name}`, [
+  for (const file of files) {
+    const entry = { ...file, file: file.name, url: new URL(file.name, pyodideURL) };
+    if (file.name === SNAPSHOT_FILE) Object.assign(entry, { keep: true, role: "snapshot", optional: true });
+    else if (runtimeCached) continue;
+    (byStage[stageOf(file.name)] ??= []).push(entry);
+  }
+  const stage = (name) => downloadStage(name, labels[name], byStage[name] ?? []);
+  const model = downloadStage("model", `Downloading ${manifest.name}`, [
     { ...manifest.checkpoint, url: new URL(manifest.checkpoint.file, modelURL), keep: true, role: "checkpoint" },
     { ...manifest.tokenizer, url: new URL(manifest.tokenizer.file, modelURL), keep: true, role: "tokenizer" },
   ]);
-  const [model] = await Promise.all([modelStage, ...stages]);
-  return model;
+  const downloads = { runtime: stage("runtime"), packages: Promise.all([stage("numpy"), stage("llama2np")]), model };
+  // A failure is reported once, by whichever step awaits it first; the others must not reject
+  // unobserved meanwhile.
+  for (const promise of Object.values(downloads)) promise.catch(() => {});
+  return downloads;
 }
 
 async function downloadStage(stage, label, files) {
@@ -119,26 +137,26 @@ async function downloadStage(stage, label, files) {
   await Promise.all(
     files.map(async (file) => {
       const bytes = await download(file.url, file.bytes, report);
-      if (file.keep) {
-        const digest = await sha256Hex(bytes);
-        if (digest !== file.sha256) {
-          throw new Error(`The file ${file.file} arrived damaged (its sha256 does not match the site's manifest); reload the page, or rebuild the site if it persists.`);
-        }
+      if (!file.keep) return;
+      if ((await sha256Hex(bytes)) === file.sha256) {
         kept[file.role] = bytes;
+      } else if (file.optional) {
+        console.warn(`${file.file} arrived damaged; starting without it.`);
+      } else {
+        throw new Error(`The file ${file.file} arrived damaged (its sha256 does not match the site's manifest); reload the page, or rebuild the site if it persists.`);
       }
     }),
   );
   return kept;
 }
 
-// Pyodide's start (about 1.5 s, most of a visit's load time) is spent bringing up the
-// interpreter. The first visit keeps a snapshot of its memory right after that start in the
-// browser's Cache Storage; later visits restore it in a tenth of the time. The key is inside
-// the content-hashed runtime folder, so a new runtime never meets an old snapshot. Pyodide
-// snapshots only a bare interpreter, so packages are loaded afterwards either way.
-const SNAPSHOTS = "llama2np-python-snapshots";
+// Starting CPython takes about 1.5 s, most of a visit's load time; restoring the snapshot of a
+// started interpreter that `llama2np build` made from these very files takes a fifth of that.
+// The snapshot was made with `random` seeded for reproducible bytes, so it is reseeded here.
+// Without a usable snapshot Python starts the slow way.
+const SNAPSHOT_FILE = "python-snapshot.bin";
 
-async function startPython(pyodideURL) {
+async function startPython(pyodideURL, runtimeDownload) {
   const { loadPyodide } = await import(new URL("pyodide.mjs", pyodideURL).href);
   const options = {
     indexURL: pyodideURL,
@@ -146,54 +164,18 @@ async function startPython(pyodideURL) {
     stdout: () => {},
     stderr: (line) => console.warn(line),
   };
-  const key = new URL("python-memory.snapshot", pyodideURL).href;
-  const snapshot = await readSnapshot(key);
-  if (snapshot) {
-    try {
-      const restored = await loadPyodide({ ...options, _loadSnapshot: snapshot });
-      fromSnapshot = true;
-      return restored;
-    } catch {
-      await forgetSnapshot(key); // unusable: start the slow way and make a new one
-    }
-  }
-  const started = await loadPyodide({ ...options, _makeSnapshot: true });
-  saveSnapshot(key, started).catch(() => {}); // without one, the next visit just starts slower
-  return started;
-}
-
-async function readSnapshot(key) {
-  if (!self.caches) return null; // Cache Storage needs a secure context (https or localhost)
+  // Pyodide takes the snapshot as a promise and loads its own script meanwhile.
+  const snapshot = runtimeDownload.then(({ snapshot }) => snapshot ?? Promise.reject(new Error("no usable snapshot")));
   try {
-    const response = await (await caches.open(SNAPSHOTS)).match(key);
-    if (!response) return null;
-    const snapshot = new Uint8Array(await response.arrayBuffer());
-    // Pyodide does not survive a damaged snapshot (it never finishes starting), so only a
-    // byte-exact copy of the one we saved is used.
-    if ((await sha256Hex(snapshot)) === response.headers.get("X-Snapshot-SHA256")) return snapshot;
-    await forgetSnapshot(key);
-  } catch {
-    // unreadable: start without it
+    const restored = await loadPyodide({ ...options, _loadSnapshot: snapshot });
+    restored.runPython("import random; random.seed()");
+    fromSnapshot = true;
+    return restored;
+  } catch (error) {
+    await runtimeDownload; // a failed download is reported as such
+    console.warn(`Python could not start from its snapshot (${sentence(error)}); starting afresh.`);
   }
-  return null;
-}
-
-async function saveSnapshot(key, started) {
-  if (!self.caches) return;
-  const snapshot = started.makeMemorySnapshot();
-  const digest = await sha256Hex(snapshot);
-  const cache = await caches.open(SNAPSHOTS);
-  for (const old of await cache.keys()) await cache.delete(old); // one runtime at a time
-  const headers = { "Content-Type": "application/octet-stream", "X-Snapshot-SHA256": digest };
-  await cache.put(key, new Response(snapshot, { headers }));
-}
-
-async function forgetSnapshot(key) {
-  try {
-    await (await caches.open(SNAPSHOTS)).delete(key);
-  } catch {
-    // nothing to forget
-  }
+  return loadPyodide(options);
 }
 
 // --- generating ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import ast
 import gzip
 import hashlib
 import json
+import re
 import sys
 import zipfile
 
@@ -12,6 +13,7 @@ import pytest
 from llama2np.errors import Llama2npError
 from llama2np.tools import site_sources
 from llama2np.tools.build_site import build_site
+from llama2np.tools.site_numpy import kept_in_page_numpy
 from llama2np.tools.site_sources import DEFAULT_CACHE, load_pins
 from llama2np.tools.site_wheel import PACKAGE_DIR, RUNTIME_MODULES
 from support import FIXTURES, run_cli, write_tokenizer
@@ -64,11 +66,51 @@ def test_lock_lists_exactly_the_shipped_wheels_with_their_sha256(built_site):
     assert lock["packages"]["llama2np"]["depends"] == ["numpy"]
 
 
-def test_numpy_is_the_wheel_pyodide_s_own_lock_names(built_site):
+def test_page_numpy_is_the_pinned_wheel_less_what_is_never_imported(built_site):
     pin = load_pins()["numpy"]
     official = json.loads((DEFAULT_CACHE / "pyodide-0.27.7" / "pyodide-lock.json").read_text())
-    wheel = folder(built_site, "pyodide") / pin["file"]
-    assert sha256(wheel) == pin["sha256"] == official["packages"]["numpy"]["sha256"]
+    assert pin["sha256"] == official["packages"]["numpy"]["sha256"]
+    pinned = zipfile.ZipFile(DEFAULT_CACHE / pin["file"])
+    page = zipfile.ZipFile(folder(built_site, "pyodide") / pin["file"])
+    names = set(page.namelist())
+    assert all(info.compress_type == zipfile.ZIP_STORED for info in page.infolist())
+    for name in pinned.namelist():
+        compiled = name[:-3] + ".pyc" if name.endswith(".py") else name
+        kept = compiled in names
+        assert kept == kept_in_page_numpy(name), name
+        if kept and not name.endswith(".py"):
+            assert page.read(name) == pinned.read(name), name  # libraries and data unchanged
+    assert not any(name.endswith(".py") for name in names)
+    assert "numpy/_core/_multiarray_umath.cpython-312-wasm32-emscripten.so" in names
+    assert not any(name.startswith(("numpy/random/", "numpy/fft/")) for name in names)
+
+
+def test_page_numpy_leaves_out_only_what_import_numpy_never_loads():
+    assert kept_in_page_numpy("numpy/__init__.py")
+    assert kept_in_page_numpy("numpy/linalg/_umath_linalg.cpython-312-wasm32-emscripten.so")
+    assert kept_in_page_numpy("numpy/_core/_multiarray_tests.cpython-312-wasm32-emscripten.so")
+    for name in ("numpy/random/mtrand.cpython-312-wasm32-emscripten.so", "numpy/fft/__init__.py",
+                 "numpy/__init__.pyi", "numpy/_core/_simd.cpython-312-wasm32-emscripten.so",
+                 "numpy-2.0.2.dist-info/RECORD"):
+        assert not kept_in_page_numpy(name), name
+
+
+def test_python_library_is_pyodide_s_repacked_uncompressed(built_site):
+    pinned = zipfile.ZipFile(DEFAULT_CACHE / "pyodide-0.27.7" / "python_stdlib.zip")
+    page = zipfile.ZipFile(folder(built_site, "pyodide") / "python_stdlib.zip")
+    assert page.namelist() == pinned.namelist()
+    assert all(info.compress_type == zipfile.ZIP_STORED for info in page.infolist())
+    assert all(page.read(name) == pinned.read(name) for name in pinned.namelist())
+
+
+def test_snapshot_is_pyodide_s_memory_snapshot_for_this_runtime(built_site):
+    runtime = folder(built_site, "pyodide")
+    snapshot = (runtime / "python-snapshot.bin").read_bytes()
+    assert int.from_bytes(snapshot[:4], "little") == 0x706E7300  # Pyodide's snapshot magic
+    # Pyodide refuses a snapshot made by another build of itself; this one names the site's.
+    (build_id,) = re.findall(r'BUILD_ID:"([0-9a-f]{64})"', (runtime / "pyodide.mjs").read_text())
+    words = [int.from_bytes(snapshot[at : at + 4], "little") for at in range(16, 48, 4)]
+    assert "".join(f"{word:08x}" for word in words) == build_id
 
 
 def test_runtime_wheel_holds_compiled_runtime_modules_only(built_site):

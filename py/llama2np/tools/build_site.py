@@ -2,8 +2,9 @@
 
     dist/index.html                      the page; the only file not cached for good
     dist/web-<hash>/                     the page's scripts and styles (from web/)
-    dist/pyodide-<hash>/                 Pyodide, the NumPy wheel, the llama2np runtime wheel,
-                                         the site's pyodide-lock.json and files.json
+    dist/pyodide-<hash>/                 Pyodide, a snapshot of its started interpreter, the
+                                         page's NumPy wheel, the llama2np runtime wheel, the
+                                         site's pyodide-lock.json and files.json
     dist/model-<hash>/                   checkpoint, tokenizer, manifest.json (sizes, sha256)
 
 Nothing is fetched from anywhere at run time: the worker loads all of it from the site.
@@ -28,6 +29,8 @@ from llama2np.tools.site_assets import (
     wire_bytes,
     write_file_list,
 )
+from llama2np.tools.site_numpy import build_page_numpy, repack_stored
+from llama2np.tools.site_snapshot import make_snapshot
 from llama2np.tools.site_sources import DEFAULT_CACHE, RuntimeFiles, get_runtime, sha256_of
 from llama2np.tools.site_wheel import build_runtime_wheel
 from llama2np.tools.validation import Report, require_valid
@@ -138,24 +141,31 @@ def rewrite_page(page: Path, web: str, pyodide: str, model: str) -> None:
 
 
 def write_runtime(runtime: RuntimeFiles, folder: Path) -> Path:
-    """Pyodide's files, the two wheels, and a lock file listing exactly those wheels."""
+    """Pyodide's files, the two wheels, a lock file listing exactly those wheels, and the
+    snapshot of Python started from these very files (see site_numpy, site_snapshot)."""
     folder.mkdir()
     for name in runtime.pins["pyodide"]["files"]:
-        shutil.copyfile(runtime.pyodide_dir / name, folder / name)
-    shutil.copyfile(runtime.numpy_wheel, folder / runtime.numpy_wheel.name)
+        if name.endswith(".zip"):
+            repack_stored(runtime.pyodide_dir / name, folder / name)
+        else:
+            shutil.copyfile(runtime.pyodide_dir / name, folder / name)
+    numpy = build_page_numpy(runtime.numpy_wheel, folder)
     wheel = build_runtime_wheel(folder)
-    write_lock(runtime.pyodide_dir / "pyodide-lock.json", folder / "pyodide-lock.json", wheel)
-    write_file_list(folder, [*runtime.pins["pyodide"]["files"], "pyodide-lock.json",
-                             runtime.numpy_wheel.name, wheel.name])
+    write_lock(runtime.pyodide_dir / "pyodide-lock.json", folder / "pyodide-lock.json", numpy, wheel)
+    snapshot = make_snapshot(folder)
+    write_file_list(folder, [*runtime.pins["pyodide"]["files"], "pyodide-lock.json", numpy.name,
+                             wheel.name, snapshot.name])
     return folder
 
 
-def write_lock(source: Path, target: Path, runtime_wheel: Path) -> None:
-    """The site's pyodide-lock.json: Pyodide's own entry for NumPy plus one for llama2np, each
-    with the sha256 Pyodide checks before installing."""
+def write_lock(source: Path, target: Path, numpy_wheel: Path, runtime_wheel: Path) -> None:
+    """The site's pyodide-lock.json: Pyodide's own entry for NumPy (with the page's wheel's
+    sha256) plus one for llama2np; Pyodide checks each sha256 before installing."""
     lock = PyodideLockSpec.from_json(source)
+    numpy = lock.packages["numpy"]
+    numpy.sha256 = sha256_of(numpy_wheel)
     lock.packages = {
-        "numpy": lock.packages["numpy"],
+        "numpy": numpy,
         "llama2np": PackageSpec(
             name="llama2np",
             version=llama2np.__version__,

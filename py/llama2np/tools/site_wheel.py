@@ -50,19 +50,23 @@ def metadata(version: str) -> str:
             "Requires-Python: >=3.12\nRequires-Dist: numpy\n")
 
 
-def py_compile(wheel_path: Path) -> Path:
-    """Replace .py by .pyc with pyodide-build's `py-compile`, which renames the wheel."""
+def py_compile(wheel_path: Path, pattern: str = "llama2np-*.whl") -> Path:
+    """Replace .py by .pyc with pyodide-build's `py-compile`, which may rename the wheel (a
+    pure-Python one becomes cp312); returns the wheel matching `pattern` that it leaves."""
     pyodide = Path(sys.executable).with_name("pyodide")
     command = [str(pyodide), "py-compile", "--silent", str(wheel_path)]
+    # Python stamps each .pyc with a time; this one makes the stamp, and the wheel, reproducible.
+    env = {**os.environ, "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH}
     try:
-        subprocess.run(command, check=True, capture_output=True, text=True)
+        subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     except (FileNotFoundError, subprocess.CalledProcessError) as error:
         detail = getattr(error, "stderr", "") or str(error)
         raise Llama2npError(f"`pyodide py-compile` failed ({detail.strip().splitlines()[-1:]}); "
                             "run scripts/setup.sh to install the pinned pyodide-build.") from None
-    compiled = [p for p in wheel_path.parent.glob("llama2np-*.whl") if p != wheel_path]
+    wheels = list(wheel_path.parent.glob(pattern))
+    compiled = [p for p in wheels if p != wheel_path] or wheels
     if len(compiled) != 1:
-        raise Llama2npError("`pyodide py-compile` did not leave exactly one llama2np wheel.")
+        raise Llama2npError(f"`pyodide py-compile` did not leave exactly one {pattern} wheel.")
     return compiled[0]
 
 

@@ -1,0 +1,69 @@
+"""The site's NumPy and Python library: the pinned files, repacked to install faster and weigh less.
+
+Pyodide installs a wheel by unpacking every file and compiling every WebAssembly library in it,
+and Python compiles each .py module it imports. Both cost a visitor time on every visit, so the
+site's NumPy is the pinned wheel (checked by hash first) less what `import numpy` and llama2np
+never load: numpy.random, numpy.fft, f2py, type stubs, C headers and the test extensions (five
+of the six libraries Pyodide would compile for them). Its modules are byte-compiled by
+`pyodide py-compile` (the host's Python is the browser's 3.12). Both zips are stored without
+compression: the server sends them brotli-compressed, which packs them tighter than a zip's
+per-file deflate, and the browser then has nothing to inflate. Entries are dated 1980-01-01 so
+that the same sources give the same bytes.
+"""
+
+import zipfile
+from pathlib import Path
+
+from llama2np.errors import Llama2npError
+from llama2np.tools.site_wheel import py_compile
+
+# What the page's NumPy leaves out. `import numpy` loads numpy.linalg (matrixlib needs it) and
+# _multiarray_tests (its docstrings are added at import), so both stay.
+LEFT_OUT_FOLDERS = ("numpy/random/", "numpy/fft/", "numpy/f2py/", "numpy/_pyinstaller/",
+                    "numpy/typing/", "numpy/_core/include/", "numpy/doc/")
+LEFT_OUT_SUFFIXES = (".pyi", ".pxd")
+LEFT_OUT_LIBRARIES = ("_operand_flag_tests", "_rational_tests", "_struct_ufunc_tests",
+                      "_umath_tests", "_simd")
+FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def kept_in_page_numpy(name: str) -> bool:
+    """Whether the wheel member `name` is in the page's NumPy."""
+    if name.startswith(LEFT_OUT_FOLDERS) or name.endswith(LEFT_OUT_SUFFIXES):
+        return False
+    if name.endswith(".dist-info/RECORD"):
+        return False  # lists the files left out; Pyodide does not need it
+    return name.rsplit("/", 1)[-1].split(".", 1)[0] not in LEFT_OUT_LIBRARIES
+
+
+def build_page_numpy(pinned_wheel: Path, out_dir: Path) -> Path:
+    """Write the page's NumPy wheel into `out_dir` (same file name as the pinned one)."""
+    target = out_dir / pinned_wheel.name
+    with zipfile.ZipFile(pinned_wheel) as source:
+        members = [(info, source.read(info)) for info in source.infolist()
+                   if kept_in_page_numpy(info.filename)]
+    if not any(info.filename == "numpy/__init__.py" for info, _ in members):
+        raise Llama2npError(f"{pinned_wheel.name} holds no numpy/__init__.py; is it NumPy's wheel?")
+    write_stored(target, members)
+    compiled = py_compile(target, "numpy-*.whl")
+    write_stored(compiled, read_members(compiled))
+    return compiled
+
+
+def repack_stored(source: Path, target: Path) -> Path:
+    """`source` zip as an uncompressed zip at `target`, with fixed dates and the same members."""
+    write_stored(target, read_members(source))
+    return target
+
+
+def read_members(path: Path) -> list[tuple[zipfile.ZipInfo, bytes]]:
+    with zipfile.ZipFile(path) as archive:
+        return [(info, archive.read(info)) for info in archive.infolist()]
+
+
+def write_stored(path: Path, members: list[tuple[zipfile.ZipInfo, bytes]]) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as target:
+        for info, data in members:
+            fixed = zipfile.ZipInfo(info.filename, date_time=FIXED_DATE)
+            fixed.external_attr = info.external_attr
+            target.writestr(fixed, data, compress_type=zipfile.ZIP_STORED)
