@@ -40,6 +40,13 @@ def test_byte_fallback_characters_come_out_whole(files):
     assert result.stdout.startswith("Lily saw a 🐶 and said")
 
 
+def test_speculative_decoding_writes_the_same_story(files):
+    flags = ["-t", "0.8", "-s", "7", "-i", "Tom and Tom's dog", "-n", "120"]
+    plain, drafted = generate(files, *flags), generate(files, *flags, "--draft", "4")
+    assert plain.returncode == drafted.returncode == 0, drafted.stderr
+    assert drafted.stdout == plain.stdout and len(plain.stdout) > 100
+
+
 def test_steps_beyond_context_are_clamped(files):
     result = generate(files, "-t", "0", "-n", "100000")
     assert result.returncode == 0, result.stderr
@@ -120,6 +127,7 @@ def test_prompt_filling_all_steps(files):
     (["-p", "-0.1"], "top-p -0.1"),
     (["-n", "-3"], "steps -3"),
     (["-s", "-1"], "seed -1"),
+    (["--draft", "-2"], "draft -2"),
 ])
 def test_flags_out_of_range(files, flags, phrase):
     assert_clean_failure(generate(files, *flags), 2, phrase)

@@ -46,3 +46,27 @@ def test_positions_outside_the_context_are_refused(model):
 
     with pytest.raises(ValueError, match="outside the context"):
         model.forward([1, 2], model.config.seq_len - 1)
+
+
+def test_scores_too_large_for_exp2_are_shifted_and_stay_exact(checkpoint, tokenizer):
+    """A layer with huge attention scores: the unshifted exponentials overflow, the step notices
+    and takes itself again with each row's maximum subtracted, as the reference always does."""
+    import copy
+
+    loud = copy.deepcopy(checkpoint)
+    loud.weights.wq[2] *= 300.0  # scores around +-10,000: 2^score overflows float64
+    model = Transformer(loud)
+    shifted = []
+    unshifted_step = model._step
+
+    def counting_step(token, pos, shift):
+        shifted.append(shift)
+        return unshifted_step(token, pos, shift)
+
+    model._step = counting_step
+    reference = ReferenceModel(loud)
+    for pos, token in enumerate(tokenizer.encode("Lily saw a big red ball in the park.")):
+        fast = model.forward([token], pos)[0]
+        slow = reference.step(token, pos)
+        np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-5)  # as the test above
+    assert any(shifted) and not all(shifted)

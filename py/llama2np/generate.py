@@ -9,7 +9,6 @@ model as one batch, and decoding may check several drafted tokens in one forward
 it with a small time budget so that JavaScript regains control between slices.
 """
 
-import sys
 import time
 from collections.abc import Iterator
 
@@ -18,11 +17,12 @@ from llama2np.errors import PromptError, UsageError
 from llama2np.sampler import Sampler
 from llama2np.tokenizer import BOS, TextStream, Tokenizer
 
-DRAFT_TOKENS = 4
-# Checking drafts pays where a NumPy call costs more than its arithmetic (CPython with BLAS: a
-# 5-token forward costs 1.7 single ones). Pyodide's NumPy has no BLAS and multiplies matrices
-# at a fixed cost per multiply-add, so there a 5-token forward costs nearly 5 and drafts lose.
-DEFAULT_DRAFT_TOKENS = 0 if sys.platform == "emscripten" else DRAFT_TOKENS
+DRAFT_TOKENS = 4  # what `--draft` and the benchmark's speculative row use
+# Plain decoding is the default: one token's forward pass is 20 NumPy calls a layer on
+# preallocated buffers, and a batch of 5 costs 2.6 of them on CPython (OpenBLAS's small-matrix
+# products cost 4x a vector's) and 5 under Pyodide (no BLAS), while drafts from the text add
+# 1.34 tokens a forward pass on average: speculation measured slower on both.
+DEFAULT_DRAFT_TOKENS = 0
 
 
 def clamp_steps(steps: int, seq_len: int) -> int:
@@ -102,6 +102,8 @@ class Story:
             seed = int(time.time())
         if seed < 0:
             raise UsageError(f"seed {seed} is negative; use a positive number (0 = from the clock).")
+        if draft_tokens < 0:
+            raise UsageError(f"draft {draft_tokens} is negative; use 0 or more tokens.")
         self.seed = seed
         self.steps = clamp_steps(steps, config.seq_len)
         sampler = Sampler(config.vocab_size, temperature, topp, seed)

@@ -35,9 +35,10 @@ from llama2np.checkpoint import Checkpoint, Config
 DTYPE = np.float64
 EPS = 1e-5  # RMSNorm's epsilon, as in llama2.c
 LOG2_E = 1.0 / math.log(2.0)  # exp(s) = 2^(s * log2 e): NumPy's exp2 is a third cheaper
-# Attention scores (in log2 units) provably inside +-this need no shift before exp2: 2^1000 and
-# 512 of them stay finite, and 2^-1000 is far above float64's smallest normal number.
-EXP2_SAFE = 1000.0
+# `step` exponentiates attention scores without subtracting their maximum first (two NumPy calls
+# a layer saved); a softmax normaliser inside this range proves that was exact: nothing
+# overflowed, and the largest term is far above float64's smallest normal number.
+NORMALISER_RANGE = (2.0**-1000, 2.0**1000)
 # Vector times matrix into a buffer: np.dot skips the ufunc machinery that np.matmul sets up
 # (0.3 us a call with BLAS), but without BLAS (Pyodide) its loop is slower than matmul's.
 vecmat = np.matmul if sys.platform == "emscripten" else np.dot
@@ -54,7 +55,6 @@ class Layer:
     wo: np.ndarray  # (dim, dim)
     w13: np.ndarray  # (dim, 2 * hidden_dim): -w1 * log2(e) then w3; ffn norm folded in
     w2: np.ndarray  # (hidden_dim, dim): -w2 / log2(e), which undoes the gate's two factors
-    shift_scores: bool  # True when the scores are not provably in exp2's safe range
 
 
 def rope_rotations(config: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -95,17 +95,7 @@ def fuse_layer(checkpoint: Checkpoint, layer: int) -> Layer:
         wo=np.asfortranarray(f64(w.wo[layer]).T),
         w13=np.asfortranarray((w13 * (f64(w.rms_ffn[layer]) * math.sqrt(c.dim))).T),
         w2=np.asfortranarray((f64(w.w2[layer]) * (-1.0 / LOG2_E)).T),
-        shift_scores=score_bound(wq, wkv, c) >= EXP2_SAFE,
     )
-
-
-def score_bound(wq: np.ndarray, wkv: np.ndarray, c: Config) -> float:
-    """An upper bound on |q . k| for any input: rmsnorm's output (before the folded weights) has
-    norm below 1, RoPE keeps norms, and a matrix stretches a vector by at most its Frobenius norm.
-    """
-    q_norms = np.sqrt(np.square(wq).reshape(c.n_heads, -1).sum(axis=1))
-    k_norms = np.sqrt(np.square(wkv).reshape(c.n_kv_heads, 2, -1)[:, 0].sum(axis=1))
-    return float((q_norms * np.repeat(k_norms, c.n_heads // c.n_kv_heads)).max())
 
 
 def rmsnorm(x: np.ndarray) -> np.ndarray:
@@ -165,7 +155,9 @@ class Transformer:
         self._q = np.empty(c.dim // 2, np.complex128)
         self._q_heads = self._q.view(DTYPE).reshape(n_kv, group, hs)
         self._scores = np.empty((n_kv, group, c.seq_len), DTYPE)
-        self._weighted = np.empty((n_kv, group, hs + 1), DTYPE)
+        # Each layer's weighted values and softmax normalisers, kept for the check after a step.
+        self._weighted = np.empty((c.n_layers, n_kv, group, hs + 1), DTYPE)
+        self._normalisers = self._weighted[..., hs:]
         self._att = np.empty(c.dim, DTYPE)
         self._att_heads = self._att.reshape(n_kv, group, hs)
         self._h = np.empty(2 * c.hidden_dim, DTYPE)
@@ -218,8 +210,7 @@ class Transformer:
         q = q.reshape(T, n_kv, self.group * hs).transpose(1, 0, 2).reshape(n_kv, T * self.group, hs)
         scores = q @ self.keys[index][..., :end]  # (n_kv, T * group, end), in log2 units
         scores += mask
-        if self.layers[index].shift_scores:
-            scores -= scores.max()
+        scores -= scores.max(axis=-1, keepdims=True)  # each row's largest term becomes 2^0
         np.exp2(scores, out=scores)
         weighted = scores @ self.values[index][:, :end]  # (n_kv, T * group, head_size + 1)
         out = weighted[..., :hs] / weighted[..., hs:]
@@ -228,18 +219,27 @@ class Transformer:
     def step(self, token: int, pos: int) -> np.ndarray:
         """Logits (vocab_size,) of one token at `pos`: `forward` for T = 1, in fewer NumPy calls.
 
-        Every array it touches is allocated once; only the returned logits are new.
+        Every array it touches is allocated once; only the returned logits are new. Scores are
+        exponentiated as they are; in the rare case that was not exact (see NORMALISER_RANGE),
+        the step is taken again with each row's maximum subtracted first.
         """
         c = self.config
         if not 0 <= pos < c.seq_len:
             raise ValueError(f"position {pos} is outside the context of {c.seq_len}")
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # checked next
+            logits = self._step(token, pos, shift=False)
+        low, high = NORMALISER_RANGE
+        if not (self._normalisers.min() >= low and self._normalisers.max() <= high):
+            logits = self._step(token, pos, shift=True)
+        return logits
+
+    def _step(self, token: int, pos: int, shift: bool) -> np.ndarray:
+        c = self.config
         dim, hs, end = c.dim, c.head_size, pos + 1
         x, xn, delta, qkv, q_heads, att = self._x, self._xn, self._delta, self._qkv, self._q_heads, self._att
         h, gate = self._h, self._gate
         minus_h1, h3 = h[: c.hidden_dim], h[c.hidden_dim :]
         scores = self._scores[..., :end]
-        weighted = self._weighted
-        numerator, denominator = weighted[..., :hs], weighted[..., hs:]
         rotate_q, rotate_kv = self.rotate_q[pos], self.rotate_kv[pos]
         matmul, multiply, sqrt, norm_eps = np.matmul, np.multiply, math.sqrt, dim * EPS
 
@@ -253,11 +253,12 @@ class Transformer:
             multiply(self._qkv_q, rotate_q, out=self._q)
             multiply(self._qkv_kv, rotate_kv, out=self.cache_kv[index][pos])
             matmul(q_heads, self.keys[index][..., :end], out=scores)
-            if layer.shift_scores:
-                scores -= scores.max()
+            if shift:
+                scores -= scores.max(axis=-1, keepdims=True)
             np.exp2(scores, out=scores)
+            weighted = self._weighted[index]
             matmul(scores, self.values[index][:, :end], out=weighted)
-            np.divide(numerator, denominator, out=self._att_heads)
+            np.divide(weighted[..., :hs], weighted[..., hs:], out=self._att_heads)
             vecmat(att, layer.wo, out=delta)
             x += delta
 

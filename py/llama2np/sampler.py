@@ -51,6 +51,8 @@ class Sampler:
         self.vocab_size = vocab_size
         self.temperature = F32(check_temperature(temperature))
         self.topp = F32(check_topp(topp))
+        # run.c's nucleus cutoff: below it a token cannot be in the nucleus (see sample_topp).
+        self.cutoff = (F32(1) - self.topp) / F32(max(vocab_size - 1, 1))
         self.rng = Rng(seed)
 
     def sample(self, logits: np.ndarray) -> int:
@@ -60,7 +62,7 @@ class Sampler:
         coin = self.rng.f32()
         if self.topp <= 0 or self.topp >= 1:
             return sample_multinomial(probabilities, coin)
-        return sample_topp(probabilities, self.topp, coin)
+        return sample_topp(probabilities, self.topp, coin, self.cutoff)
 
 
 def argmax(logits: np.ndarray) -> int:
@@ -72,9 +74,10 @@ def softmax(x: np.ndarray) -> np.ndarray:
     """run.c's float32 softmax: subtract the max, exponentiate, divide by the running sum."""
     # exp in float64 rounded to float32 is the correctly rounded expf that C libraries
     # approximate to within an ulp; NumPy's own float32 exp differs from them more often.
-    e = np.exp((x - x.max()).astype(np.float64)).astype(F32)
+    e = np.exp(x - x.max(), dtype=np.float64).astype(F32)
     total = np.cumsum(e, dtype=F32)[-1]  # left-to-right, like run.c's loop (np.sum is pairwise)
-    return e / total
+    e /= total
+    return e
 
 
 def sample_multinomial(probabilities: np.ndarray, coin: np.float32) -> int:
@@ -84,20 +87,22 @@ def sample_multinomial(probabilities: np.ndarray, coin: np.float32) -> int:
     return min(index, len(probabilities) - 1)  # rounding can leave the total below the coin
 
 
-def sample_topp(probabilities: np.ndarray, topp: np.float32, coin: np.float32) -> int:
+def sample_topp(probabilities: np.ndarray, topp: np.float32, coin: np.float32,
+                cutoff: np.float32 | None = None) -> int:
     """Nucleus sampling: sample among the most likely tokens whose mass first exceeds `topp`.
 
     Tokens below (1 - topp) / (n - 1) cannot be in the nucleus, so run.c drops them before
-    sorting; keeping that cutoff keeps the float32 sums, and so the choices, identical.
+    sorting; keeping that cutoff keeps the float32 sums, and so the choices, identical. Running
+    sums of probabilities never decrease, so "the first sum above x" is a binary search.
     """
     n = len(probabilities)
-    cutoff = (F32(1) - topp) / F32(n - 1)
+    if cutoff is None:
+        cutoff = (F32(1) - topp) / F32(n - 1)
     candidates = np.flatnonzero(probabilities >= cutoff)
-    order = candidates[np.argsort(-probabilities[candidates], kind="stable")]
-    sorted_probs = probabilities[order]
-    cumulative = np.cumsum(sorted_probs, dtype=F32)
-    over = np.flatnonzero(cumulative > topp)
-    last = int(over[0]) if len(over) else len(order) - 1
+    kept = probabilities[candidates]
+    by_probability = np.argsort(-kept, kind="stable")  # descending; ties keep index order
+    cumulative = np.cumsum(kept[by_probability], dtype=F32)
+    last = min(int(np.searchsorted(cumulative, topp, side="right")), len(cumulative) - 1)
     r = coin * cumulative[last]
-    index = int(np.searchsorted(cumulative[: last + 1], r, side="right"))
-    return int(order[min(index, last)])
+    index = min(int(np.searchsorted(cumulative, r, side="right")), last)
+    return int(candidates[by_probability[index]])
