@@ -92,8 +92,8 @@ def build_site(
         web_dir = hash_folder_name(staging / "web")
         pyodide_dir, model_dir = hash_folder_name(pyodide_dir), hash_folder_name(model_dir)
         rewrite_page(staging / "index.html", web_dir.name, pyodide_dir.name, model_dir.name)
-        log("Compressing")
-        precompress(staging)
+        log("Compressing (the first build takes about a minute; later ones reuse the results)")
+        precompress(staging, cache.with_name("compressed"))
         (staging / MARKER).write_text("built by llama2np build\n")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
