@@ -136,10 +136,17 @@ async function downloadStage(stage, label, files) {
   const kept = {};
   await Promise.all(
     files.map(async (file) => {
+      const stored = file.role === "snapshot" ? await readStoredSnapshot(file.url) : null;
+      if (stored && (await sha256Hex(stored)) === file.sha256) {
+        report(file.bytes);
+        kept[file.role] = stored;
+        return;
+      }
       const bytes = await download(file.url, file.bytes, report);
       if (!file.keep) return;
       if ((await sha256Hex(bytes)) === file.sha256) {
         kept[file.role] = bytes;
+        if (file.role === "snapshot") storeSnapshot(file.url, bytes);
       } else if (file.optional) {
         console.warn(`${file.file} arrived damaged; starting without it.`);
       } else {
@@ -155,6 +162,31 @@ async function downloadStage(stage, label, files) {
 // The snapshot was made with `random` seeded for reproducible bytes, so it is reseeded here.
 // Without a usable snapshot Python starts the slow way.
 const SNAPSHOT_FILE = "python-snapshot.bin";
+
+// The browser's HTTP cache keeps the snapshot as the server sent it, brotli-compressed, and
+// decoding its 25 MB again costs a repeat visit a tenth of a second; so a verified copy is also
+// kept as plain bytes in Cache Storage, under its content-hashed address (one at a time).
+// It is checked by sha256 like a download before use, and anything unusable is just skipped.
+const SNAPSHOTS = "llama2np-python-snapshot";
+
+async function readStoredSnapshot(url) {
+  if (!self.caches) return null; // Cache Storage needs a secure context (https or localhost)
+  try {
+    const response = await (await caches.open(SNAPSHOTS)).match(url.href);
+    return response ? new Uint8Array(await response.arrayBuffer()) : null;
+  } catch {
+    return null;
+  }
+}
+
+function storeSnapshot(url, bytes) {
+  if (!self.caches) return;
+  (async () => {
+    const cache = await caches.open(SNAPSHOTS);
+    for (const old of await cache.keys()) await cache.delete(old);
+    await cache.put(url.href, new Response(bytes, { headers: { "Content-Type": "application/octet-stream" } }));
+  })().catch(() => {}); // without it the next visit reads the snapshot from the HTTP cache
+}
 
 async function startPython(pyodideURL, runtimeDownload) {
   const { loadPyodide } = await import(new URL("pyodide.mjs", pyodideURL).href);

@@ -151,6 +151,25 @@ def test_a_repeat_visit_after_the_browser_cache_was_emptied_still_loads(visit, g
     assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
 
 
+def test_a_damaged_stored_snapshot_is_downloaded_again(visit, golden):
+    visit.open()
+    visit.page.wait_for_timeout(300)  # the verified snapshot is stored in the background
+    damaged = visit.page.evaluate("""async () => {
+        const cache = await caches.open('llama2np-python-snapshot');
+        const keys = await cache.keys();
+        for (const key of keys) {
+            const bytes = new Uint8Array(await (await cache.match(key)).arrayBuffer());
+            bytes[bytes.length >> 1] ^= 0xff;
+            await cache.put(key, new Response(bytes));
+        }
+        return keys.length;
+    }""")
+    assert damaged == 1
+    visit.open()
+    assert visit.page.evaluate("() => window.llama2np.fromSnapshot") is True
+    assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
+
+
 def test_a_damaged_snapshot_falls_back_to_a_fresh_start(visit, built_site, golden):
     snapshot = bytearray(next(built_site.glob("pyodide-*/python-snapshot.bin")).read_bytes())
     snapshot[len(snapshot) // 2] ^= 0xFF
