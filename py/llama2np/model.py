@@ -138,7 +138,6 @@ class Transformer:
         self.cache_kv = [layer.view(np.complex128)[..., :hs] for layer in self.cache]
         self.keys = [layer[..., :hs].transpose(1, 2, 0) for layer in self.cache]
         self.values = [layer[..., hs : 2 * hs + 1].transpose(1, 0, 2) for layer in self.cache]
-        self._causal_mask: np.ndarray | None = None  # made by the first batch, see causal_mask()
         self._make_step_buffers()
 
     def _make_step_buffers(self) -> None:
@@ -177,22 +176,18 @@ class Transformer:
         if T == 1:
             return self.step(int(tokens[0]), pos)[None, :]
         x = self.embedding[tokens]
-        mask = self.causal_mask()[pos * self.group : end * self.group, :end]
+        mask = self.causal_mask(pos, end)
         for index, weights in enumerate(self.layers):
             qkv = self.qkv0[tokens] if index == 0 else rmsnorm(x) @ weights.wqkv
             x = x + self.attention(qkv, index, pos, mask) @ weights.wo
             x = x + swiglu(rmsnorm(x) @ weights.w13, c.hidden_dim) @ weights.w2
         return rmsnorm(x) @ self.wcls
 
-    def causal_mask(self) -> np.ndarray:
-        """(seq_len * group, seq_len): 0 where query row r (token r // group, one of its group's
-        heads) may see key position j, -inf where j is ahead of it. Made once, when first needed:
-        single steps never need it, and building it costs a page's start 10 ms."""
-        if self._causal_mask is None:
-            c = self.config
-            ahead = np.arange(c.seq_len)[None, :] > np.arange(c.seq_len)[:, None]
-            self._causal_mask = np.repeat(np.where(ahead, -np.inf, 0.0), self.group, axis=0)
-        return self._causal_mask
+    def causal_mask(self, pos: int, end: int) -> np.ndarray:
+        """(T * group, end) for the tokens at pos .. end-1: 0 where query row r (token r // group,
+        one of its group's heads) may see key position j, -inf where j is ahead of it."""
+        rows = np.arange(pos, end).repeat(self.group)[:, None]
+        return np.where(np.arange(end)[None, :] > rows, -np.inf, 0.0)
 
     def attention(self, qkv: np.ndarray, index: int, pos: int, mask: np.ndarray) -> np.ndarray:
         """Grouped-query attention of T new tokens over the cache; returns (T, dim).
