@@ -39,9 +39,10 @@ LOG2_E = 1.0 / math.log(2.0)  # exp(s) = 2^(s * log2 e): NumPy's exp2 is a third
 # a layer saved); a softmax normaliser inside this range proves that was exact: nothing
 # overflowed, and the largest term is far above float64's smallest normal number.
 NORMALISER_RANGE = (2.0**-1000, 2.0**1000)
-# Vector times matrix into a buffer: np.dot skips the ufunc machinery that np.matmul sets up
-# (0.3 us a call with BLAS), but without BLAS (Pyodide) its loop is slower than matmul's.
-vecmat = np.matmul if sys.platform == "emscripten" else np.dot
+# Vector times matrix into a buffer: ndarray.dot skips the ufunc machinery that np.matmul sets
+# up (0.45 us a call with BLAS), but without BLAS (Pyodide) its loop is slower than matmul's on
+# the large matrices.
+vecmat = np.matmul if sys.platform == "emscripten" else np.ndarray.dot
 
 
 @dataclass
@@ -55,6 +56,26 @@ class Layer:
     wo: np.ndarray  # (dim, dim)
     w13: np.ndarray  # (dim, 2 * hidden_dim): -w1 * log2(e) then w3; ffn norm folded in
     w2: np.ndarray  # (hidden_dim, dim): -w2 / log2(e), which undoes the gate's two factors
+
+
+class LayerCache:
+    """One layer's keys and values, and the views of them that attention reads and writes.
+
+    One array (seq_len, n_kv, 2 * head_size + 2): each head's row is k, v, 1, 0. Weighting the
+    v|1 columns by unnormalised attention gives the softmax's denominator beside the sum; the 0
+    keeps rows a whole number of complex pairs, so RoPE writes k and v in one complex multiply.
+    """
+
+    def __init__(self, c: Config, weighted: np.ndarray) -> None:
+        hs = c.head_size
+        self.rows = np.zeros((c.seq_len, c.n_kv_heads, 2 * hs + 2), DTYPE)
+        self.rows[..., 2 * hs] = 1.0
+        self.kv = self.rows.view(np.complex128)[..., :hs]  # where RoPE writes k and v
+        self.keys = self.rows[..., :hs].transpose(1, 2, 0)  # (n_kv, hs, seq) for q @ k
+        self.values = self.rows[..., hs : 2 * hs + 1].transpose(1, 0, 2)  # (n_kv, seq, hs + 1)
+        # `step`'s product of attention and values|1 for this layer, (n_kv, group, hs + 1).
+        self.weighted = weighted
+        self.numerator, self.normaliser = weighted[..., :hs], weighted[..., hs:]
 
 
 def rope_rotations(config: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -113,8 +134,7 @@ class Transformer:
     def __init__(self, checkpoint: Checkpoint) -> None:
         c = self.config = checkpoint.config
         w = checkpoint.weights
-        hs, n_kv = c.head_size, c.n_kv_heads
-        self.group = c.n_heads // n_kv  # query heads sharing one key/value head
+        self.group = c.n_heads // c.n_kv_heads  # query heads sharing one key/value head
         self.embedding = w.token_embedding.astype(DTYPE)
         self.layers = [fuse_layer(checkpoint, layer) for layer in range(c.n_layers)]
         self.wcls = np.asfortranarray(
@@ -124,21 +144,8 @@ class Transformer:
         self.qkv0 = rmsnorm(self.embedding) @ self.layers[0].wqkv
         self.rotate_q, self.rotate_kv = rope_rotations(c)
 
-        # The cache, one array a layer: (seq_len, n_kv, 2 * head_size + 2), each head's row is
-        # k, v, 1, 0. Weighting the v|1 columns by unnormalised attention gives the softmax's
-        # denominator beside the sum; the 0 keeps rows a whole number of complex pairs, so RoPE
-        # writes k and v in one complex multiply.
-        self.cache = []
-        for _ in self.layers:
-            layer_cache = np.zeros((c.seq_len, n_kv, 2 * hs + 2), DTYPE)
-            layer_cache[..., 2 * hs] = 1.0
-            self.cache.append(layer_cache)
-        # Views of it: where RoPE writes (complex), keys as (n_kv, hs, seq) for q @ k, and
-        # values with their column of ones as (n_kv, seq, hs + 1).
-        self.cache_kv = [layer.view(np.complex128)[..., :hs] for layer in self.cache]
-        self.keys = [layer[..., :hs].transpose(1, 2, 0) for layer in self.cache]
-        self.values = [layer[..., hs : 2 * hs + 1].transpose(1, 0, 2) for layer in self.cache]
         self._make_step_buffers()
+        self.caches = [LayerCache(c, self._weighted[index]) for index in range(c.n_layers)]
 
     def _make_step_buffers(self) -> None:
         """Preallocated arrays, and views of them, for `step`: no allocation or reshape per call."""
@@ -160,6 +167,7 @@ class Transformer:
         self._att = np.empty(c.dim, DTYPE)
         self._att_heads = self._att.reshape(n_kv, group, hs)
         self._h = np.empty(2 * c.hidden_dim, DTYPE)
+        self._minus_h1, self._h3 = self._h[: c.hidden_dim], self._h[c.hidden_dim :]
         self._gate = np.empty(c.hidden_dim, DTYPE)
 
     def forward(self, tokens: list[int] | np.ndarray, pos: int) -> np.ndarray:
@@ -199,15 +207,16 @@ class Transformer:
         T, end, dim, hs, n_kv = len(qkv), pos + len(qkv), c.dim, c.head_size, c.n_kv_heads
         qkv_c = qkv.view(np.complex128)
         q = (qkv_c[:, : dim // 2] * self.rotate_q[pos:end]).view(DTYPE)
+        cache = self.caches[index]
         np.multiply(qkv_c[:, dim // 2 :].reshape(T, n_kv, hs), self.rotate_kv[pos:end],
-                    out=self.cache_kv[index][pos:end])
+                    out=cache.kv[pos:end])
         # (T, dim) -> (n_kv, T * group, head_size): queries grouped by the key head they share.
         q = q.reshape(T, n_kv, self.group * hs).transpose(1, 0, 2).reshape(n_kv, T * self.group, hs)
-        scores = q @ self.keys[index][..., :end]  # (n_kv, T * group, end), in log2 units
+        scores = q @ cache.keys[..., :end]  # (n_kv, T * group, end), in log2 units
         scores += mask
         scores -= scores.max(axis=-1, keepdims=True)  # each row's largest term becomes 2^0
         np.exp2(scores, out=scores)
-        weighted = scores @ self.values[index][:, :end]  # (n_kv, T * group, head_size + 1)
+        weighted = scores @ cache.values[:, :end]  # (n_kv, T * group, head_size + 1)
         out = weighted[..., :hs] / weighted[..., hs:]
         return out.reshape(n_kv, T, self.group * hs).transpose(1, 0, 2).reshape(T, dim)
 
@@ -230,42 +239,40 @@ class Transformer:
 
     def _step(self, token: int, pos: int, shift: bool) -> np.ndarray:
         c = self.config
-        dim, hs, end = c.dim, c.head_size, pos + 1
-        x, xn, delta, qkv, q_heads, att = self._x, self._xn, self._delta, self._qkv, self._q_heads, self._att
-        h, gate = self._h, self._gate
-        minus_h1, h3 = h[: c.hidden_dim], h[c.hidden_dim :]
+        end, norm_eps = pos + 1, c.dim * EPS
+        x, xn, delta, qkv, q, q_heads = self._x, self._xn, self._delta, self._qkv, self._q, self._q_heads
+        qkv_q, qkv_kv, att, att_heads = self._qkv_q, self._qkv_kv, self._att, self._att_heads
+        minus_h1, h3, h, gate = self._minus_h1, self._h3, self._h, self._gate
         scores = self._scores[..., :end]
         rotate_q, rotate_kv = self.rotate_q[pos], self.rotate_kv[pos]
-        matmul, multiply, sqrt, norm_eps = np.matmul, np.multiply, math.sqrt, dim * EPS
+        matmul, multiply, divide, exp2, sqrt = np.matmul, np.multiply, np.divide, np.exp2, math.sqrt
 
         np.copyto(x, self.embedding[token])
-        for index, layer in enumerate(self.layers):
-            if index == 0:
-                np.copyto(qkv, self.qkv0[token])
-            else:
-                multiply(x, 1.0 / sqrt(float(x @ x) + norm_eps), out=xn)  # rmsnorm()
+        np.copyto(qkv, self.qkv0[token])  # layer 0's q k v
+        for index, (layer, cache) in enumerate(zip(self.layers, self.caches, strict=True)):
+            if index:
+                multiply(x, 1.0 / sqrt(float(x.dot(x)) + norm_eps), out=xn)  # rmsnorm()
                 vecmat(xn, layer.wqkv, out=qkv)
-            multiply(self._qkv_q, rotate_q, out=self._q)
-            multiply(self._qkv_kv, rotate_kv, out=self.cache_kv[index][pos])
-            matmul(q_heads, self.keys[index][..., :end], out=scores)
+            multiply(qkv_q, rotate_q, out=q)
+            multiply(qkv_kv, rotate_kv, out=cache.kv[pos])
+            matmul(q_heads, cache.keys[..., :end], out=scores)
             if shift:
                 scores -= scores.max(axis=-1, keepdims=True)
-            np.exp2(scores, out=scores)
-            weighted = self._weighted[index]
-            matmul(scores, self.values[index][:, :end], out=weighted)
-            np.divide(weighted[..., :hs], weighted[..., hs:], out=self._att_heads)
+            exp2(scores, out=scores)
+            matmul(scores, cache.values[:, :end], out=cache.weighted)
+            divide(cache.numerator, cache.normaliser, out=att_heads)
             vecmat(att, layer.wo, out=delta)
             x += delta
 
-            multiply(x, 1.0 / sqrt(float(x @ x) + norm_eps), out=xn)
+            multiply(x, 1.0 / sqrt(float(x.dot(x)) + norm_eps), out=xn)
             vecmat(xn, layer.w13, out=h)
-            np.exp2(minus_h1, out=gate)  # e^-h1: see swiglu()
+            exp2(minus_h1, out=gate)  # e^-h1: see swiglu()
             gate += 1.0
-            np.divide(minus_h1, gate, out=gate)
+            divide(minus_h1, gate, out=gate)
             gate *= h3
             vecmat(gate, layer.w2, out=delta)
             x += delta
-        multiply(x, 1.0 / sqrt(float(x @ x) + norm_eps), out=xn)
+        multiply(x, 1.0 / sqrt(float(x.dot(x)) + norm_eps), out=xn)
         return xn @ self.wcls
 
     def reset(self) -> None:
