@@ -273,7 +273,7 @@ class Transformer:
             vecmat(gate, layer.w2, out=delta)
             x += delta
         multiply(x, 1.0 / sqrt(float(x.dot(x)) + norm_eps), out=xn)
-        return xn @ self.wcls
+        return vecmat(xn, self.wcls)
 
     def reset(self) -> None:
         """Nothing to clear: positions are overwritten as they are reached again."""
