@@ -58,7 +58,7 @@ class Sampler:
     def sample(self, logits: np.ndarray) -> int:
         if self.temperature == 0:
             return argmax(logits)
-        probabilities = softmax(logits.astype(F32) / self.temperature)
+        probabilities = softmax(np.divide(logits, self.temperature, dtype=F32))
         coin = self.rng.f32()
         if self.topp <= 0 or self.topp >= 1:
             return sample_multinomial(probabilities, coin)
@@ -67,7 +67,7 @@ class Sampler:
 
 def argmax(logits: np.ndarray) -> int:
     """The first index of the largest logit (run.c keeps the first on ties, as NumPy does)."""
-    return int(np.argmax(logits.astype(F32)))
+    return int(logits.astype(F32).argmax())
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -75,15 +75,15 @@ def softmax(x: np.ndarray) -> np.ndarray:
     # exp in float64 rounded to float32 is the correctly rounded expf that C libraries
     # approximate to within an ulp; NumPy's own float32 exp differs from them more often.
     e = np.exp(x - x.max(), dtype=np.float64).astype(F32)
-    total = np.cumsum(e, dtype=F32)[-1]  # left-to-right, like run.c's loop (np.sum is pairwise)
+    total = e.cumsum()[-1]  # left to right in float32, like run.c's loop (np.sum is pairwise)
     e /= total
     return e
 
 
 def sample_multinomial(probabilities: np.ndarray, coin: np.float32) -> int:
     """The first index whose cumulative probability exceeds the coin."""
-    cdf = np.cumsum(probabilities, dtype=F32)
-    index = int(np.searchsorted(cdf, coin, side="right"))
+    cdf = probabilities.cumsum()  # float32, left to right
+    index = int(cdf.searchsorted(coin, side="right"))
     return min(index, len(probabilities) - 1)  # rounding can leave the total below the coin
 
 
@@ -93,16 +93,17 @@ def sample_topp(probabilities: np.ndarray, topp: np.float32, coin: np.float32,
 
     Tokens below (1 - topp) / (n - 1) cannot be in the nucleus, so run.c drops them before
     sorting; keeping that cutoff keeps the float32 sums, and so the choices, identical. Running
-    sums of probabilities never decrease, so "the first sum above x" is a binary search.
+    sums of probabilities never decrease, so "the first sum above x" is a binary search. (Array
+    methods rather than NumPy's functions: under Pyodide each function's dispatch costs ~1 us.)
     """
     n = len(probabilities)
     if cutoff is None:
         cutoff = (F32(1) - topp) / F32(n - 1)
-    candidates = np.flatnonzero(probabilities >= cutoff)
+    (candidates,) = (probabilities >= cutoff).nonzero()
     kept = probabilities[candidates]
-    by_probability = np.argsort(-kept, kind="stable")  # descending; ties keep index order
-    cumulative = np.cumsum(kept[by_probability], dtype=F32)
-    last = min(int(np.searchsorted(cumulative, topp, side="right")), len(cumulative) - 1)
+    by_probability = (-kept).argsort(kind="stable")  # descending; ties keep index order
+    cumulative = kept[by_probability].cumsum()  # float32, left to right
+    last = min(int(cumulative.searchsorted(topp, side="right")), len(cumulative) - 1)
     r = coin * cumulative[last]
-    index = min(int(np.searchsorted(cumulative, r, side="right")), last)
+    index = min(int(cumulative.searchsorted(r, side="right")), last)
     return int(candidates[by_probability[index]])
