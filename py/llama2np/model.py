@@ -15,9 +15,9 @@ about ten nanoseconds each there. So every layer is a handful of large calls:
     x += (silu(h1) * h3) @ W2,  h1|h3 = rmsnorm(x) @ W13   (gate and up in one matmul)
 
 `step` decodes one token through preallocated buffers (about twenty NumPy calls a layer);
-`forward` takes a batch of T tokens (the prompt, or a token with its drafts) in the same number
-of calls with the same arithmetic. Layer 0 needs no matmul at all: its input is a token's
-embedding, so its q k v are looked up in a table made once per model.
+`forward` takes a batch of T tokens (the prompt, or a token with its drafts) in a few more calls
+a layer, whatever T is. Layer 0 needs no matmul at all: its input is a token's embedding, so
+its q k v are looked up in a table made once per model.
 
 Arithmetic is float64, so that neither the order of a BLAS kernel's sums nor the folding above
 moves the logits by more than about 1e-15: the float32 sampler sees run.c's values and a batch
