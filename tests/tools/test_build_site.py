@@ -235,3 +235,20 @@ def test_a_tokenizer_that_does_not_fit_is_refused(tmp_path, model_dir):
     result = run_cli("build", "--out", tmp_path / "out", "--checkpoint", model_dir / "stories260K.bin",
                      "--tokenizer", tokenizer)
     assert result.returncode == 1 and "has 32 tokens but the model's vocabulary has 512" in result.stderr
+
+
+def test_a_missing_node_is_a_sentence(tmp_path, monkeypatch):
+    from llama2np.tools import site_snapshot
+
+    monkeypatch.setattr(site_snapshot.shutil, "which", lambda name: None)
+    with pytest.raises(Llama2npError, match="needs Node.js"):
+        site_snapshot.make_snapshot(tmp_path)
+
+
+def test_a_runtime_that_does_not_start_in_node_is_a_sentence(tmp_path):
+    from llama2np.tools.site_snapshot import make_snapshot
+
+    (tmp_path / "pyodide.mjs").write_text("throw new Error('not Pyodide');\n")
+    with pytest.raises(Llama2npError, match="could not snapshot Python's start in Node"):
+        make_snapshot(tmp_path)
+    assert not (tmp_path / "python-snapshot.bin").exists()
