@@ -29,6 +29,14 @@ def test_seeded_story_is_run_c_s(visit, golden):
     assert text == golden(GOLDEN_T1)
 
 
+def test_stories_after_the_silent_warm_up_are_run_c_s(visit, golden):
+    visit.open()
+    visit.page.wait_for_timeout(1000)  # the worker writes a greedy story of its own meanwhile
+    assert visit.output() == ""
+    assert visit.write(temperature=1.0, topp=0.9, seed=133742, steps=256) == golden(GOLDEN_T1)
+    assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
+
+
 def test_typed_prompt_gives_the_command_line_s_story(visit, model_dir):
     prompt = "Lily saw a café 🐱 and"
     visit.open()
