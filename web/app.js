@@ -132,6 +132,7 @@ const handlers = {
   done({ id, stopped, stats }) {
     if (id !== current?.id) return;
     current = null;
+    window.llama2np.lastStats = stats;
     setState("ready");
     const firstMs = (stats.first_token_seconds * 1000).toFixed(0);
     const speed = stats.tokens_per_second ? `${stats.tokens_per_second.toFixed(0)} tokens/s` : "";
