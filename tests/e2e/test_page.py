@@ -193,5 +193,5 @@ def test_browser_benchmark_prints_its_table(built_site):
                      "--repeat", "1")
     assert result.returncode == 0, result.stderr
     for line in ("| llama2np, plain |", "| straightforward port |", "cold load to ready",
-                 "repeat visit to ready", "first story on the page", "bytes on the wire, cold visit"):
+                 "repeat visit to ready", "first visit's first story", "bytes on the wire, cold visit"):
         assert line in result.stdout

@@ -43,6 +43,14 @@ def launch_chromium(playwright: object, headless: bool = True) -> object:
     )
 
 
+def launch_chromium_profile(playwright: object, profile: Path) -> object:
+    """A Playwright BrowserContext of the system's Chromium keeping its profile (HTTP cache,
+    compiled-code cache, Cache Storage) on disk in `profile`, as a visitor's browser does."""
+    return playwright.chromium.launch_persistent_context(
+        str(profile), executable_path=str(chromium_path()), args=CHROMIUM_ARGS, headless=True
+    )
+
+
 def page_state(page: object) -> str:
     # The page's Content-Security-Policy forbids eval, which Playwright's wait_for_function
     # needs; evaluate() with a function is allowed.
