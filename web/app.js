@@ -66,19 +66,16 @@ function startWorker() {
     event.preventDefault();
     fail(`The model's worker stopped (${event.message || "it could not start"}); press Retry.`);
   };
-  const base = document.baseURI;
-  const pyodideURL = new URL(meta("llama2np-pyodide"), base).href;
   worker.postMessage({
     type: "load",
-    pyodideURL,
-    modelURL: new URL(meta("llama2np-model"), base).href,
-    runtimeCached: remembered(RUNTIME_KEY) === pyodideURL,
+    pyodideURL: siteURL("llama2np-pyodide"),
+    modelURL: siteURL("llama2np-model"),
+    runtimeCached: remembered(RUNTIME_KEY) === siteURL("llama2np-pyodide"),
   });
-  loadingRuntime = pyodideURL;
 }
 
-let loadingRuntime = null;
-const meta = (name) => document.querySelector(`meta[name="${name}"]`).content;
+// Where a <meta> tag of the page says a part of the site is, as an absolute address.
+const siteURL = (name) => new URL(document.querySelector(`meta[name="${name}"]`).content, document.baseURI).href;
 
 // Storage may be disabled or full; then nothing is remembered.
 function remembered(key) {
@@ -110,7 +107,7 @@ const handlers = {
     window.llama2np.loadStages = stages;
     window.llama2np.fromSnapshot = fromSnapshot;
     window.llama2np.readyMs = performance.now();
-    remember(RUNTIME_KEY, loadingRuntime);
+    remember(RUNTIME_KEY, siteURL("llama2np-pyodide"));
     const c = info.config;
     ui.model.textContent = `${info.name}: ${(info.parameters / 1000).toFixed(0)}K parameters, ${megabytes(info.bytes)} MB, context of ${c.seq_len} tokens.`;
     ui.steps.max = c.seq_len;

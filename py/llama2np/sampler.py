@@ -51,8 +51,7 @@ class Sampler:
         self.vocab_size = vocab_size
         self.temperature = F32(check_temperature(temperature))
         self.topp = F32(check_topp(topp))
-        # run.c's nucleus cutoff: below it a token cannot be in the nucleus (see sample_topp).
-        self.cutoff = (F32(1) - self.topp) / F32(max(vocab_size - 1, 1))
+        self.cutoff = nucleus_cutoff(self.topp, vocab_size)  # computed once, not per token
         self.rng = Rng(seed)
 
     def sample(self, logits: np.ndarray) -> int:
@@ -87,6 +86,11 @@ def sample_multinomial(probabilities: np.ndarray, coin: np.float32) -> int:
     return min(index, len(probabilities) - 1)  # rounding can leave the total below the coin
 
 
+def nucleus_cutoff(topp: np.float32, n: int) -> np.float32:
+    """run.c's (1 - topp) / (n - 1): a token below it cannot be in the nucleus (see sample_topp)."""
+    return (F32(1) - topp) / F32(max(n - 1, 1))
+
+
 def sample_topp(probabilities: np.ndarray, topp: np.float32, coin: np.float32,
                 cutoff: np.float32 | None = None) -> int:
     """Nucleus sampling: sample among the most likely tokens whose mass first exceeds `topp`.
@@ -96,9 +100,8 @@ def sample_topp(probabilities: np.ndarray, topp: np.float32, coin: np.float32,
     sums of probabilities never decrease, so "the first sum above x" is a binary search. (Array
     methods rather than NumPy's functions: under Pyodide each function's dispatch costs ~1 us.)
     """
-    n = len(probabilities)
     if cutoff is None:
-        cutoff = (F32(1) - topp) / F32(n - 1)
+        cutoff = nucleus_cutoff(topp, len(probabilities))
     (candidates,) = (probabilities >= cutoff).nonzero()
     kept = probabilities[candidates]
     by_probability = (-kept).argsort(kind="stable")  # descending; ties keep index order

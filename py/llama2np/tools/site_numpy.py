@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 from llama2np.errors import Llama2npError
-from llama2np.tools.site_wheel import py_compile
+from llama2np.tools.site_wheel import fixed_timestamps, py_compile, read_members, write_zip
 
 # What the page's NumPy leaves out. `import numpy` loads numpy.linalg (matrixlib needs it) and
 # _multiarray_tests (its docstrings are added at import), so both stay.
@@ -24,7 +24,6 @@ LEFT_OUT_FOLDERS = ("numpy/random/", "numpy/fft/", "numpy/f2py/", "numpy/_pyinst
 LEFT_OUT_SUFFIXES = (".pyi", ".pxd")
 LEFT_OUT_LIBRARIES = ("_operand_flag_tests", "_rational_tests", "_struct_ufunc_tests",
                       "_umath_tests", "_simd")
-FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 def kept_in_page_numpy(name: str) -> bool:
@@ -44,26 +43,11 @@ def build_page_numpy(pinned_wheel: Path, out_dir: Path) -> Path:
                    if kept_in_page_numpy(info.filename)]
     if not any(info.filename == "numpy/__init__.py" for info, _ in members):
         raise Llama2npError(f"{pinned_wheel.name} holds no numpy/__init__.py; is it NumPy's wheel?")
-    write_stored(target, members)
-    compiled = py_compile(target, "numpy-*.whl")
-    write_stored(compiled, read_members(compiled))
-    return compiled
+    write_zip(target, members, zipfile.ZIP_STORED)
+    return fixed_timestamps(py_compile(target, "numpy-*.whl"), zipfile.ZIP_STORED)
 
 
 def repack_stored(source: Path, target: Path) -> Path:
     """`source` zip as an uncompressed zip at `target`, with fixed dates and the same members."""
-    write_stored(target, read_members(source))
+    write_zip(target, read_members(source), zipfile.ZIP_STORED)
     return target
-
-
-def read_members(path: Path) -> list[tuple[zipfile.ZipInfo, bytes]]:
-    with zipfile.ZipFile(path) as archive:
-        return [(info, archive.read(info)) for info in archive.infolist()]
-
-
-def write_stored(path: Path, members: list[tuple[zipfile.ZipInfo, bytes]]) -> None:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as target:
-        for info, data in members:
-            fixed = zipfile.ZipInfo(info.filename, date_time=FIXED_DATE)
-            fixed.external_attr = info.external_attr
-            target.writestr(fixed, data, compress_type=zipfile.ZIP_STORED)

@@ -70,14 +70,24 @@ def py_compile(wheel_path: Path, pattern: str = "llama2np-*.whl") -> Path:
     return compiled[0]
 
 
-def fixed_timestamps(wheel_path: Path) -> Path:
-    """Rewrite the wheel with every entry dated 1980-01-01: `py-compile` stamps the time of the
+def fixed_timestamps(wheel_path: Path, compress_type: int = zipfile.ZIP_DEFLATED) -> Path:
+    """Rewrite the zip with every entry dated 1980-01-01: `py-compile` stamps the time of the
     build, which would change the wheel's hash, and the site's folder name, on every build."""
-    with zipfile.ZipFile(wheel_path) as source:
-        entries = [(info, source.read(info)) for info in source.infolist()]
-    with zipfile.ZipFile(wheel_path, "w") as target:
-        for info, data in entries:
+    write_zip(wheel_path, read_members(wheel_path), compress_type)
+    return wheel_path
+
+
+def read_members(path: Path) -> list[tuple[zipfile.ZipInfo, bytes]]:
+    with zipfile.ZipFile(path) as archive:
+        return [(info, archive.read(info)) for info in archive.infolist()]
+
+
+def write_zip(path: Path, members: list[tuple[zipfile.ZipInfo, bytes]],
+              compress_type: int = zipfile.ZIP_DEFLATED) -> None:
+    """`members` as a zip at `path`, each dated 1980-01-01 so that the bytes are reproducible."""
+    with zipfile.ZipFile(path, "w") as target:
+        for info, data in members:
             fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
             fixed.external_attr = info.external_attr
-            target.writestr(fixed, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
-    return wheel_path
+            target.writestr(fixed, data, compress_type=compress_type,
+                            compresslevel=9 if compress_type == zipfile.ZIP_DEFLATED else None)
