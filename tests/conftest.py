@@ -7,7 +7,7 @@ import pytest
 from llama2np.checkpoint import load_checkpoint
 from llama2np.model import Transformer
 from llama2np.tokenizer import Tokenizer
-from llama2np.tools.fetch import DEFAULT_MODEL_DIR, MIRROR_VARIABLE, fetch
+from llama2np.tools.models.fetch import DEFAULT_MODEL_DIR, MIRROR_VARIABLE, fetch
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +51,6 @@ def model(checkpoint):
 def built_site(tmp_path_factory, model_dir) -> Path:
     """The demo site, built once per test session by `llama2np build` (sources from the cache
     in .cache/site-sources, fetched with npm and pip on the first run)."""
-    from llama2np.tools.build_site import build_site
+    from llama2np.tools.site.build import build_site
 
     return build_site(tmp_path_factory.mktemp("site") / "dist", log=lambda *_: None)

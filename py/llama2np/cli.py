@@ -1,4 +1,4 @@
-"""The `llama2np` command: one sub-command per module, each registering its own parser.
+"""The `llama2np` command: one sub-command per module in `commands/`, each registering its own parser.
 
 Every sub-command module has `register(subparsers)`, which adds its parser and sets `run`, a
 function taking the parsed arguments and returning an exit status. Errors of the product
@@ -10,17 +10,19 @@ import argparse
 import importlib
 import sys
 
-# Sub-command modules, in the order `llama2np --help` lists them.
+# Sub-command modules (see `commands/__init__.py`), in the order `llama2np --help` lists them.
+# To add a command, write `commands/NAME.py` with `register` and `run`, and list it here.
 COMMAND_MODULES = (
     "llama2np.commands.generate",
     "llama2np.commands.encode",
-    "llama2np.tools.fetch",
-    "llama2np.tools.bench",
-    "llama2np.tools.build_site",
-    "llama2np.tools.serve",
-    "llama2np.tools.validate",
-    "llama2np.tools.export",
-    "llama2np.tools.train_tokenizer",
+    "llama2np.commands.fetch",
+    "llama2np.commands.bench",
+    "llama2np.commands.build",
+    "llama2np.commands.serve",
+    "llama2np.commands.validate",
+    "llama2np.commands.export",
+    "llama2np.commands.train_tokenizer",
+    "llama2np.commands.export_tokenizer",
 )
 
 

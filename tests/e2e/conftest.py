@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from llama2np.tools.browser import launch_chromium, wait_for_state
-from llama2np.tools.serve import start_server
+from llama2np.tools.bench.chromium import launch_chromium, wait_for_state
+from llama2np.tools.site.serve import start_server
 
 LOAD_TIMEOUT = 90  # seconds; a cold start of Pyodide takes a few
 RUN_TIMEOUT = 120

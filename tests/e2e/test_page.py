@@ -129,7 +129,7 @@ def test_a_missing_model_file_is_an_error_with_retry(visit):
     assert "Traceback" not in visit.status()
     context.unroute("**/stories260K.bin")
     visit.page.click("#retry")
-    from llama2np.tools.browser import wait_for_state
+    from llama2np.tools.bench.chromium import wait_for_state
 
     assert wait_for_state(visit.page, ("ready", "error"), 90) == "ready"
 
@@ -186,12 +186,3 @@ def test_a_damaged_snapshot_falls_back_to_a_fresh_start(visit, built_site, golde
     visit.open()
     assert visit.page.evaluate("() => window.llama2np.fromSnapshot") is False
     assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
-
-
-def test_browser_benchmark_prints_its_table(built_site):
-    result = run_cli("bench", "--browser", "--site", built_site, "-n", "24", "--prompt-tokens", "8",
-                     "--repeat", "1")
-    assert result.returncode == 0, result.stderr
-    for line in ("| llama2np, plain |", "| straightforward port |", "cold load to ready",
-                 "repeat visit to ready", "first visit's first story", "bytes on the wire, cold visit"):
-        assert line in result.stdout

@@ -1,2 +1,2 @@
-"""CPython-only tooling around the runtime: fetching, benchmarks, the site bundler, the local
-server, checkpoint validation and export, tokenizer training. The runtime never imports this."""
+"""The CPython-only tool chain around the runtime, one folder per job: `models/` (model files in
+and out), `site/` (the static site and its server), `bench/` (speed). The runtime never imports it."""

@@ -6,7 +6,7 @@ import urllib.parse
 
 import brotli
 import pytest
-from llama2np.tools.serve import CONTENT_SECURITY_POLICY, start_server
+from llama2np.tools.site.serve import CONTENT_SECURITY_POLICY, start_server
 from support import run_cli
 
 

@@ -1,4 +1,4 @@
-"""`llama2np build`: the demo as a self-contained static site.
+"""The demo as a self-contained static site (`llama2np build`):
 
     dist/index.html                      the page; the only file not cached for good
     dist/web-<hash>/                     the page's scripts and styles (from web/)
@@ -11,7 +11,6 @@ Nothing is fetched from anywhere at run time: the worker loads all of it from th
 The build happens in a scratch folder that replaces the output only when it is complete.
 """
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -20,48 +19,22 @@ from pyodide_lock import PackageSpec, PyodideLockSpec
 
 import llama2np
 from llama2np.errors import Llama2npError, UsageError
-from llama2np.tools.fetch import DEFAULT_MODEL_DIR, PROJECT_ROOT, fetch
-from llama2np.tools.site_assets import (
+from llama2np.tools.models.fetch import fetch
+from llama2np.tools.models.validation import Report, require_valid
+from llama2np.tools.paths import DEFAULT_CACHE, DEFAULT_MODEL_DIR, PROJECT_ROOT
+from llama2np.tools.site.assets import (
     file_entry,
     hash_folder_name,
     precompress,
     rewrite_references,
-    wire_bytes,
     write_file_list,
 )
-from llama2np.tools.site_numpy import build_page_numpy, repack_stored
-from llama2np.tools.site_snapshot import make_snapshot
-from llama2np.tools.site_sources import DEFAULT_CACHE, RuntimeFiles, get_runtime, sha256_of
-from llama2np.tools.site_wheel import build_runtime_wheel
-from llama2np.tools.validation import Report, require_valid
+from llama2np.tools.site.page_numpy import build_page_numpy, repack_stored
+from llama2np.tools.site.runtime_wheel import build_runtime_wheel
+from llama2np.tools.site.snapshot import make_snapshot
+from llama2np.tools.site.sources import RuntimeFiles, get_runtime, sha256_of
 
-DEFAULT_OUT = PROJECT_ROOT / "dist"
 MARKER = ".llama2np-site"  # marks a folder this command wrote, so a rebuild may replace it
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "build",
-        help="build the demo as a static site",
-        description="Bundle the page, Pyodide, NumPy, the llama2np runtime and a validated model "
-        "into a static site that needs nothing from any other origin.",
-    )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: dist/)")
-    parser.add_argument("--checkpoint", type=Path, help="llama2.c model (default: stories260K)")
-    parser.add_argument("--tokenizer", type=Path, help="its llama2.c tokenizer .bin")
-    parser.add_argument("--numpy-wheel", type=Path,
-                        help="a local copy of the NumPy wheel built for Pyodide 0.27.7")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
-                        help="where downloaded sources are kept (default: .cache/site-sources)")
-    parser.set_defaults(run=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    site = build_site(args.out, args.checkpoint, args.tokenizer, numpy_wheel=args.numpy_wheel,
-                      cache=args.cache)
-    plain, wire = wire_bytes(site)
-    print(f"Built {site}: {plain:,} bytes of files, {wire:,} bytes on the wire with brotli.")
-    return 0
 
 
 def build_site(
@@ -142,7 +115,7 @@ def rewrite_page(page: Path, web: str, pyodide: str, model: str) -> None:
 
 def write_runtime(runtime: RuntimeFiles, folder: Path) -> Path:
     """Pyodide's files, the two wheels, a lock file listing exactly those wheels, and the
-    snapshot of Python started from these very files (see site_numpy, site_snapshot)."""
+    snapshot of Python started from these very files (see page_numpy.py, snapshot.py)."""
     folder.mkdir()
     for name in runtime.pins["pyodide"]["files"]:
         if name.endswith(".zip"):

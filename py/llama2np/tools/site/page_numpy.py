@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 from llama2np.errors import Llama2npError
-from llama2np.tools.site_wheel import fixed_timestamps, py_compile, read_members, write_zip
+from llama2np.tools.site.runtime_wheel import fixed_timestamps, py_compile, read_members, write_zip
 
 # What the page's NumPy leaves out. `import numpy` loads numpy.linalg (matrixlib needs it) and
 # _multiarray_tests (its docstrings are added at import), so both stay.

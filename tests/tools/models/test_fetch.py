@@ -5,7 +5,7 @@ import json
 import socket
 
 import pytest
-from llama2np.tools.fetch import MIRROR_VARIABLE
+from llama2np.tools.models.fetch import MIRROR_VARIABLE
 from support import run_cli
 
 
@@ -81,6 +81,6 @@ def test_missing_manifest(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", ["stories260K.bin", "tok512.bin", "tok512.model"])
 def test_project_model_is_in_place(model_dir, name):
-    from llama2np.tools.fetch import DEFAULT_MODEL_DIR
+    from llama2np.tools.models.fetch import DEFAULT_MODEL_DIR
 
     assert (DEFAULT_MODEL_DIR / name).is_file()

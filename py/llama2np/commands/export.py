@@ -1,12 +1,11 @@
 """`llama2np export IN OUT [--version 0|1|2]`: a train.py .pt or any llama2.c .bin, rewritten in
-the chosen llama2.c version (2 quantises to Q8_0). The result is validated before it is kept."""
+the chosen llama2.c version (2 quantises to Q8_0)."""
 
 import argparse
 from pathlib import Path
 
-from llama2np.errors import Llama2npError
-from llama2np.tools.checkpoint_writer import DEFAULT_GROUP_SIZE, write_checkpoint
-from llama2np.tools.validation import read_any, validate_model
+from llama2np.tools.models.checkpoint_writer import DEFAULT_GROUP_SIZE
+from llama2np.tools.models.export import export_checkpoint
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,16 +25,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.input.resolve() == args.output.resolve():
-        raise Llama2npError("the output would overwrite the input; choose another output file.")
-    checkpoint, source_format = read_any(args.input)
-    data = write_checkpoint(checkpoint, args.version, args.group_size)
-    partial = args.output.with_name(args.output.name + ".partial")
-    partial.write_bytes(data)
-    report = validate_model(partial)
-    if not report.ok:
-        partial.unlink()
-        raise Llama2npError(f"the exported file did not validate: {' '.join(report.problems)}")
-    partial.replace(args.output)
-    print(f"Wrote {args.output}: {report.format}, {len(data):,} bytes (from {source_format}).")
+    report, source_format = export_checkpoint(args.input, args.output, args.version, args.group_size)
+    print(f"Wrote {args.output}: {report.format}, {report.file_bytes:,} bytes (from {source_format}).")
     return 0

@@ -1,4 +1,4 @@
-"""`llama2np serve`: a built site on this machine, with the headers a static host should send.
+"""A built site served on this machine (`llama2np serve`), with the headers a static host should send.
 
 Loopback only unless told otherwise. Content-hashed folders are cached for good, the page is
 revalidated on every visit, precompressed siblings are sent to browsers that accept them, and
@@ -6,7 +6,6 @@ every response carries the page's Content-Security-Policy (a worker takes its po
 own response headers, not from the page's <meta> tag).
 """
 
-import argparse
 import errno
 import re
 import sys
@@ -17,7 +16,6 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from llama2np.errors import Llama2npError, UsageError
-from llama2np.tools.build_site import DEFAULT_OUT
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
@@ -42,23 +40,9 @@ MEDIA_TYPES = {
 ENCODINGS = (("br", ".br"), ("gzip", ".gz"))  # preferred first
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "serve",
-        help="serve a built site on this machine",
-        description="Serve a site built by `llama2np build` over HTTP, on loopback by default.",
-    )
-    parser.add_argument("directory", nargs="?", type=Path, default=DEFAULT_OUT,
-                        help="the built site (default: dist/)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks one)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--verbose", action="store_true", help="log every request")
-    parser.set_defaults(run=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    server, url = make_server(args.directory, args.host, args.port, args.verbose)
+def serve(directory: Path, host: str = "127.0.0.1", port: int = 8000, verbose: bool = False) -> None:
+    """Serve `directory` until Ctrl+C, after printing the address to open."""
+    server, url = make_server(directory, host, port, verbose)
     print(f"Serving the demo at {url} (Ctrl+C stops)", flush=True)
     try:
         server.serve_forever()
@@ -66,7 +50,6 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         server.server_close()
-    return 0
 
 
 def make_server(directory: Path, host: str = "127.0.0.1", port: int = 0,

@@ -98,7 +98,7 @@ def read_any(path: Path) -> tuple[Checkpoint, str]:
     """A checkpoint from a llama2.c .bin or a train.py .pt, with the format's name."""
     data = read_file(path, "checkpoint")
     if data[:4] == b"PK\x03\x04":  # torch.save's zip container
-        from llama2np.tools.torch_checkpoint import checkpoint_from_pt
+        from llama2np.tools.models.torch_checkpoint import checkpoint_from_pt
 
         return checkpoint_from_pt(data, str(path)), PYTORCH_FORMAT
     parsed = read_checkpoint(data, str(path))
@@ -156,3 +156,24 @@ def check_tokenizer(path: Path, vocab_size: int, report: Report) -> None:
             f"tokenizer {path} has {tokenizer.vocab_size} tokens but the model's vocabulary has "
             f"{vocab_size}; use the tokenizer the model was trained with."
         )
+
+
+def format_report(report: Report) -> str:
+    lines = [f"{report.checkpoint}: {report.format}, {report.file_bytes:,} bytes"]
+    if report.config:
+        c = report.config
+        lines.append(f"  dim {c['dim']}, hidden {c['hidden_dim']}, {c['n_layers']} layers, "
+                     f"{c['n_heads']} heads ({c['n_kv_heads']} key/value), head size {c['head_size']}, "
+                     f"vocabulary {c['vocab_size']}, context {c['seq_len']}")
+        classifier = "shared with the embedding" if report.shared_classifier else "its own"
+        lines.append(f"  {report.parameters:,} parameters; classifier {classifier}"
+                     + (f"; Q8_0 groups of {report.group_size}" if report.group_size else ""))
+    if report.tokenizer:
+        lines.append(f"  tokenizer {report.tokenizer}: {report.tokenizer_vocab_size} tokens")
+    if report.tensors:
+        lines.append(f"  {'tensor':<16} {'shape':<16} {'min':>10} {'max':>10} {'mean':>10} {'std':>10}")
+        for t in report.tensors:
+            shape = "x".join(map(str, t.shape))
+            lines.append(f"  {t.name:<16} {shape:<16} {t.min:>10.4g} {t.max:>10.4g} {t.mean:>10.4g} {t.std:>10.4g}")
+    lines.append("OK" if report.ok else f"NOT USABLE: {len(report.problems)} problem(s)")
+    return "\n".join(lines)

@@ -11,11 +11,12 @@ import zipfile
 import brotli
 import pytest
 from llama2np.errors import Llama2npError
-from llama2np.tools import site_sources
-from llama2np.tools.build_site import build_site
-from llama2np.tools.site_numpy import kept_in_page_numpy
-from llama2np.tools.site_sources import DEFAULT_CACHE, load_pins
-from llama2np.tools.site_wheel import PACKAGE_DIR, RUNTIME_MODULES
+from llama2np.tools.paths import DEFAULT_CACHE
+from llama2np.tools.site import sources
+from llama2np.tools.site.build import build_site
+from llama2np.tools.site.page_numpy import kept_in_page_numpy
+from llama2np.tools.site.runtime_wheel import PACKAGE_DIR, RUNTIME_MODULES
+from llama2np.tools.site.sources import load_pins
 from support import FIXTURES, run_cli, write_tokenizer
 
 
@@ -43,7 +44,7 @@ def test_layout_and_page_references(built_site):
 
 
 def test_folder_names_are_their_content_hashes(built_site):
-    from llama2np.tools.site_assets import folder_hash
+    from llama2np.tools.site.assets import folder_hash
 
     for directory in built_site.iterdir():
         if directory.is_dir():
@@ -133,7 +134,7 @@ def test_runtime_modules_import_only_the_standard_library_and_the_page_s_numpy()
                 if node.module.startswith("llama2np."):
                     assert node.module.split(".")[1] in RUNTIME_MODULES, (module, node.module)
             elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-                # The page's NumPy leaves these out (see site_numpy): np.random would fail there.
+                # The page's NumPy leaves these out (see tools/site/page_numpy.py): np.random would fail there.
                 assert not (node.value.id in ("np", "numpy") and not kept_in_page_numpy(
                     f"numpy/{node.attr}/__init__.py")), (module, node.attr)
                 continue
@@ -181,7 +182,7 @@ def test_a_cached_build_needs_no_client_and_is_reproducible(built_site, tmp_path
     def no_network(*args, **kwargs):
         raise AssertionError("a cached build must not run npm or pip")
 
-    monkeypatch.setattr(site_sources, "run_client", no_network)
+    monkeypatch.setattr(sources, "run_client", no_network)
     again = build_site(tmp_path / "again", log=quiet)
     assert sorted(p.name for p in again.iterdir()) == sorted(p.name for p in built_site.iterdir())
 
@@ -248,15 +249,15 @@ def test_a_tokenizer_that_does_not_fit_is_refused(tmp_path, model_dir):
 
 
 def test_a_missing_node_is_a_sentence(tmp_path, monkeypatch):
-    from llama2np.tools import site_snapshot
+    from llama2np.tools.site import snapshot
 
-    monkeypatch.setattr(site_snapshot.shutil, "which", lambda name: None)
+    monkeypatch.setattr(snapshot.shutil, "which", lambda name: None)
     with pytest.raises(Llama2npError, match="needs Node.js"):
-        site_snapshot.make_snapshot(tmp_path)
+        snapshot.make_snapshot(tmp_path)
 
 
 def test_a_runtime_that_does_not_start_in_node_is_a_sentence(tmp_path):
-    from llama2np.tools.site_snapshot import make_snapshot
+    from llama2np.tools.site.snapshot import make_snapshot
 
     (tmp_path / "pyodide.mjs").write_text("throw new Error('not Pyodide');\n")
     with pytest.raises(Llama2npError, match="could not snapshot Python's start in Node"):

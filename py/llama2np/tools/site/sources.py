@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llama2np.errors import Llama2npError
-from llama2np.tools.fetch import PROJECT_ROOT, sha256_of
-
-PINS_FILE = PROJECT_ROOT / "build" / "site.toml"
-DEFAULT_CACHE = PROJECT_ROOT / ".cache" / "site-sources"
+from llama2np.tools.models.fetch import sha256_of
+from llama2np.tools.paths import DEFAULT_CACHE, PINS_FILE
 
 
 @dataclass

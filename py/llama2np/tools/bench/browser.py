@@ -1,4 +1,4 @@
-"""`llama2np bench --browser`: the same measurements inside Chromium's Pyodide, plus load time.
+"""The benchmark in the browser (`llama2np bench --browser`): the same measurements inside Chromium's Pyodide, plus load time.
 
 The site is served on loopback and opened in a new browser profile kept on disk (a cold cache),
 where a first story is written through the page's controls; then it is opened again in the same
@@ -8,13 +8,13 @@ speed figures come from `llama2np.benchmark.measure` run by the page's worker, s
 the straightforward port are timed by the same code in the same WebAssembly process.
 """
 
-import argparse
 import platform
 import tempfile
 import time
 from pathlib import Path
 
 from llama2np.errors import Llama2npError
+from llama2np.tools.bench.table import format_table
 
 LOAD_TIMEOUT = 120.0  # seconds; a cold Pyodide start takes a few
 # What a visitor sees first: a story written through the page's controls shortly after it is
@@ -26,12 +26,18 @@ THINKING_SECONDS = 1.0
 BETWEEN_VISITS_SECONDS = 3.0
 
 
-def run_browser_bench(args: argparse.Namespace) -> int:
-    from llama2np.tools.bench import format_table
-
+def bench_browser(site: Path | None, checkpoint: Path | None, steps: int, prompt_tokens: int,
+                  repeats: int) -> str:
+    """The table and load figures for a built site (default: the demo, built for the run)."""
+    if checkpoint is not None:
+        raise Llama2npError("bench --browser measures the built site's model; pass --site to "
+                            "measure a site built with `llama2np build --checkpoint ...`.")
     with tempfile.TemporaryDirectory(prefix="llama2np-bench-") as scratch:
-        site = args.site or build_site(Path(scratch) / "site", args.checkpoint)
-        figures = measure_in_browser(site, args.steps, args.prompt_tokens, args.repeat)
+        if site is None:
+            from llama2np.tools.site.build import build_site
+
+            site = build_site(Path(scratch) / "site")
+        figures = measure_in_browser(site, steps, prompt_tokens, repeats)
     extra = {
         "cold load to ready": f"{figures['cold_load_seconds']:.2f} s ({stages(figures['cold_stages'])})",
         "repeat visit to ready": f"{figures['warm_load_seconds']:.2f} s ({stages(figures['warm_stages'])})",
@@ -42,25 +48,11 @@ def run_browser_bench(args: argparse.Namespace) -> int:
         "site on disk (all encodings)": f"{figures['site_bytes']:,} bytes",
     }
     where = f"Chromium {figures['browser_version']} on {platform.machine()}, {platform.node() or 'this machine'}"
-    print(format_table(figures["results"], f"{figures['model']}, Pyodide in {where}", extra))
-    return 0
+    return format_table(figures["results"], f"{figures['model']}, Pyodide in {where}", extra)
 
 
 def stages(seconds: dict) -> str:
     return ", ".join(f"{name} {value:.2f} s" for name, value in seconds.items())
-
-
-def build_site(out: Path, checkpoint: Path | None) -> Path:
-    from llama2np.cli import main
-
-    argv = ["build", "--out", str(out)]
-    if checkpoint is not None:
-        raise Llama2npError("bench --browser measures the built site's model; pass --site to "
-                            "measure a site built with `llama2np build --checkpoint ...`.")
-    status = main(argv)
-    if status:
-        raise Llama2npError("building the site for the benchmark failed (see above).")
-    return out
 
 
 def measure_in_browser(site: Path, steps: int, prompt_tokens: int, repeats: int) -> dict:
@@ -68,8 +60,8 @@ def measure_in_browser(site: Path, steps: int, prompt_tokens: int, repeats: int)
     kept on disk like a visitor's (V8 keeps optimised WebAssembly in it for the next visit)."""
     from playwright.sync_api import sync_playwright
 
-    from llama2np.tools.browser import launch_chromium_profile
-    from llama2np.tools.serve import start_server
+    from llama2np.tools.bench.chromium import launch_chromium_profile
+    from llama2np.tools.site.serve import start_server
 
     server, url = start_server(site)
     try:
@@ -126,7 +118,7 @@ def first_story_speed(page: object) -> float:
 
 def timed_visit(page: object, url: str) -> tuple[float, int]:
     """(seconds from navigation to state `ready`, response bytes received) for one visit."""
-    from llama2np.tools.browser import wait_for_state
+    from llama2np.tools.bench.chromium import wait_for_state
 
     responses = []
 

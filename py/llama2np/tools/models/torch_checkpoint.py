@@ -5,7 +5,7 @@ import numpy as np
 
 from llama2np.checkpoint import Checkpoint, Config, Weights, weight_shapes
 from llama2np.errors import CheckpointError
-from llama2np.tools.pickle_reader import load_pt
+from llama2np.tools.models.pickle_reader import load_pt
 
 COMPILED_PREFIX = "_orig_mod."  # torch.compile's wrapper prefixes every key with this
 LAYER_KEYS = {

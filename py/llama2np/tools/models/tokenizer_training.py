@@ -1,4 +1,4 @@
-"""`llama2np train-tokenizer` and `llama2np export-tokenizer`.
+"""A SentencePiece tokenizer trained on text (`llama2np train-tokenizer`).
 
 Training uses SentencePiece's BPE with the settings llama2.c uses for its custom vocabularies:
 byte fallback (any text encodes), digits split, no normalisation (the text is the text),
@@ -7,7 +7,6 @@ when there are more than --max-sentences, a fixed-seed reservoir sample keeps me
 and the result reproducible.
 """
 
-import argparse
 import io
 import json
 import random
@@ -17,56 +16,10 @@ from pathlib import Path
 
 import sentencepiece
 
-from llama2np.errors import Llama2npError, UsageError
-from llama2np.tools.tokenizer_export import export_tokenizer
+from llama2np.errors import Llama2npError
 
 PROGRESS_EVERY = 100_000
 SAMPLE_SEED = 42
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "train-tokenizer",
-        help="train a SentencePiece BPE tokenizer on text or TinyStories-style JSON",
-        description="Train a BPE tokenizer as llama2.c does for custom vocabularies and write "
-        "PREFIX.model (SentencePiece) and PREFIX.bin (llama2.c's tokenizer format).",
-    )
-    parser.add_argument("--input", nargs="+", type=Path, required=True, metavar="FILE",
-                        help="plain-text files (one sentence or story per line) or JSON shards "
-                        "(a list of objects with a 'story' field)")
-    parser.add_argument("--vocab-size", type=int, required=True, help="number of tokens")
-    parser.add_argument("--out", type=Path, required=True, metavar="PREFIX",
-                        help="output prefix: writes PREFIX.model and PREFIX.bin")
-    parser.add_argument("--max-sentences", type=int, default=2_000_000,
-                        help="train on at most this many sentences, sampled (default 2,000,000)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="training threads (default 1, which makes training reproducible)")
-    parser.set_defaults(run=run_train)
-
-    export = subparsers.add_parser(
-        "export-tokenizer",
-        help="write a SentencePiece .model as llama2.c's tokenizer .bin",
-        description="Export a SentencePiece model to the llama2.c tokenizer format.",
-    )
-    export.add_argument("model", type=Path, help="SentencePiece .model file")
-    export.add_argument("--out", type=Path, help="output .bin (default: beside the model)")
-    export.set_defaults(run=run_export)
-
-
-def run_export(args: argparse.Namespace) -> int:
-    print(f"Wrote {export_tokenizer(args.model, args.out)}")
-    return 0
-
-
-def run_train(args: argparse.Namespace) -> int:
-    if args.vocab_size < 260:
-        # 256 byte-fallback pieces plus <unk>, <s>, </s> come before any learned piece.
-        raise UsageError(f"--vocab-size {args.vocab_size} is too small; byte fallback alone needs 259 tokens, use 260 or more.")
-    if args.max_sentences < 1 or args.threads < 1:
-        raise UsageError("--max-sentences and --threads must be positive.")
-    model = train_tokenizer(args.input, args.vocab_size, args.out, args.max_sentences, args.threads)
-    print(f"Wrote {model} and {export_tokenizer(model)}")
-    return 0
 
 
 def train_tokenizer(inputs: list[Path], vocab_size: int, prefix: Path, max_sentences: int = 2_000_000,

@@ -1,10 +1,9 @@
-"""`llama2np fetch`: put a model's files in place, verified against its manifest.
+"""A model's files put in place, verified against its manifest (`llama2np fetch`).
 
 Files come from the folder named by LLAMA2NP_MODEL_MIRROR when it is set, else from the upstream
 addresses in the manifest. A file already present with the right sha256 is kept as it is.
 """
 
-import argparse
 import hashlib
 import json
 import os
@@ -15,22 +14,9 @@ import urllib.request
 from pathlib import Path
 
 from llama2np.errors import Llama2npError
+from llama2np.tools.paths import DEFAULT_MODEL_DIR
 
 MIRROR_VARIABLE = "LLAMA2NP_MODEL_MIRROR"
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_MODEL_DIR = PROJECT_ROOT / "stories260K"
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "fetch",
-        help="download the model files and verify them",
-        description=f"Put the files of a model manifest in place and check their sha256. "
-        f"Set {MIRROR_VARIABLE} to a folder to copy them from there instead of downloading.",
-    )
-    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR,
-                        help="folder holding manifest.json (default: the project's stories260K/)")
-    parser.set_defaults(run=lambda args: fetch(args.model_dir) and 0)
 
 
 def sha256_of(path: Path) -> str:

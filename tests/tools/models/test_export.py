@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from llama2np.checkpoint import Checkpoint, load_checkpoint, read_checkpoint
 from llama2np.model import Transformer
-from llama2np.tools.checkpoint_writer import quantize_q8_0, write_checkpoint
-from llama2np.tools.pickle_reader import load_pt
-from llama2np.tools.torch_checkpoint import checkpoint_from_pt, checkpoint_from_saved
+from llama2np.tools.models.checkpoint_writer import quantize_q8_0, write_checkpoint
+from llama2np.tools.models.pickle_reader import load_pt
+from llama2np.tools.models.torch_checkpoint import checkpoint_from_pt, checkpoint_from_saved
 from support import FIXTURES, GOLDEN_T0, GOLDEN_T1, run_cli, write_tokenizer
 
 LAYER_FIELDS = {"wq": "attention.wq.weight", "wk": "attention.wk.weight", "wv": "attention.wv.weight",

@@ -1,0 +1,37 @@
+"""`llama2np bench`: decode and prompt speed of the runtime beside the straightforward port, on
+this CPython or, with --browser, inside Chromium's Pyodide."""
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure tokens/second beside the straightforward port",
+        description="Measure decode tokens/s (greedy), prompt tokens/s and time to first token "
+        "of llama2np and of a straightforward per-head NumPy port, in one process.",
+    )
+    parser.add_argument("checkpoint", nargs="?", type=Path,
+                        help="llama2.c model file (default: stories260K, fetched if needed)")
+    parser.add_argument("-n", "--steps", type=int, default=256, help="decode positions (default 256)")
+    parser.add_argument("--prompt-tokens", type=int, default=100,
+                        help="prompt length for prompt speed and time to first token (default 100)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per figure; the best counts")
+    parser.add_argument("--browser", action="store_true",
+                        help="measure inside Chromium's Pyodide instead of this CPython")
+    parser.add_argument("--site", type=Path, default=None,
+                        help="with --browser: a site built by `llama2np build` (default: build one)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.browser:
+        from llama2np.tools.bench.browser import bench_browser
+
+        print(bench_browser(args.site, args.checkpoint, args.steps, args.prompt_tokens, args.repeat))
+    else:
+        from llama2np.tools.bench.cpython import bench_cpython
+
+        print(bench_cpython(args.checkpoint, args.steps, args.prompt_tokens, args.repeat))
+    return 0

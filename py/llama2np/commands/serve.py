@@ -1,0 +1,28 @@
+"""`llama2np serve`: a built site on this machine, with the headers a static host should send."""
+
+import argparse
+from pathlib import Path
+
+from llama2np.tools.paths import DEFAULT_SITE
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a built site on this machine",
+        description="Serve a site built by `llama2np build` over HTTP, on loopback by default.",
+    )
+    parser.add_argument("directory", nargs="?", type=Path, default=DEFAULT_SITE,
+                        help="the built site (default: dist/)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks one)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from llama2np.tools.site.serve import serve
+
+    serve(args.directory, args.host, args.port, args.verbose)
+    return 0

@@ -1,0 +1,42 @@
+"""`llama2np train-tokenizer`: a BPE tokenizer as llama2.c trains one, in both file formats."""
+
+import argparse
+from pathlib import Path
+
+from llama2np.errors import UsageError
+
+MIN_VOCAB_SIZE = 260  # 256 byte-fallback pieces plus <unk>, <s>, </s> come before any learned piece
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train-tokenizer",
+        help="train a SentencePiece BPE tokenizer on text or TinyStories-style JSON",
+        description="Train a BPE tokenizer as llama2.c does for custom vocabularies and write "
+        "PREFIX.model (SentencePiece) and PREFIX.bin (llama2.c's tokenizer format).",
+    )
+    parser.add_argument("--input", nargs="+", type=Path, required=True, metavar="FILE",
+                        help="plain-text files (one sentence or story per line) or JSON shards "
+                        "(a list of objects with a 'story' field)")
+    parser.add_argument("--vocab-size", type=int, required=True, help="number of tokens")
+    parser.add_argument("--out", type=Path, required=True, metavar="PREFIX",
+                        help="output prefix: writes PREFIX.model and PREFIX.bin")
+    parser.add_argument("--max-sentences", type=int, default=2_000_000,
+                        help="train on at most this many sentences, sampled (default 2,000,000)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="training threads (default 1, which makes training reproducible)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.vocab_size < MIN_VOCAB_SIZE:
+        raise UsageError(f"--vocab-size {args.vocab_size} is too small; byte fallback alone needs "
+                         f"259 tokens, use {MIN_VOCAB_SIZE} or more.")
+    if args.max_sentences < 1 or args.threads < 1:
+        raise UsageError("--max-sentences and --threads must be positive.")
+    from llama2np.tools.models.tokenizer_export import export_tokenizer
+    from llama2np.tools.models.tokenizer_training import train_tokenizer
+
+    model = train_tokenizer(args.input, args.vocab_size, args.out, args.max_sentences, args.threads)
+    print(f"Wrote {model} and {export_tokenizer(model)}")
+    return 0

@@ -1,0 +1,1 @@
+"""Speed: the runtime beside the straightforward port, on CPython and in Chromium's Pyodide."""
