@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from llama2np.errors import CheckpointError
+from llama2np.files import read_file
 
 MAGIC = 0x616B3432  # "ak42" as a little-endian uint32: llama2.c export.py's version 1 and 2 files
 LEGACY_HEADER = struct.Struct("<7i")
@@ -125,18 +126,7 @@ def read_checkpoint(data: bytes | bytearray | memoryview, name: str = "checkpoin
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint file, turning file-system failures into one-sentence errors."""
-    return read_checkpoint(read_file(path, "checkpoint"), str(path))
-
-
-def read_file(path: str | Path, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{what} file {path} does not exist.") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{what} file {path} is a directory, not a file.") from None
-    except OSError as error:
-        raise CheckpointError(f"cannot read {what} file {path}: {error.strerror}.") from None
+    return read_checkpoint(read_file(path, "checkpoint", CheckpointError), str(path))
 
 
 def _check_config(config: Config, name: str) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from llama2np.errors import TokenizerError
+from llama2np.files import read_file
 
 BOS = 1
 EOS = 2
@@ -73,12 +74,7 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: str | Path, vocab_size: int | None) -> "Tokenizer":
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise TokenizerError(f"tokenizer file {path} does not exist.") from None
-        except OSError as error:
-            raise TokenizerError(f"cannot read tokenizer file {path}: {error.strerror}.") from None
+        data = read_file(path, "tokenizer", TokenizerError)
         return cls.from_bytes(data, vocab_size, str(path))
 
     # -- encoding ---------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from llama2np.checkpoint import Checkpoint, read_checkpoint, read_file, weight_shapes
-from llama2np.errors import Llama2npError
+from llama2np.checkpoint import Checkpoint, read_checkpoint, weight_shapes
+from llama2np.errors import CheckpointError, Llama2npError
+from llama2np.files import read_file
 from llama2np.tokenizer import Tokenizer
 
 FORMATS = {0: "llama2.c version 0 (legacy fp32)", 1: "llama2.c version 1 (fp32)",
@@ -96,7 +97,7 @@ def file_sha256(path: Path) -> str:
 
 def read_any(path: Path) -> tuple[Checkpoint, str]:
     """A checkpoint from a llama2.c .bin or a train.py .pt, with the format's name."""
-    data = read_file(path, "checkpoint")
+    data = read_file(path, "checkpoint", CheckpointError)
     if data[:4] == b"PK\x03\x04":  # torch.save's zip container
         from llama2np.tools.models.torch_checkpoint import checkpoint_from_pt
 

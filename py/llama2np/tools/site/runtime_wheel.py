@@ -20,7 +20,7 @@ PACKAGE_DIR = Path(llama2np.__file__).parent
 # The runtime's modules; tests check that they import nothing outside the standard library and
 # NumPy, so that this list is all the browser needs.
 RUNTIME_MODULES = (
-    "__init__", "baseline", "benchmark", "checkpoint", "draft", "errors", "generate", "model",
+    "__init__", "baseline", "benchmark", "checkpoint", "draft", "errors", "files", "generate", "model",
     "sampler", "session", "tokenizer",
 )
 # A fixed timestamp makes the wheel's bytes, and so the site's content hashes, reproducible.

@@ -1,0 +1,78 @@
+"""Writing what a command makes without ever losing a person's file.
+
+Every output is checked before any work (its folder exists, it is not a folder or a special
+file, it is not one of the command's inputs by any name, and it exists only if `--force` says
+it may be replaced), then written to a uniquely named temporary file in the same folder and
+renamed into place: a reader sees the old file or the whole new one, never a half-written one,
+and a failure or Ctrl+C leaves nothing behind but what was there before.
+"""
+
+import os
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from llama2np.errors import Llama2npError, UsageError
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two names reach one file (links, `..`, hard links included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(os.path.abspath(a)).resolve() == Path(os.path.abspath(b)).resolve()
+
+
+def check_output(target: Path, inputs: Iterable[Path] = (), force: bool = False,
+                 what: str = "output") -> None:
+    """Refuse `target` as an output unless writing it can lose nothing (see the module)."""
+    target = Path(target)
+    folder = target.parent
+    if not folder.is_dir():
+        raise UsageError(f"the folder of {what} {target} does not exist; create it first or "
+                         "choose another path.")
+    for source in inputs:
+        if same_file(target, Path(source)):
+            raise UsageError(f"{what} {target} is also an input of this command ({source}); "
+                             "choose another output.")
+    try:
+        mode = target.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{what} {target} is a folder; name a file to write.")
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise UsageError(f"{what} {target} is not a regular file; choose another path.")
+    if not force:
+        raise UsageError(f"{what} {target} exists; pass --force to replace it, or choose another path.")
+
+
+@contextmanager
+def atomic_output(target: Path) -> Iterator[Path]:
+    """A new, uniquely named file beside `target` to write; renamed to `target` when the block
+    ends normally, removed when it raises (Ctrl+C included). A link at `target` is replaced
+    itself; the file it pointed to is left alone."""
+    target = Path(target)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    except OSError as error:
+        raise Llama2npError(f"cannot write in {target.parent}: {error.strerror}.") from None
+    os.close(fd)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(target: Path, data: bytes) -> None:
+    """`data` as the whole content of `target`, all or nothing."""
+    with atomic_output(target) as temporary:
+        try:
+            temporary.write_bytes(data)
+        except OSError as error:
+            raise Llama2npError(f"cannot write {target}: {error.strerror}.") from None
