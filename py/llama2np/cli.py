@@ -46,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     except Llama2npError as error:
         print(f"llama2np: {error}", file=sys.stderr)
         return error.exit_status
+    except ImportError as error:  # an optional package (an extra) that is not installed
+        from llama2np.extras import missing_extra
+
+        print(f"llama2np: {missing_extra(args.command, error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("llama2np: interrupted", file=sys.stderr)
         return 130
