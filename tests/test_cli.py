@@ -2,8 +2,9 @@
 
 import struct
 
+import numpy as np
 import pytest
-from support import run_cli
+from support import run_cli, write_tokenizer
 
 
 @pytest.fixture
@@ -47,10 +48,28 @@ def test_speculative_decoding_writes_the_same_story(files):
     assert drafted.stdout == plain.stdout and len(plain.stdout) > 100
 
 
-def test_steps_beyond_context_are_clamped(files):
-    result = generate(files, "-t", "0", "-n", "100000")
-    assert result.returncode == 0, result.stderr
-    assert "(512 tokens" in result.stderr or "tokens," in result.stderr
+def write_random_model(path, vocab_size: int, seq_len: int) -> None:
+    """A legacy llama2.c checkpoint with random weights (dim 8, one layer, two heads): one whose
+    greedy story, unlike stories260K's, runs to the end of its context."""
+    dim, hidden, layers, heads = 8, 16, 1, 2
+    floats = (vocab_size * dim + layers * (2 * dim + 4 * dim * dim + 3 * dim * hidden) + dim
+              + seq_len * dim // heads)  # embedding, layers, final norm, run.c's unused RoPE
+    weights = np.random.default_rng(7).normal(0, 0.5, floats).astype("<f4")
+    path.write_bytes(struct.pack("<7i", dim, hidden, layers, heads, heads, vocab_size, seq_len)
+                     + weights.tobytes())
+
+
+def test_steps_beyond_context_are_clamped(tmp_path):
+    files = tmp_path / "random.bin", tmp_path / "tok.bin"
+    write_random_model(files[0], vocab_size=40, seq_len=24)
+    write_tokenizer(files[1], 40)
+    whole, beyond, zero = (generate(files, "-t", "0", "-n", n) for n in ("24", "100000", "0"))
+    assert whole.returncode == beyond.returncode == zero.returncode == 0, beyond.stderr
+    # The story fills the whole context (one step less makes it shorter), and asking for more
+    # steps, or for 0 (run.c's "the whole context"), writes exactly that story.
+    assert len(generate(files, "-t", "0", "-n", "23").stdout) < len(whole.stdout)
+    assert beyond.stdout == zero.stdout == whole.stdout
+    assert "(24 tokens," in beyond.stderr  # each of the 24 positions writes one
 
 
 def test_encode_prints_ids_bos_first(model_dir, tokenizer):
