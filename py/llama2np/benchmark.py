@@ -1,8 +1,8 @@
 """Speed measurements, run the same way on CPython and inside the browser's Pyodide.
 
 Each engine (the fast model with and without speculative drafts, and the straightforward port in
-`baseline.py`) is timed in the same process on the same inputs, best of `repeats`, so that the
-ratios between them are meaningful on a noisy machine.
+`baseline.py`) is timed in the same process on the same inputs, the engines taking turns, best
+of `repeats`, so that the ratios between them are meaningful on a noisy machine.
 """
 
 import time
@@ -65,13 +65,20 @@ def measure(checkpoint: Checkpoint, steps: int = 256, prompt_length: int = 100,
     story = [BOS, *generate_tokens(Transformer(checkpoint), [BOS], Sampler(vocab, 0.0, 0.9, 1),
                                    prompt_length + 1, 0)]
     prompt = story[:prompt_length]
+    # The engines take turns within each repeat, so that a burst of load on a shared machine
+    # slows one turn of every engine rather than every run of one engine.
+    decodes: dict[str, list] = {name: [] for name in engines}
+    prompts: dict[str, list] = {name: [] for name in engines}
+    for _ in range(repeats):
+        for name in engines:
+            make_model, draft_tokens = ENGINES[name]
+            decodes[name].append(_greedy(checkpoint, make_model, [BOS], steps, draft_tokens))
+            prompts[name].append(_greedy(checkpoint, make_model, prompt, len(prompt) + 1,
+                                         draft_tokens))
     results = {}
     for name in engines:
-        make_model, draft_tokens = ENGINES[name]
-        decode = min((_greedy(checkpoint, make_model, [BOS], steps, draft_tokens)
-                      for _ in range(repeats)), key=lambda run: run[1])
-        prompted = min((_greedy(checkpoint, make_model, prompt, len(prompt) + 1, draft_tokens)
-                        for _ in range(repeats)), key=lambda run: run[0])
+        decode = min(decodes[name], key=lambda run: run[1])
+        prompted = min(prompts[name], key=lambda run: run[0])
         results[name] = {
             "decode_tokens_per_second": (decode[2] - 1) / decode[1],
             "decode_tokens": decode[2],
