@@ -2,8 +2,9 @@
 
 import struct
 
+import numpy as np
 import pytest
-from support import run_cli
+from support import run_cli, write_tokenizer
 
 
 @pytest.fixture
@@ -22,6 +23,7 @@ def assert_clean_failure(result, status, *phrases):
     lines = result.stderr.strip().splitlines()
     assert lines, "no message on standard error"
     message = lines[-1]
+    assert message.startswith("llama2np: "), message
     for phrase in phrases:
         assert phrase in message, message
 
@@ -33,11 +35,14 @@ def test_prompt_is_echoed_then_continued(files):
     assert len(result.stdout) > len("Once upon a time, a dog") + 20
 
 
-def test_byte_fallback_characters_come_out_whole(files):
-    # run.c's safe_printf would drop these bytes; here the emoji survives the round trip.
-    result = generate(files, "-t", "0", "-i", "Lily saw a 🐶 and said", "-n", "30")
+def test_byte_fallback_characters_come_out_whole(files, tokenizer):
+    # The emoji has no piece of its own: it is four byte-fallback tokens, which run.c's
+    # safe_printf would drop one by one; here they come out as the character they make.
+    prompt = "Lily saw a 🐶 and said"
+    assert sum(3 <= t < 259 for t in tokenizer.encode(prompt)) == len("🐶".encode())
+    result = generate(files, "-t", "0", "-i", prompt, "-n", "30")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("Lily saw a 🐶 and said")
+    assert result.stdout.startswith(prompt)
 
 
 def test_speculative_decoding_writes_the_same_story(files):
@@ -47,10 +52,28 @@ def test_speculative_decoding_writes_the_same_story(files):
     assert drafted.stdout == plain.stdout and len(plain.stdout) > 100
 
 
-def test_steps_beyond_context_are_clamped(files):
-    result = generate(files, "-t", "0", "-n", "100000")
-    assert result.returncode == 0, result.stderr
-    assert "(512 tokens" in result.stderr or "tokens," in result.stderr
+def write_random_model(path, vocab_size: int, seq_len: int) -> None:
+    """A legacy llama2.c checkpoint with random weights (dim 8, one layer, two heads): one whose
+    greedy story, unlike stories260K's, runs to the end of its context."""
+    dim, hidden, layers, heads = 8, 16, 1, 2
+    floats = (vocab_size * dim + layers * (2 * dim + 4 * dim * dim + 3 * dim * hidden) + dim
+              + seq_len * dim // heads)  # embedding, layers, final norm, run.c's unused RoPE
+    weights = np.random.default_rng(7).normal(0, 0.5, floats).astype("<f4")
+    path.write_bytes(struct.pack("<7i", dim, hidden, layers, heads, heads, vocab_size, seq_len)
+                     + weights.tobytes())
+
+
+def test_steps_beyond_context_are_clamped(tmp_path):
+    files = tmp_path / "random.bin", tmp_path / "tok.bin"
+    write_random_model(files[0], vocab_size=40, seq_len=24)
+    write_tokenizer(files[1], 40)
+    whole, beyond, zero = (generate(files, "-t", "0", "-n", n) for n in ("24", "100000", "0"))
+    assert whole.returncode == beyond.returncode == zero.returncode == 0, beyond.stderr
+    # The story fills the whole context (one step less makes it shorter), and asking for more
+    # steps, or for 0 (run.c's "the whole context"), writes exactly that story.
+    assert len(generate(files, "-t", "0", "-n", "23").stdout) < len(whole.stdout)
+    assert beyond.stdout == zero.stdout == whole.stdout
+    assert "(24 tokens," in beyond.stderr  # each of the 24 positions writes one
 
 
 def test_encode_prints_ids_bos_first(model_dir, tokenizer):

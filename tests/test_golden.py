@@ -1,6 +1,7 @@
 """run.c's published stories, byte for byte, through the command and through the Python API."""
 
 import pytest
+from llama2np.baseline import BaselineTransformer
 from llama2np.generate import Story
 from support import GOLDEN_T0, GOLDEN_T1, run_cli
 
@@ -27,3 +28,10 @@ def test_api_reproduces_run_c(model, tokenizer, golden, golden_name, _, options)
     assert story.prompt_text == ""
     assert story.text() == golden(golden_name)
     assert story.done
+
+
+@pytest.mark.parametrize(("golden_name", "_", "options"), CASES, ids=["t0", "t1-p0.9-s133742"])
+def test_straightforward_port_reproduces_run_c(checkpoint, tokenizer, golden, golden_name, _, options):
+    # The benchmarks' yardstick must compute what run.c computes, or its speed means nothing.
+    story = Story(BaselineTransformer(checkpoint), tokenizer, "", steps=256, **options)
+    assert story.text() == golden(golden_name)

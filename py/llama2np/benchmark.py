@@ -1,14 +1,15 @@
 """Speed measurements, run the same way on CPython and inside the browser's Pyodide.
 
 Each engine (the fast model with and without speculative drafts, and the straightforward port in
-`baseline.py`) is timed in the same process on the same inputs, best of `repeats`, so that the
-ratios between them are meaningful on a noisy machine.
+`baseline.py`) is timed in the same process on the same inputs, the engines taking turns, best
+of `repeats`, so that the ratios between them are meaningful on a noisy machine.
 """
 
 import time
 
 from llama2np.baseline import BaselineTransformer
 from llama2np.checkpoint import Checkpoint
+from llama2np.errors import UsageError
 from llama2np.generate import DRAFT_TOKENS, generate_tokens
 from llama2np.model import Transformer
 from llama2np.sampler import Sampler
@@ -21,10 +22,23 @@ ENGINES = {
 }
 
 
+def check_settings(steps: int, prompt_length: int, repeats: int) -> None:
+    """Refuse settings that measure nothing (a rate needs two tokens and one run)."""
+    if steps < 2:
+        raise UsageError(f"--steps {steps} leaves no token to time after the first; use 2 or more.")
+    if prompt_length < 1:
+        raise UsageError(f"--prompt-tokens {prompt_length} measures no prompt; use 1 or more.")
+    if repeats < 1:
+        raise UsageError(f"--repeat {repeats} runs nothing; use 1 or more.")
+
+
 def _greedy(checkpoint: Checkpoint, make_model: type, prompt: list[int], steps: int,
             draft_tokens: int) -> tuple[float, float, int]:
     """(seconds to the first token, seconds for the rest, tokens) of one greedy run."""
-    model = make_model(checkpoint)
+    # The port's cache and RoPE tables are sized by the positions this run uses (run.c sizes
+    # them by seq_len); the runtime sizes its own.
+    sized = make_model is BaselineTransformer
+    model = make_model(checkpoint, steps) if sized else make_model(checkpoint)
     sampler = Sampler(checkpoint.config.vocab_size, 0.0, 0.9, 1)
     start = time.perf_counter()
     tokens = generate_tokens(model, prompt, sampler, steps, draft_tokens)
@@ -37,23 +51,38 @@ def _greedy(checkpoint: Checkpoint, make_model: type, prompt: list[int], steps: 
 def measure(checkpoint: Checkpoint, steps: int = 256, prompt_length: int = 100,
             repeats: int = 3, engines: tuple[str, ...] = tuple(ENGINES)) -> dict:
     """Decode tokens/s (greedy, empty prompt, `steps` positions), prompt tokens/s and time to
-    first token for a `prompt_length`-token prompt, for each engine, best of `repeats`."""
-    vocab = checkpoint.config.vocab_size
+    first token for a `prompt_length`-token prompt, for each engine, best of `repeats`.
+
+    Steps beyond the model's context are clamped to it, as `generate` does."""
+    check_settings(steps, prompt_length, repeats)
+    vocab, seq_len = checkpoint.config.vocab_size, checkpoint.config.seq_len
+    steps = min(steps, seq_len)
+    if prompt_length >= seq_len:
+        raise UsageError(f"--prompt-tokens {prompt_length} leaves no position of the model's "
+                         f"{seq_len}-token context to generate; use fewer than {seq_len}.")
     # The prompt is the model's own greedy story, so it is realistic text and needs no file.
+    # A story that ends early gives a shorter prompt; the rate counts the tokens it has.
     story = [BOS, *generate_tokens(Transformer(checkpoint), [BOS], Sampler(vocab, 0.0, 0.9, 1),
                                    prompt_length + 1, 0)]
     prompt = story[:prompt_length]
+    # The engines take turns within each repeat, so that a burst of load on a shared machine
+    # slows one turn of every engine rather than every run of one engine.
+    decodes: dict[str, list] = {name: [] for name in engines}
+    prompts: dict[str, list] = {name: [] for name in engines}
+    for _ in range(repeats):
+        for name in engines:
+            make_model, draft_tokens = ENGINES[name]
+            decodes[name].append(_greedy(checkpoint, make_model, [BOS], steps, draft_tokens))
+            prompts[name].append(_greedy(checkpoint, make_model, prompt, len(prompt) + 1,
+                                         draft_tokens))
     results = {}
     for name in engines:
-        make_model, draft_tokens = ENGINES[name]
-        decode = min((_greedy(checkpoint, make_model, [BOS], steps, draft_tokens)
-                      for _ in range(repeats)), key=lambda run: run[1])
-        prompted = min((_greedy(checkpoint, make_model, prompt, prompt_length + 1, draft_tokens)
-                        for _ in range(repeats)), key=lambda run: run[0])
+        decode = min(decodes[name], key=lambda run: run[1])
+        prompted = min(prompts[name], key=lambda run: run[0])
         results[name] = {
             "decode_tokens_per_second": (decode[2] - 1) / decode[1],
             "decode_tokens": decode[2],
-            "prompt_tokens_per_second": prompt_length / prompted[0],
+            "prompt_tokens_per_second": len(prompt) / prompted[0],
             "first_token_ms": prompted[0] * 1000,
         }
     return results

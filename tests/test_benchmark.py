@@ -1,0 +1,67 @@
+"""The benchmark: settings that measure nothing are refused, and the straightforward port it
+measures against is sized by the positions a run uses."""
+
+import numpy as np
+import pytest
+from hostile import assert_refused, run_bounded
+from llama2np.baseline import BaselineTransformer
+from llama2np.benchmark import measure
+from llama2np.errors import UsageError
+from llama2np.generate import generate_tokens
+from llama2np.model import Transformer
+from llama2np.sampler import Sampler
+from llama2np.tokenizer import BOS
+
+PORT = ("straightforward port",)
+
+
+@pytest.mark.parametrize(("flags", "phrase"), [
+    (["-n", "0"], "--steps 0"),
+    (["-n", "1"], "--steps 1"),
+    (["--repeat", "0"], "--repeat 0"),
+    (["--repeat", "-3"], "--repeat -3"),
+    (["--prompt-tokens", "0"], "--prompt-tokens 0"),
+    (["--prompt-tokens", "512"], "--prompt-tokens 512"),
+])
+def test_bench_refuses_settings_that_measure_nothing(model_dir, flags, phrase):
+    outcome = run_bounded("bench", model_dir / "stories260K.bin", *flags, timeout=120)
+    assert_refused(outcome, 2, phrase, "use")
+
+
+def test_steps_beyond_the_context_decode_the_whole_greedy_story(checkpoint):
+    results = measure(checkpoint, steps=10**9, prompt_length=4, repeats=1, engines=PORT)
+    # The port decodes the greedy story of the whole context, as the runtime writes it.
+    c = checkpoint.config
+    story = generate_tokens(Transformer(checkpoint), [BOS], Sampler(c.vocab_size, 0.0, 0.9, 1),
+                            c.seq_len, 0)
+    assert results[PORT[0]]["decode_tokens"] == len(list(story))
+
+
+def test_rates_are_positive_and_count_what_ran(checkpoint):
+    results = measure(checkpoint, steps=12, prompt_length=5, repeats=2)
+    for figures in results.values():
+        assert figures["decode_tokens"] == 12
+        assert figures["decode_tokens_per_second"] > 0
+        assert figures["prompt_tokens_per_second"] > 0 and figures["first_token_ms"] > 0
+
+
+def test_port_is_sized_by_the_positions_asked_for(checkpoint):
+    port = BaselineTransformer(checkpoint, positions=16)
+    assert port.key_cache.shape[1] == port.value_cache.shape[1] == port.cos.shape[0] == 16
+    with pytest.raises(ValueError, match="outside"):
+        port.forward([1], 16)
+    whole = BaselineTransformer(checkpoint, positions=10**9)
+    assert whole.key_cache.shape[1] == checkpoint.config.seq_len
+
+
+def test_port_computes_the_runtime_s_logits(checkpoint):
+    # float32 against the runtime's float64: the same model up to float32 rounding.
+    tokens = [1, 403, 407, 261, 378, 429, 434, 271]
+    port = BaselineTransformer(checkpoint).forward(tokens, 0)
+    runtime = Transformer(checkpoint).forward(tokens, 0)
+    np.testing.assert_allclose(port, runtime, rtol=0, atol=2e-4)
+
+
+def test_measure_refuses_directly_too(checkpoint):
+    with pytest.raises(UsageError, match="--repeat 0"):
+        measure(checkpoint, repeats=0)
