@@ -58,7 +58,8 @@ def read_manifest(model_dir: Path) -> dict:
     try:
         manifest = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
-        raise Llama2npError(f"{path} is not valid JSON ({str(error)[:100]}).") from None
+        raise Llama2npError(f"{path} is not valid JSON ({str(error)[:100]}); fix or replace "
+                            "it.") from None
     check_manifest(manifest, path)
     return manifest
 
