@@ -141,8 +141,9 @@ def test_raw_non_ascii_bytes_in_the_request_line_get_a_status_code(server):
     assert_still_serving(server)
 
 
-def test_http_0_9_gets_a_status_line(server):
-    answer = exchange(server, b"GET /\r\n")
+@pytest.mark.parametrize("request_line", [b"GET /", b"GET", b"GET \x00", b"\x16\x03\x01"])
+def test_http_0_9_and_broken_request_lines_get_a_status_line(server, request_line):
+    answer = exchange(server, request_line + b"\r\n\r\n")
     assert re.match(rb"HTTP/1\.[01] 400 ", answer), answer[:100]
 
 

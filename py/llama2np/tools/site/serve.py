@@ -163,6 +163,7 @@ class SiteHandler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the page makes a dozen requests at once
     server_version = "llama2np"
     sys_version = ""
+    default_request_version = "HTTP/1.0"  # errors before the version is read get a status line
 
     def __init__(self, *args: object, verbose: bool = False, timeout: float = TIMEOUT_SECONDS,
                  **kwargs: object) -> None:
@@ -192,7 +193,7 @@ class SiteHandler(SimpleHTTPRequestHandler):
         # line; refuse it before the base class waits for headers that will never come.
         self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
         if len(self.requestline.split()) == 2:
-            self.command, self.request_version = None, "HTTP/1.0"
+            self.command, self.request_version = None, self.default_request_version
             self.close_connection = True
             self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 requests are not served")
             return False
