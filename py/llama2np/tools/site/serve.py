@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 from functools import partial
 from http import HTTPStatus
@@ -68,7 +69,8 @@ def serve(directory: Path, host: str = "127.0.0.1", port: int = 8000, verbose: b
 
 
 def make_server(directory: Path, host: str = "127.0.0.1", port: int = 0, verbose: bool = False,
-                timeout: float = TIMEOUT_SECONDS) -> tuple["SiteServer", str]:
+                timeout: float = TIMEOUT_SECONDS,
+                max_connections: int = MAX_CONNECTIONS) -> tuple["SiteServer", str]:
     """An HTTP server for `directory` (not yet serving) and the address to open."""
     directory = Path(directory)
     if not (directory / "index.html").is_file():
@@ -78,13 +80,11 @@ def make_server(directory: Path, host: str = "127.0.0.1", port: int = 0, verbose
     handler = partial(SiteHandler, directory=os.path.realpath(directory), verbose=verbose,
                       timeout=timeout)
     try:
-        server = SiteServer((host, port), handler)
+        server = SiteServer((host, port), handler, max_connections, verbose)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
             raise Llama2npError(f"port {port} is in use; pick another with --port.") from None
         raise Llama2npError(f"cannot listen on {host}:{port}: {error.strerror}.") from None
-    server.verbose = verbose
-    server.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
     bound_host, bound_port = server.server_address[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     return server, f"http://{shown}:{bound_port}/"
@@ -95,20 +95,23 @@ def start_server(directory: Path, host: str = "127.0.0.1", port: int = 0,
                  max_connections: int = MAX_CONNECTIONS) -> tuple["SiteServer", str]:
     """Serve `directory` on a background thread; `server.shutdown()` stops it. For tests and
     the browser benchmark."""
-    server, url = make_server(directory, host, port, timeout=timeout)
-    server.slots = threading.BoundedSemaphore(max_connections)
+    server, url = make_server(directory, host, port, timeout=timeout,
+                              max_connections=max_connections)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, url
 
 
 class SiteServer(ThreadingHTTPServer):
-    """One thread per connection, at most MAX_CONNECTIONS at once; a connection beyond that is
-    closed at once rather than given a thread (idle ones end with the handler's timeout)."""
+    """One thread per connection, at most `max_connections` at once; a connection beyond that
+    is closed at once rather than given a thread (idle ones end with the handler's timeout)."""
 
     daemon_threads = True
-    verbose = False
 
-    slots = threading.BoundedSemaphore(MAX_CONNECTIONS)  # replaced per server in make_server
+    def __init__(self, address: tuple[str, int], handler: object,
+                 max_connections: int = MAX_CONNECTIONS, verbose: bool = False) -> None:
+        self.slots = threading.BoundedSemaphore(max_connections)
+        self.verbose = verbose
+        super().__init__(address, handler)
 
     def process_request(self, request: socket.socket, client_address: object) -> None:
         if not self.slots.acquire(blocking=False):
@@ -127,9 +130,16 @@ class SiteServer(ThreadingHTTPServer):
             self.slots.release()
 
     def handle_error(self, request: socket.socket, client_address: object) -> None:
-        """A client that vanished mid-answer is routine: one line when verbose, no traceback."""
-        if self.verbose:
-            sys.stderr.write(f"{client_address[0]} connection ended: {sys.exception()!r}\n")
+        """One line instead of socketserver's traceback: a client that vanished is routine (said
+        only when verbose); anything else is a fault of the server worth a line."""
+        error = sys.exception()
+        if isinstance(error, (ConnectionError, TimeoutError)) and not self.verbose:
+            return
+        if os.environ.get("LLAMA2NP_DEBUG"):
+            traceback.print_exc()
+        else:
+            sys.stderr.write(f"llama2np: answering {client_address[0]} failed ({error!r:.200}); "
+                             "set LLAMA2NP_DEBUG=1 to see the traceback.\n")
 
 
 class RequestHeadReader(io.RawIOBase):
