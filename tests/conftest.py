@@ -1,32 +1,40 @@
 """Shared fixtures: the stories260K model, fetched and verified through `llama2np fetch`."""
 
-import os
 from pathlib import Path
 
 import pytest
 from llama2np.checkpoint import load_checkpoint
 from llama2np.model import Transformer
 from llama2np.tokenizer import Tokenizer
-from llama2np.tools.models.fetch import DEFAULT_MODEL_DIR, MIRROR_VARIABLE, fetch
+from llama2np.tools.models.fetch import (
+    DEFAULT_MODEL_DIR,
+    MIRROR_VARIABLE,
+    fetch,
+    is_verified,
+    read_manifest,
+)
 
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    """The folder with stories260K.bin, tok512.bin, tok512.model and, from the mirror, the
-    golden outputs. The files are verified against the manifest on the way."""
-    fetch(DEFAULT_MODEL_DIR, quiet=True)
-    mirror = os.environ.get(MIRROR_VARIABLE)
-    return Path(mirror) if mirror else DEFAULT_MODEL_DIR
+    """The project's model folder with stories260K.bin, tok512.bin and tok512.model, put there
+    and verified against the manifest by `llama2np fetch` (with the golden outputs too, when the
+    files come from LLAMA2NP_MODEL_MIRROR)."""
+    return fetch(DEFAULT_MODEL_DIR, quiet=True)
 
 
 @pytest.fixture(scope="session")
 def golden(model_dir):
-    """Read a golden output of run.c from the mirror (skip where no mirror is configured)."""
+    """Read a golden output of run.c, verified against the manifest's sha256. A byte-for-byte
+    test without its reference must fail, not skip: the run would pass while checking nothing."""
+    entries = read_manifest(model_dir)["golden"]
 
     def read(name: str) -> str:
         path = model_dir / name
-        if not path.is_file():
-            pytest.skip(f"{name} comes from the model mirror; set {MIRROR_VARIABLE}")
+        if not is_verified(path, entries[name]):
+            pytest.fail(f"the golden output {name} is missing or differs from the manifest; set "
+                        f"{MIRROR_VARIABLE} to a folder holding it (such as the model mirror) so "
+                        "`llama2np fetch` can put it in place.")
         return path.read_text(encoding="utf-8")
 
     return read

@@ -3,7 +3,10 @@
 import argparse
 from pathlib import Path
 
+from llama2np.errors import UsageError
 from llama2np.tools.paths import DEFAULT_SITE
+
+TIMEOUT_SECONDS = 20.0  # as llama2np.tools.site.serve, which is imported only when serving
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks one)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT_SECONDS,
+                        help="seconds a client may take to send a request, or to take each "
+                        f"part of an answer, before its connection is closed "
+                        f"(default {TIMEOUT_SECONDS:g})")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     parser.set_defaults(run=run)
 
@@ -24,5 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from llama2np.tools.site.serve import serve
 
-    serve(args.directory, args.host, args.port, args.verbose)
+    if not 0 < args.timeout <= 3600:  # NaN fails this test too
+        raise UsageError(f"--timeout {args.timeout} is not between 0 and 3600 seconds.")
+    serve(args.directory, args.host, args.port, args.verbose, args.timeout)
     return 0

@@ -84,3 +84,57 @@ def test_project_model_is_in_place(model_dir, name):
     from llama2np.tools.models.fetch import DEFAULT_MODEL_DIR
 
     assert (DEFAULT_MODEL_DIR / name).is_file()
+
+
+def golden_manifest(folder, golden: dict[str, bytes]) -> None:
+    """A manifest with a.bin (b"model bytes") and the given golden outputs."""
+    write_manifest(folder, {"a.bin": b"model bytes"})
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["golden"] = {name: {"source": "a test", "size": len(data),
+                                 "sha256": hashlib.sha256(data).hexdigest()}
+                          for name, data in golden.items()}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_golden_outputs_come_from_the_mirror_verified(tmp_path, monkeypatch):
+    mirror = mirror_holding(tmp_path, b"model bytes")
+    (mirror / "g.txt").write_bytes(b"once upon a time")
+    golden_manifest(tmp_path / "model", {"g.txt": b"once upon a time"})
+    result = fetch(tmp_path / "model", monkeypatch, mirror)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "model" / "g.txt").read_bytes() == b"once upon a time"
+
+
+def test_golden_outputs_missing_from_the_mirror_are_left_out_silently(tmp_path, monkeypatch):
+    mirror = mirror_holding(tmp_path, b"model bytes")
+    golden_manifest(tmp_path / "model", {"g.txt": b"once upon a time"})
+    result = fetch(tmp_path / "model", monkeypatch, mirror)
+    assert result.returncode == 0, result.stderr
+    assert "g.txt" not in result.stderr and not (tmp_path / "model" / "g.txt").exists()
+
+
+def test_a_wrong_golden_output_in_the_mirror_is_refused(tmp_path, monkeypatch):
+    mirror = mirror_holding(tmp_path, b"model bytes")
+    (mirror / "g.txt").write_bytes(b"once upon a dime")  # same size, other bytes
+    golden_manifest(tmp_path / "model", {"g.txt": b"once upon a time"})
+    result = fetch(tmp_path / "model", monkeypatch, mirror)
+    assert result.returncode == 1 and "g.txt" in result.stderr and "not the manifest's" in result.stderr
+    assert not (tmp_path / "model" / "g.txt").exists()
+
+
+def test_the_project_manifest_lists_the_golden_stories_with_their_source():
+    from llama2np.tools.models.fetch import DEFAULT_MODEL_DIR, read_manifest
+    from support import GOLDEN_T0, GOLDEN_T1
+
+    golden = read_manifest(DEFAULT_MODEL_DIR)["golden"]
+    assert set(golden) == {GOLDEN_T0, GOLDEN_T1}
+    assert all("run.c" in entry["source"] and "url" not in entry for entry in golden.values())
+
+
+def test_golden_outputs_are_verified_in_the_model_folder(golden, model_dir):
+    from llama2np.tools.models.fetch import read_manifest, sha256_of
+    from support import GOLDEN_T0
+
+    entry = read_manifest(model_dir)["golden"][GOLDEN_T0]
+    assert golden(GOLDEN_T0).startswith("Once upon a time")
+    assert sha256_of(model_dir / GOLDEN_T0) == entry["sha256"]

@@ -91,3 +91,25 @@ def test_busy_port_is_a_sentence(server):
     result = run_cli("serve", server[0], "--port", str(port))
     assert result.returncode == 1
     assert f"port {port} is in use; pick another with --port." in result.stderr
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "1e9"])
+def test_bad_timeout_is_a_sentence(built_site, timeout):
+    result = run_cli("serve", built_site, "--timeout", timeout)
+    assert result.returncode == 2 and "--timeout" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_command_default_timeout_is_the_server_s():
+    from llama2np.commands import serve as command
+    from llama2np.tools.site import serve
+
+    assert command.TIMEOUT_SECONDS == serve.TIMEOUT_SECONDS
+    assert 5 <= serve.TIMEOUT_SECONDS <= 60  # idle clients let go, slow networks still served
+
+
+def test_folder_without_slash_is_redirected(server):
+    site, url = server
+    folder = hashed(site, "web")
+    response = get(url, f"/{folder}?v=1")
+    assert response.status == 301 and response.getheader("Location") == f"/{folder}/?v=1"

@@ -4,12 +4,24 @@ Loopback only unless told otherwise. Content-hashed folders are cached for good,
 revalidated on every visit, precompressed siblings are sent to browsers that accept them, and
 every response carries the page's Content-Security-Policy (a worker takes its policy from its
 own response headers, not from the page's <meta> tag).
+
+Whatever a client sends, it gets a status code and nothing from outside the site: paths are
+decoded strictly, `..` and hidden names are never looked up, links are resolved and must stay in
+the site's folder, and a folder is answered with a redirect to its slash form or its index.html,
+never a listing. Idle and slow clients are cut off after a timeout, and only so many connections
+are served at once, so a client cannot hold the server's threads.
 """
 
 import errno
+import io
+import os
 import re
+import socket
 import sys
 import threading
+import time
+import traceback
+import urllib.parse
 from functools import partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +35,10 @@ CONTENT_SECURITY_POLICY = (
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 IMMUTABLE = "public, max-age=31536000, immutable"
-HASHED_FOLDER = re.compile(r"^/[a-z]+-[0-9a-f]{10}/")
+HASHED_FOLDER = re.compile(r"[a-z]+-[0-9a-f]{10}")  # a folder named by its content's hash
+TIMEOUT_SECONDS = 20.0  # for a request to arrive (idle keep-alive included) and for every write
+MAX_CONNECTIONS = 64  # a browser opens about six per site
+MAX_PATH_LENGTH = 2048  # the site's longest address is under 200 characters
 MEDIA_TYPES = {
     ".wasm": "application/wasm",
     ".js": "text/javascript",
@@ -40,9 +55,10 @@ MEDIA_TYPES = {
 ENCODINGS = (("br", ".br"), ("gzip", ".gz"))  # preferred first
 
 
-def serve(directory: Path, host: str = "127.0.0.1", port: int = 8000, verbose: bool = False) -> None:
+def serve(directory: Path, host: str = "127.0.0.1", port: int = 8000, verbose: bool = False,
+          timeout: float = TIMEOUT_SECONDS) -> None:
     """Serve `directory` until Ctrl+C, after printing the address to open."""
-    server, url = make_server(directory, host, port, verbose)
+    server, url = make_server(directory, host, port, verbose, timeout)
     print(f"Serving the demo at {url} (Ctrl+C stops)", flush=True)
     try:
         server.serve_forever()
@@ -52,80 +68,244 @@ def serve(directory: Path, host: str = "127.0.0.1", port: int = 8000, verbose: b
         server.server_close()
 
 
-def make_server(directory: Path, host: str = "127.0.0.1", port: int = 0,
-                verbose: bool = False) -> tuple[ThreadingHTTPServer, str]:
+def make_server(directory: Path, host: str = "127.0.0.1", port: int = 0, verbose: bool = False,
+                timeout: float = TIMEOUT_SECONDS,
+                max_connections: int = MAX_CONNECTIONS) -> tuple["SiteServer", str]:
     """An HTTP server for `directory` (not yet serving) and the address to open."""
     directory = Path(directory)
     if not (directory / "index.html").is_file():
         raise Llama2npError(f"{directory} holds no built site; run `llama2np build` first.")
     if not 0 <= port <= 65535:
         raise UsageError(f"port {port} is not between 0 and 65535.")
-    handler = partial(SiteHandler, directory=str(directory.resolve()), verbose=verbose)
+    handler = partial(SiteHandler, directory=os.path.realpath(directory), verbose=verbose,
+                      timeout=timeout)
     try:
-        server = ThreadingHTTPServer((host, port), handler)
+        server = SiteServer((host, port), handler, max_connections, verbose)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
             raise Llama2npError(f"port {port} is in use; pick another with --port.") from None
         raise Llama2npError(f"cannot listen on {host}:{port}: {error.strerror}.") from None
-    server.daemon_threads = True
     bound_host, bound_port = server.server_address[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     return server, f"http://{shown}:{bound_port}/"
 
 
-def start_server(directory: Path, host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadingHTTPServer, str]:
+def start_server(directory: Path, host: str = "127.0.0.1", port: int = 0,
+                 timeout: float = TIMEOUT_SECONDS,
+                 max_connections: int = MAX_CONNECTIONS) -> tuple["SiteServer", str]:
     """Serve `directory` on a background thread; `server.shutdown()` stops it. For tests and
     the browser benchmark."""
-    server, url = make_server(directory, host, port)
+    server, url = make_server(directory, host, port, timeout=timeout,
+                              max_connections=max_connections)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, url
 
 
+class SiteServer(ThreadingHTTPServer):
+    """One thread per connection, at most `max_connections` at once; a connection beyond that
+    is closed at once rather than given a thread (idle ones end with the handler's timeout)."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: object,
+                 max_connections: int = MAX_CONNECTIONS, verbose: bool = False) -> None:
+        self.slots = threading.BoundedSemaphore(max_connections)
+        self.verbose = verbose
+        super().__init__(address, handler)
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()  # no thread was started to give the slot back
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: socket.socket, client_address: object) -> None:
+        """One line instead of socketserver's traceback: a client that vanished is routine (said
+        only when verbose); anything else is a fault of the server worth a line."""
+        error = sys.exception()
+        if isinstance(error, (ConnectionError, TimeoutError)) and not self.verbose:
+            return
+        if os.environ.get("LLAMA2NP_DEBUG"):
+            traceback.print_exc()
+        else:
+            sys.stderr.write(f"llama2np: answering {client_address[0]} failed ({error!r:.200}); "
+                             "set LLAMA2NP_DEBUG=1 to see the traceback.\n")
+
+
+class RequestHeadReader(io.RawIOBase):
+    """The socket as seen while a request arrives: every read waits only until the request's
+    deadline, so a client sending its head one byte at a time cannot hold a thread for longer
+    than an idle one."""
+
+    def __init__(self, handler: "SiteHandler") -> None:
+        self.handler = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:
+        remaining = self.handler.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        connection = self.handler.connection
+        connection.settimeout(remaining)
+        try:
+            return connection.recv_into(buffer)
+        finally:
+            connection.settimeout(self.handler.timeout)  # writes get the whole timeout again
+
+
 class SiteHandler(SimpleHTTPRequestHandler):
-    """Static files with caching, precompression and security headers; no directory listings."""
+    """Static files with caching, precompression and security headers; no directory listings,
+    nothing outside the site's folder, and a status code for every request."""
 
     extensions_map = {**SimpleHTTPRequestHandler.extensions_map, **MEDIA_TYPES}
     protocol_version = "HTTP/1.1"  # keep-alive: the page makes a dozen requests at once
     server_version = "llama2np"
     sys_version = ""
+    default_request_version = "HTTP/1.0"  # errors before the version is read get a status line
 
-    def __init__(self, *args: object, verbose: bool = False, **kwargs: object) -> None:
+    def __init__(self, *args: object, verbose: bool = False, timeout: float = TIMEOUT_SECONDS,
+                 **kwargs: object) -> None:
         self.verbose = verbose
+        self.timeout = timeout  # StreamRequestHandler sets it on the socket in setup()
+        self.deadline = time.monotonic() + timeout
+        self.cache_control = "no-store"
         super().__init__(*args, **kwargs)
 
+    def setup(self) -> None:
+        super().setup()
+        plain = self.rfile
+        self.rfile = io.BufferedReader(RequestHeadReader(self))
+        plain.close()  # else the socket stays open until the garbage collector finds it
+
+    def handle_one_request(self) -> None:
+        # Waiting for a request (keep-alive) and reading its head share one deadline.
+        self.deadline = time.monotonic() + self.timeout
+        self.cache_control = "no-store"  # until a file is found: errors are never cached
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True  # the client left or stalled mid-answer
+
+    def parse_request(self) -> bool:
+        # An HTTP/0.9 request (`GET /path`, no version) would get an answer without a status
+        # line; refuse it before the base class waits for headers that will never come.
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        if len(self.requestline.split()) == 2:
+            self.command, self.request_version = None, self.default_request_version
+            self.close_connection = True
+            self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 requests are not served")
+            return False
+        return super().parse_request()
+
     def send_head(self) -> object:
-        path = Path(self.translate_path(self.path))
-        if path.is_dir():
-            path = path / "index.html"
-        if not path.is_file() or path.suffix in (".br", ".gz") or path.name.startswith("."):
-            self.send_error(HTTPStatus.NOT_FOUND, "Not found")
+        found = self.find_file()
+        if found is None:
             return None
+        path, segments = found
         encoding, body_path = self.choose_encoding(path)
         try:
             body = body_path.open("rb")
+            size = os.fstat(body.fileno()).st_size
         except OSError:
             self.send_error(HTTPStatus.NOT_FOUND, "Not found")
             return None
+        # Only a file inside a content-hashed folder may be cached for good: its address
+        # changes whenever its content does.
+        hashed = len(segments) > 1 and HASHED_FOLDER.fullmatch(segments[0]) is not None
+        self.cache_control = IMMUTABLE if hashed else "no-cache"
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", self.guess_type(str(path)))
-        self.send_header("Content-Length", str(body_path.stat().st_size))
+        self.send_header("Content-Length", str(size))
         if encoding:
             self.send_header("Content-Encoding", encoding)
         self.send_header("Vary", "Accept-Encoding")
-        url_path = self.path.split("?", 1)[0]
-        self.send_header("Cache-Control", IMMUTABLE if HASHED_FOLDER.match(url_path) else "no-cache")
         self.end_headers()
         return body
 
+    def find_file(self) -> tuple[Path, list[str]] | None:
+        """The regular file inside the site that the request names, with the decoded path's
+        segments; or None once an error or redirect has been sent."""
+        target = self.path
+        if len(target) > MAX_PATH_LENGTH:
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, "Path too long")
+            return None
+        if target.startswith(("http://", "https://")):  # absolute form: only its path counts
+            target = urllib.parse.urlsplit(target).path or "/"
+        if not target.startswith("/"):
+            self.send_error(HTTPStatus.BAD_REQUEST, "Bad request target")
+            return None
+        url_path, _, query = target.partition("#")[0].partition("?")
+        try:
+            # The request line arrived as bytes read as Latin-1; undo that before decoding.
+            decoded = urllib.parse.unquote_to_bytes(url_path.encode("latin-1")).decode("utf-8")
+        except (UnicodeError, ValueError):
+            self.send_error(HTTPStatus.BAD_REQUEST, "Bad path encoding")
+            return None
+        if "\0" in decoded:
+            self.send_error(HTTPStatus.BAD_REQUEST, "Bad path")
+            return None
+        segments = [segment for segment in decoded.split("/") if segment]
+        # No `..`, no hidden files, no precompressed siblings asked for by name.
+        if any(s.startswith(".") or s.endswith((".br", ".gz")) for s in segments):
+            self.send_error(HTTPStatus.NOT_FOUND, "Not found")
+            return None
+        path = self.inside_site(Path(self.directory, *segments))
+        if path is not None and path.is_dir():
+            if not decoded.endswith("/"):
+                location = "/" + "/".join(urllib.parse.quote(s) for s in segments) + "/"
+                self.redirect(location + (f"?{query}" if query else ""))
+                return None
+            path = self.inside_site(path / "index.html")
+        if path is None or not path.is_file():
+            self.send_error(HTTPStatus.NOT_FOUND, "Not found")
+            return None
+        return path, segments
+
+    def inside_site(self, path: Path) -> Path | None:
+        """`path` with every link resolved, if that is inside the site (else None): a link in
+        the site to a file elsewhere on the machine is not served."""
+        try:
+            real = Path(os.path.realpath(path))
+            real.stat()
+        except (OSError, ValueError):
+            return None
+        return real if real.is_relative_to(self.directory) else None
+
+    def redirect(self, location: str) -> None:
+        """A folder asked for without its slash: 301 to the slash form, so the page's relative
+        addresses resolve inside the folder."""
+        self.cache_control = "no-cache"
+        self.send_response(HTTPStatus.MOVED_PERMANENTLY)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def choose_encoding(self, path: Path) -> tuple[str | None, Path]:
-        accepted = {part.split(";")[0].strip() for part in self.headers.get("Accept-Encoding", "").split(",")}
+        accepted = {part.split(";")[0].strip()
+                    for part in self.headers.get("Accept-Encoding", "").split(",")}
         for name, suffix in ENCODINGS:
-            variant = path.with_name(path.name + suffix)
-            if name in accepted and variant.is_file():
+            variant = self.inside_site(path.with_name(path.name + suffix))
+            if name in accepted and variant is not None and variant.is_file():
                 return name, variant
         return None, path
 
+    def version_string(self) -> str:
+        return self.server_version
+
     def end_headers(self) -> None:
+        self.send_header("Cache-Control", self.cache_control)
         self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")

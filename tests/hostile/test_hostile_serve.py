@@ -1,0 +1,215 @@
+"""`llama2np serve` against a hostile client: nothing outside the site, a status code for every
+path, idle connections closed, and the server answering on, without a traceback in its log.
+
+The server runs as the real command in a subprocess with its address space capped; its standard
+error is read at the end to prove that nothing it met made it print a traceback.
+"""
+
+import os
+import re
+import resource
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hostile import MEMORY_LIMIT_MB, folder_state
+from llama2np.tools.site.serve import start_server
+
+SECRET = b"secret bytes that must never leave this machine 7f3a9c"
+HASHED = "web-0123456789"
+TIMEOUT = 2.0  # the server's --timeout in these tests
+
+
+def make_site(root: Path) -> Path:
+    """A small site: a page, a content-hashed folder, a plain folder, and links that point out
+    of the site; beside it, a secret file."""
+    (root / "secret.txt").write_bytes(SECRET)
+    site = root / "site"
+    (site / HASHED).mkdir(parents=True)
+    (site / "sub").mkdir()
+    (site / "index.html").write_text("<!doctype html><title>page</title>")
+    (site / HASHED / "app.js").write_text("console.log(1)")
+    (site / "sub" / "index.html").write_text("sub page")
+    (site / "leak.txt").symlink_to(root / "secret.txt")
+    (site / "leakdir").symlink_to(root)
+    (site / HASHED / "up").symlink_to("../..")
+    (site / "inside.txt").symlink_to("index.html")  # a link that stays inside is served
+    return site
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`llama2np serve SITE --port 0 --timeout 2 --verbose` in a subprocess: (host, port, site)."""
+    root = tmp_path_factory.mktemp("serve")
+    site = make_site(root)
+    before = folder_state(root)
+
+    def limit() -> None:
+        limit_bytes = MEMORY_LIMIT_MB << 20
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama2np.cli", "serve", site, "--port", "0",
+         "--timeout", str(TIMEOUT), "--verbose"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=limit,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    line = process.stdout.readline().decode()
+    match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+    assert match, line
+    yield "127.0.0.1", int(match.group(1)), site
+    peak_mb = peak_rss_mb(process.pid)
+    process.terminate()
+    _, log = process.communicate(timeout=30)
+    assert b"Traceback" not in log, log.decode(errors="replace")[-3000:]
+    assert peak_mb < 200, peak_mb
+    assert folder_state(root) == before
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def exchange(server, request: bytes, timeout: float = 10) -> bytes:
+    """Send raw bytes on a new connection and read the answer until the server closes it."""
+    host, port, _ = server
+    with socket.create_connection((host, port), timeout=timeout) as connection:
+        connection.sendall(request)
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def get(server, path: str | bytes, headers: str = "") -> tuple[int, bytes, bytes]:
+    """(status, head, body) of `GET path` on its own connection."""
+    raw = path if isinstance(path, bytes) else path.encode("latin-1")
+    answer = exchange(server, b"GET " + raw + b" HTTP/1.1\r\nHost: x\r\n" + headers.encode()
+                      + b"Connection: close\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    match = re.match(rb"HTTP/1\.[01] (\d{3}) ", head)
+    assert match, answer[:300]
+    return int(match.group(1)), head, body
+
+
+def header(head: bytes, name: str) -> str | None:
+    match = re.search(rb"\r\n" + name.encode() + rb": ([^\r]*)", head, re.IGNORECASE)
+    return match.group(1).decode() if match else None
+
+
+def assert_still_serving(server) -> None:
+    status, _, body = get(server, "/")
+    assert status == 200 and b"<title>page</title>" in body
+
+
+@pytest.mark.parametrize("path", ["/leak.txt", "/leakdir/secret.txt", f"/{HASHED}/up/secret.txt",
+                                  "/leakdir/", "/../secret.txt", "/%2e%2e/secret.txt",
+                                  "/%2E%2E%2Fsecret.txt", "/..%5csecret.txt",
+                                  "/leak.txt%00.html", "//leakdir/secret.txt"])
+def test_nothing_outside_the_site_is_served(server, path):
+    status, head, body = get(server, path)
+    assert status in (400, 404), (path, status)
+    assert SECRET not in head + body
+    assert_still_serving(server)
+
+
+def test_a_link_that_stays_inside_is_served(server):
+    status, _, body = get(server, "/inside.txt")
+    assert status == 200 and b"<title>page</title>" in body
+
+
+@pytest.mark.parametrize("path, statuses", [
+    ("/" + "a" * 10_000, {414}),
+    ("/%", {404}), ("/%zz%", {404}), ("/%ff%fe", {400}), ("/%c3%28", {400}), ("/%00", {400}),
+    ("/a\\..\\..\\secret.txt", {404}), ("\\..\\secret.txt", {400}), ("*", {400}),
+    ("http://evil.example/index.html", {200}), ("/%C3%A9t%C3%A9", {404}),
+    ("/" + "%2e%2e/" * 200 + "secret.txt", {404}), ("/" + "%2e%2e/" * 500 + "secret.txt", {414}), ("/index.html?x=%zz", {200}),
+])
+def test_any_path_gets_a_status_code(server, path, statuses):
+    status, head, body = get(server, path)
+    assert status in statuses, (path[:80], status)
+    assert SECRET not in body
+    assert_still_serving(server)
+
+
+def test_raw_non_ascii_bytes_in_the_request_line_get_a_status_code(server):
+    assert get(server, "/\u00e9t\u00e9".encode())[0] == 404  # UTF-8: a name that is not there
+    assert get(server, b"/\xff\xfe\x80")[0] == 400  # no text at all
+    assert_still_serving(server)
+
+
+@pytest.mark.parametrize("request_line", [b"GET /", b"GET", b"GET \x00", b"\x16\x03\x01"])
+def test_http_0_9_and_broken_request_lines_get_a_status_line(server, request_line):
+    answer = exchange(server, request_line + b"\r\n\r\n")
+    assert re.match(rb"HTTP/1\.[01] 400 ", answer), answer[:100]
+
+
+def test_folder_without_its_slash_is_redirected_with_its_query(server):
+    status, head, _ = get(server, "/sub?x=1")
+    assert status == 301 and header(head, "Location") == "/sub/?x=1"
+    status, head, _ = get(server, "//sub")  # never a protocol-relative address to another host
+    assert status == 301 and header(head, "Location") == "/sub/"
+    status, _, body = get(server, "/sub/")
+    assert status == 200 and body == b"sub page"
+
+
+def test_folders_are_never_listed(server):
+    status, _, body = get(server, f"/{HASHED}/")
+    assert status == 404 and b"app.js" not in body
+
+
+def test_cache_headers_match_what_is_served(server):
+    assert header(get(server, f"/{HASHED}/app.js")[1], "Cache-Control") == \
+        "public, max-age=31536000, immutable"
+    assert header(get(server, "/index.html")[1], "Cache-Control") == "no-cache"
+    missing = get(server, f"/{HASHED}/missing.js")
+    assert missing[0] == 404 and header(missing[1], "Cache-Control") == "no-store"
+    assert header(get(server, "/sub")[1], "Cache-Control") == "no-cache"
+
+
+def test_an_idle_connection_is_closed_within_the_timeout(server):
+    host, port, _ = server
+    start = time.monotonic()
+    with socket.create_connection((host, port), timeout=30) as connection:
+        assert connection.recv(1) == b""  # the server closed it without an answer
+    assert time.monotonic() - start < 30  # a generous bound on a hang, not a timing claim
+    assert_still_serving(server)
+
+
+def test_a_slow_request_head_is_cut_off(server):
+    """One byte at a time, each inside the timeout: the request's deadline still ends it."""
+    host, port, _ = server
+    start = time.monotonic()
+    with socket.create_connection((host, port), timeout=30) as connection:
+        try:
+            for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 1000:
+                connection.sendall(bytes([byte]))
+                time.sleep(TIMEOUT / 4)
+                if time.monotonic() - start > 30:
+                    pytest.fail("the server kept a slow client's connection open")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # closed by the server, as it should be
+    assert_still_serving(server)
+
+
+def test_idle_connections_beyond_the_bound_are_closed_and_serving_resumes(tmp_path):
+    """With every connection slot held by an idle client, a new connection is closed at once;
+    once the idle ones time out, the server answers again."""
+    site = make_site(tmp_path)
+    server, url = start_server(site, timeout=TIMEOUT, max_connections=4)
+    address = ("127.0.0.1", server.server_address[1])
+    try:
+        idle = [socket.create_connection(address, timeout=30) for _ in range(4)]
+        with socket.create_connection(address, timeout=30) as extra:
+            extra.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert extra.recv(100) == b""  # closed without an answer: no slot for it
+        for connection in idle:
+            assert connection.recv(1) == b""  # closed by the server's timeout
+            connection.close()
+        assert_still_serving((*address, site))
+    finally:
+        server.shutdown()
+        server.server_close()
