@@ -59,6 +59,8 @@ def test_trained_tokenizer_encodes_as_sentencepiece_does(corpus, tmp_path):
 
 
 def test_training_is_reproducible(corpus, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     first = train(tmp_path / "a", [corpus / "stories.txt"], vocab=350)
     second = train(tmp_path / "b", [corpus / "stories.txt"], vocab=350)
     assert first[0].read_bytes() == second[0].read_bytes()
