@@ -109,8 +109,8 @@ def read_sentences(inputs: list[Path]) -> Iterator[str]:
                 print(f"  read {count:,} sentences ({path.name})", file=sys.stderr)
             yield sentence
     if too_long:
-        print(f"  skipped {too_long:,} sentences longer than {MAX_SENTENCE_BYTES:,} bytes, as "
-              "SentencePiece would", file=sys.stderr)
+        print(f"  skipped {too_long:,} over-long sentences (more than {MAX_SENTENCE_BYTES:,} "
+              "bytes, which SentencePiece would skip)", file=sys.stderr)
 
 
 def read_lines(path: Path) -> Iterator[str | None]:
