@@ -157,6 +157,9 @@ def test_export_keeps_the_user_s_partial_file(folder):
     (["export", "in.bin", "sub"], 2, "is a folder; name a file to write"),
     (["export-tokenizer", "m.model", "--out", "sub"], 2, "is a folder; name a file to write"),
     ([*TRAIN, "c.txt", "--out", "sub/tok"], 2, "is a folder; name a file to write"),  # sub/tok.bin
+    ([*TRAIN, "c.txt", "--out", "."], 2, "names a folder; give a file name prefix"),
+    (["build", "--out", ".", "--checkpoint", "in.bin", "--tokenizer", "m.model"], 2,
+     "is not a folder name"),
     (["export", "in.bin", "fifo", "--force"], 2, "is not a regular file"),
     (["export-tokenizer", "m.model", "--out", "fifo", "--force"], 2, "is not a regular file"),
     # a folder nobody can create a file in (even root, which ignores permissions)

@@ -11,7 +11,7 @@ from pathlib import Path
 import sentencepiece
 
 from llama2np.errors import TokenizerError
-from llama2np.files import read_file
+from llama2np.files import read_file, require_regular_file
 from llama2np.tools.outputs import check_output, write_atomic
 
 WORD_START = "\u2581"  # SentencePiece's mark for "a space precedes this piece"
@@ -58,6 +58,7 @@ def tokenizer_bin(processor: sentencepiece.SentencePieceProcessor) -> bytes:
 def export_tokenizer(model: Path, out: Path | None = None, force: bool = False) -> Path:
     """Write MODEL's .bin beside it (or to `out`); returns the path written. The output is never
     the model itself and replaces an existing file only with `force`; it is written atomically."""
+    require_regular_file(model, "tokenizer model", TokenizerError)  # a name to derive `out` from
     out = out or Path(model).with_suffix(".bin")
     check_output(out, [model], force, "tokenizer output")
     write_atomic(out, tokenizer_bin(load_model(model)))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import sentencepiece
 
-from llama2np.errors import Llama2npError
+from llama2np.errors import Llama2npError, UsageError
 from llama2np.files import open_regular, read_file, require_regular_file
 from llama2np.tools.models.tokenizer_export import parse_model, tokenizer_bin
 from llama2np.tools.outputs import atomic_output, check_output
@@ -41,6 +41,9 @@ MAX_JSON_BYTES = 1 << 30
 
 def output_paths(prefix: Path) -> tuple[Path, Path]:
     """PREFIX.model (SentencePiece) and PREFIX.bin (llama2.c), the two files training writes."""
+    if prefix.name in ("", ".."):
+        raise UsageError(f"--out {prefix} names a folder; give a file name prefix such as "
+                         f"{prefix / 'tok'}.")
     return prefix.with_name(prefix.name + ".model"), prefix.with_name(prefix.name + ".bin")
 
 

@@ -97,6 +97,8 @@ def model_files(checkpoint: Path | None, tokenizer: Path | None) -> tuple[Path, 
 def check_output_folder(out: Path) -> None:
     """Refuse an --out that a build could not replace without losing something: a missing parent
     folder, a link, a file, or a non-empty folder this command did not write."""
+    if out.name in ("", ".."):  # no name to stage beside and rename: "." or "/" or ".."
+        raise UsageError(f"--out {out} is not a folder name; name the site's folder, such as dist.")
     if not out.parent.is_dir():
         raise UsageError(f"the folder of --out {out} does not exist; create it first or choose "
                          "another --out.")
