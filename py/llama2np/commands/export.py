@@ -1,5 +1,5 @@
-"""`llama2np export IN OUT [--version 0|1|2]`: a train.py .pt or any llama2.c .bin, rewritten in
-the chosen llama2.c version (2 quantises to Q8_0)."""
+"""`llama2np export IN OUT [--version 0|1|2] [--force]`: a train.py .pt or any llama2.c .bin,
+rewritten in the chosen llama2.c version (2 quantises to Q8_0)."""
 
 import argparse
 from pathlib import Path
@@ -21,10 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="llama2.c checkpoint version (default 0, run.c's format)")
     parser.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE,
                         help="Q8_0 group size for version 2 (default 64; halved until it fits)")
+    parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    report, source_format = export_checkpoint(args.input, args.output, args.version, args.group_size)
+    report, source_format = export_checkpoint(args.input, args.output, args.version, args.group_size,
+                                               args.force)
     print(f"Wrote {args.output}: {report.format}, {report.file_bytes:,} bytes (from {source_format}).")
     return 0

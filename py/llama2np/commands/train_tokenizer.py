@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="train on at most this many sentences, sampled (default 2,000,000)")
     parser.add_argument("--threads", type=int, default=1,
                         help="training threads (default 1, which makes training reproducible)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace PREFIX.model and PREFIX.bin if they exist")
     parser.set_defaults(run=run)
 
 
@@ -34,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
                          f"259 tokens, use {MIN_VOCAB_SIZE} or more.")
     if args.max_sentences < 1 or args.threads < 1:
         raise UsageError("--max-sentences and --threads must be positive.")
-    from llama2np.tools.models.tokenizer_export import export_tokenizer
     from llama2np.tools.models.tokenizer_training import train_tokenizer
 
-    model = train_tokenizer(args.input, args.vocab_size, args.out, args.max_sentences, args.threads)
-    print(f"Wrote {model} and {export_tokenizer(model)}")
+    model, tokenizer = train_tokenizer(args.input, args.vocab_size, args.out, args.max_sentences,
+                                       args.threads, args.force)
+    print(f"Wrote {model} and {tokenizer}")
     return 0

@@ -62,6 +62,8 @@ def atomic_output(target: Path) -> Iterator[Path]:
     os.close(fd)
     temporary = Path(name)
     try:
+        os.umask(umask := os.umask(0o077))  # mkstemp's 0600 would hide the output from others:
+        os.chmod(temporary, 0o666 & ~umask)  # give it the permissions open() would have
         yield temporary
         os.replace(temporary, target)
     except BaseException:

@@ -59,6 +59,8 @@ def test_trained_tokenizer_encodes_as_sentencepiece_does(corpus, tmp_path):
 
 
 def test_training_is_reproducible(corpus, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     first = train(tmp_path / "a", [corpus / "stories.txt"], vocab=350)
     second = train(tmp_path / "b", [corpus / "stories.txt"], vocab=350)
     assert first[0].read_bytes() == second[0].read_bytes()
@@ -90,6 +92,15 @@ def test_a_shard_that_is_not_a_list_is_refused(tmp_path):
     shard.write_text('{"story": "one"}')
     result = run_cli("train-tokenizer", "--input", shard, "--vocab-size", "300", "--out", tmp_path / "x")
     assert result.returncode == 1 and "list of objects with a 'story' field" in result.stderr
+
+
+def test_a_story_with_a_lone_surrogate_is_trained_on(corpus, tmp_path):
+    shard = tmp_path / "odd.json"
+    shard.write_text('[{"story": "a lone \\ud800 surrogate, as JSON can spell it"}]')
+    result = run_cli("train-tokenizer", "--input", corpus / "stories.txt", shard,
+                     "--vocab-size", "350", "--out", tmp_path / "x")
+    assert result.returncode == 0, result.stderr
+    assert "on 81 sentences" in result.stderr
 
 
 def test_export_of_a_non_model_is_a_sentence(tmp_path):

@@ -5,20 +5,28 @@ from pathlib import Path
 from llama2np.errors import Llama2npError
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from llama2np.tools.models.validation import Report, read_any, validate_model
+from llama2np.tools.outputs import atomic_output, check_output
 
 
-def export_checkpoint(source: Path, target: Path, version: int, group_size: int) -> tuple[Report, str]:
+def export_checkpoint(source: Path, target: Path, version: int, group_size: int,
+                      force: bool = False) -> tuple[Report, str]:
     """Write `source` (train.py .pt or llama2.c .bin) to `target` as llama2.c `version`; returns
-    the written file's report and the source's format."""
-    if source.resolve() == target.resolve():
-        raise Llama2npError("the output would overwrite the input; choose another output file.")
+    the written file's report and the source's format.
+
+    The output is checked before the input is read (never the input by any name, replaced only
+    with `force`) and written to a uniquely named temporary file that becomes `target` only once
+    it validates: a failure leaves `target`, and any `target.partial` of the user's, as they were.
+    """
+    check_output(target, [source], force, "output checkpoint")
     checkpoint, source_format = read_any(source)
     data = write_checkpoint(checkpoint, version, group_size)
-    partial = target.with_name(target.name + ".partial")
-    partial.write_bytes(data)
-    report = validate_model(partial)
-    if not report.ok:
-        partial.unlink()
-        raise Llama2npError(f"the exported file did not validate: {' '.join(report.problems)}")
-    partial.replace(target)
+    with atomic_output(target) as temporary:
+        try:
+            temporary.write_bytes(data)
+        except OSError as error:
+            raise Llama2npError(f"cannot write {target}: {error.strerror}.") from None
+        report = validate_model(temporary)
+        if not report.ok:
+            raise Llama2npError(f"the exported file did not validate: {' '.join(report.problems)}")
+    report.checkpoint = str(target)  # the name it now has, not the temporary one
     return report, source_format

@@ -11,18 +11,29 @@ from pathlib import Path
 import sentencepiece
 
 from llama2np.errors import TokenizerError
+from llama2np.files import read_file, require_regular_file
+from llama2np.tools.outputs import check_output, write_atomic
 
 WORD_START = "\u2581"  # SentencePiece's mark for "a space precedes this piece"
+# Llama 2's 32,000-piece model is 500 KB and a 256,000-piece one a few MB; anything near this
+# bound is not a tokenizer, and refusing it unread keeps memory to what a model can need.
+MAX_MODEL_BYTES = 256 << 20
 
 
 def load_model(path: Path) -> sentencepiece.SentencePieceProcessor:
-    if not Path(path).is_file():
-        raise TokenizerError(f"tokenizer model {path} does not exist.")
+    """The SentencePiece model in `path`, read by this process (a regular file, bounded in size)
+    and parsed from its bytes, so SentencePiece never opens a name that could be a FIFO."""
+    return parse_model(read_file(path, "tokenizer model", TokenizerError, MAX_MODEL_BYTES), path)
+
+
+def parse_model(data: bytes, name: object) -> sentencepiece.SentencePieceProcessor:
     processor = sentencepiece.SentencePieceProcessor()
     try:
-        processor.Load(str(path))
+        processor.LoadFromSerializedProto(data)
     except (OSError, RuntimeError):
-        raise TokenizerError(f"{path} is not a SentencePiece model.") from None
+        raise TokenizerError(f"{name} is not a SentencePiece model.") from None
+    if processor.GetPieceSize() == 0:
+        raise TokenizerError(f"{name} is a SentencePiece model without pieces.")
     return processor
 
 
@@ -44,8 +55,11 @@ def tokenizer_bin(processor: sentencepiece.SentencePieceProcessor) -> bytes:
     return b"".join(out)
 
 
-def export_tokenizer(model: Path, out: Path | None = None) -> Path:
-    """Write MODEL's .bin beside it (or to `out`); returns the path written."""
+def export_tokenizer(model: Path, out: Path | None = None, force: bool = False) -> Path:
+    """Write MODEL's .bin beside it (or to `out`); returns the path written. The output is never
+    the model itself and replaces an existing file only with `force`; it is written atomically."""
+    require_regular_file(model, "tokenizer model", TokenizerError)  # a name to derive `out` from
     out = out or Path(model).with_suffix(".bin")
-    out.write_bytes(tokenizer_bin(load_model(model)))
+    check_output(out, [model], force, "tokenizer output")
+    write_atomic(out, tokenizer_bin(load_model(model)))
     return out

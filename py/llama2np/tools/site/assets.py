@@ -14,6 +14,8 @@ from pathlib import Path
 
 import brotli
 
+from llama2np.tools.outputs import write_atomic
+
 HASH_LENGTH = 10
 # Worth compressing: text and WebAssembly. Wheels and zips are compressed already, but the
 # check below keeps a sibling only where it saves enough.
@@ -71,9 +73,7 @@ def brotli_best(data: bytes, cache: Path | None) -> bytes:
     packed = brotli.compress(data, quality=11, lgwin=BROTLI_WINDOW_BITS)
     if kept:
         cache.mkdir(parents=True, exist_ok=True)
-        partial = kept.with_suffix(".partial")
-        partial.write_bytes(packed)
-        partial.replace(kept)  # a build stopped halfway leaves no truncated entry behind
+        write_atomic(kept, packed)  # a build stopped halfway leaves no truncated entry behind
     return packed
 
 

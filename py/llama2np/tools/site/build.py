@@ -8,17 +8,25 @@
     dist/model-<hash>/                   checkpoint, tokenizer, manifest.json (sizes, sha256)
 
 Nothing is fetched from anywhere at run time: the worker loads all of it from the site.
-The build happens in a scratch folder that replaces the output only when it is complete.
+The build happens in a uniquely named scratch folder beside the output, which replaces the output
+only when it is complete: a site this command wrote before (it holds the marker file) is moved
+aside and removed once the new one is in place; any other non-empty folder, a file or a link at
+the output is refused before any work.
 """
 
 import json
 import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyodide_lock import PackageSpec, PyodideLockSpec
 
 import llama2np
-from llama2np.errors import Llama2npError, UsageError
+from llama2np.errors import CheckpointError, Llama2npError, TokenizerError, UsageError
+from llama2np.files import require_regular_file
 from llama2np.tools.models.fetch import fetch
 from llama2np.tools.models.validation import Report, require_valid
 from llama2np.tools.paths import DEFAULT_CACHE, DEFAULT_MODEL_DIR, PROJECT_ROOT
@@ -50,47 +58,97 @@ def build_site(
     """Build the site into `out` from the page in `page_dir` (index.html and web/)."""
     checkpoint, tokenizer = model_files(checkpoint, tokenizer)
     check_output_folder(out)
-    log(f"Validating {checkpoint.name} with {tokenizer.name}")
-    report = require_valid(checkpoint, tokenizer)
-    log("Getting the pinned runtime")
-    runtime = get_runtime(cache, numpy_wheel, log)
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staging_folder(out) as staging:  # made first: an unwritable folder fails before work
+        log(f"Validating {checkpoint.name} with {tokenizer.name}")
+        report = require_valid(checkpoint, tokenizer)
+        log("Getting the pinned runtime")
+        runtime = get_runtime(cache, numpy_wheel, log)
         log("Writing the site")
-        copy_page(page_dir, staging)
-        pyodide_dir = write_runtime(runtime, staging / "pyodide")
-        model_dir = write_model(checkpoint, tokenizer, report, staging / "model")
-        web_dir = hash_folder_name(staging / "web")
-        pyodide_dir, model_dir = hash_folder_name(pyodide_dir), hash_folder_name(model_dir)
-        rewrite_page(staging / "index.html", web_dir.name, pyodide_dir.name, model_dir.name)
-        log("Compressing (the first build takes about a minute; later ones reuse the results)")
-        precompress(staging, cache.with_name("compressed"))
-        (staging / MARKER).write_text("built by llama2np build\n")
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+        try:
+            copy_page(page_dir, staging)
+            pyodide_dir = write_runtime(runtime, staging / "pyodide")
+            model_dir = write_model(checkpoint, tokenizer, report, staging / "model")
+            web_dir = hash_folder_name(staging / "web")
+            pyodide_dir, model_dir = hash_folder_name(pyodide_dir), hash_folder_name(model_dir)
+            rewrite_page(staging / "index.html", web_dir.name, pyodide_dir.name, model_dir.name)
+            log("Compressing (the first build takes about a minute; later ones reuse the results)")
+            precompress(staging, cache.with_name("compressed"))
+            (staging / MARKER).write_text("built by llama2np build\n")
+            swap_in(staging, out)
+        except OSError as error:
+            raise Llama2npError(f"cannot write the site beside {out}: {error.strerror} "
+                                f"({error.filename}).") from None
     return out
 
 
 def model_files(checkpoint: Path | None, tokenizer: Path | None) -> tuple[Path, Path]:
+    """The model to bundle: the demo's, fetched, or the two regular files the user named (a FIFO
+    or a device is refused here, before anything is read or fetched)."""
     if checkpoint is None and tokenizer is None:
         folder = fetch(DEFAULT_MODEL_DIR, quiet=True)
         return folder / "stories260K.bin", folder / "tok512.bin"
     if checkpoint is None or tokenizer is None:
         raise UsageError("--checkpoint and --tokenizer go together: a model needs its tokenizer.")
+    require_regular_file(checkpoint, "checkpoint", CheckpointError)
+    require_regular_file(tokenizer, "tokenizer", TokenizerError)
     return checkpoint, tokenizer
 
 
 def check_output_folder(out: Path) -> None:
-    """Refuse to replace a folder this command did not write."""
-    if out.exists() and not (out / MARKER).is_file() and any(out.iterdir()):
+    """Refuse an --out that a build could not replace without losing something: a missing parent
+    folder, a link, a file, or a non-empty folder this command did not write."""
+    if out.name in ("", ".."):  # no name to stage beside and rename: "." or "/" or ".."
+        raise UsageError(f"--out {out} is not a folder name; name the site's folder, such as dist.")
+    if not out.parent.is_dir():
+        raise UsageError(f"the folder of --out {out} does not exist; create it first or choose "
+                         "another --out.")
+    try:
+        mode = out.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(mode):  # a rebuild would replace the link, not the folder it names
+        raise UsageError(f"--out {out} is a symbolic link; name the site folder itself.")
+    if not stat.S_ISDIR(mode):
+        raise UsageError(f"--out {out} exists and is not a folder; choose another --out.")
+    try:
+        ours = (out / MARKER).is_file() or not any(out.iterdir())
+    except OSError as error:
+        raise Llama2npError(f"cannot read --out {out}: {error.strerror}.") from None
+    if not ours:
         raise Llama2npError(f"{out} exists and was not written by `llama2np build`; choose "
                             "another --out or empty it first.")
+
+
+@contextmanager
+def staging_folder(out: Path) -> Iterator[Path]:
+    """An empty folder to build the site in, inside a uniquely named folder beside `out` (same
+    file system, so the site can be renamed into place), removed with whatever is left in it
+    when the build ends, fails or is interrupted. Unique, so nothing of the user's (such as a
+    `dist.partial/`) is ever taken for it."""
+    try:
+        holder = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    except OSError as error:
+        raise Llama2npError(f"cannot write in {out.parent}: {error.strerror}.") from None
+    try:
+        site = holder / "site"
+        site.mkdir()  # not the holder itself, which mkdtemp makes readable by its owner only
+        yield site
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
+
+
+def swap_in(site: Path, out: Path) -> None:
+    """Make the finished `site` the folder `out`: a site there already (checked to be one this
+    command wrote, or empty) is first moved aside into the staging holder, which is removed."""
+    old = site.with_name("old")
+    if out.exists():
+        out.rename(old)
+    try:
+        site.rename(out)
+    except OSError:
+        if old.exists():
+            old.rename(out)
+        raise
 
 
 def copy_page(page_dir: Path, site: Path) -> None:
