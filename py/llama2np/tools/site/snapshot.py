@@ -28,7 +28,9 @@ def make_snapshot(runtime_folder: Path) -> Path:
                        capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
     except subprocess.CalledProcessError as error:
         last = (error.stderr or "").strip().splitlines()[-1:] or ["no output"]
-        raise Llama2npError(f"could not snapshot Python's start in Node ({last[0]}); "
+        # Node may end with a line of minified Pyodide source: keep the sentence readable.
+        reason = last[0] if len(last[0]) <= 200 else last[0][:200] + "..."
+        raise Llama2npError(f"could not snapshot Python's start in Node ({reason}); "
                             "check that `node --version` is 18 or newer.") from None
     except subprocess.TimeoutExpired:
         raise Llama2npError(f"Node took over {TIMEOUT_SECONDS} s to start Python; retry.") from None
