@@ -135,7 +135,8 @@ def rmsnorm(x: np.ndarray) -> np.ndarray:
 
 
 class Transformer:
-    """A llama2.c model with its KV cache; `forward` appends tokens at a given position."""
+    """A llama2.c model with its KV cache; `forward` appends tokens at a given position. The
+    cache grows with the positions reached (see `reserve`), whatever the header's seq_len."""
 
     def __init__(self, checkpoint: Checkpoint) -> None:
         c = self.config = checkpoint.config

@@ -28,7 +28,7 @@ from llama2np.tokenizer import BOS
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from support import GOLDEN_T0, write_tokenizer
 
-# Python, NumPy and a small model stay near 60 MB resident; a command that believed a header
+# Python, NumPy and a small model stay near 40 MB resident; a command that believed a header
 # (a KV cache for 10^9 positions, a vocabulary of 2^31 rows) would need gigabytes.
 PEAK_RSS_MB = 160
 SECONDS = 60  # generous: these runs take about a second each on an idle machine
