@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 from llama2np.draft import Drafter
-from llama2np.errors import PromptError, UsageError
+from llama2np.errors import Llama2npError, PromptError, UsageError
 from llama2np.generate import Story, generate_tokens
 from llama2np.model import Transformer
 from llama2np.sampler import Sampler
@@ -115,3 +115,17 @@ def test_bad_requests(model, tokenizer, options, error, phrase):
 def test_steps_are_clamped_to_the_context(model, tokenizer):
     assert Story(model, tokenizer, "", steps=0).steps == 512
     assert Story(model, tokenizer, "", steps=10_000).steps == 512
+
+
+def test_nan_logits_end_the_story_with_a_sentence_naming_the_position(checkpoint):
+    class NanAtSeven(Transformer):
+        def forward(self, tokens, pos):
+            logits = super().forward(tokens, pos)
+            logits[max(0, 7 - pos) :, 3] = float("nan")  # rows at position 7 and after
+            return logits
+
+    for draft in (0, 4):
+        sampler = Sampler(512, 1.0, 0.9, 1)
+        story = generate_tokens(NanAtSeven(checkpoint), [1], sampler, 256, draft)
+        with pytest.raises(Llama2npError, match="produced NaN at position 7; run llama2np validate"):
+            list(story)

@@ -70,3 +70,31 @@ def test_scores_too_large_for_exp2_are_shifted_and_stay_exact(checkpoint, tokeni
         slow = reference.step(token, pos)
         np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-5)  # as the test above
     assert any(shifted) and not all(shifted)
+
+
+def test_cache_grows_with_the_positions_used_and_keeps_the_logits(checkpoint, tokenizer):
+    """The KV cache and RoPE tables start small and double as positions are reached; a model
+    whose cache held the whole context from the start gives the same logits, bit for bit."""
+    text = "Once upon a time, there was a little girl named Lily. She loved to play outside. " * 12
+    tokens = tokenizer.encode(text)[:300]
+    growing, whole = Transformer(checkpoint), Transformer(checkpoint)
+    whole.reserve(checkpoint.config.seq_len)
+    assert growing.positions < 32 and growing.caches[0].rows.shape[0] == growing.positions
+    pos = 0
+    for size in [5, 1, 1, 20, 1, 60, 3, 1, 200, 8]:  # batches and single steps across the growths
+        chunk = tokens[pos : pos + size]
+        np.testing.assert_array_equal(growing.forward(chunk, pos), whole.forward(chunk, pos))
+        pos += size
+    assert pos == 300 and 300 <= growing.positions < checkpoint.config.seq_len
+
+
+def test_a_context_of_a_billion_positions_allocates_only_what_is_used(checkpoint):
+    import dataclasses
+
+    big = dataclasses.replace(checkpoint, config=dataclasses.replace(checkpoint.config,
+                                                                     seq_len=10**9))
+    model = Transformer(big)
+    model.forward([1, 2, 3], 0)
+    model.forward([4], 40)
+    assert model.positions == 41
+    assert model.rotate_q.shape[0] == model.positions == model._scores.shape[-1]

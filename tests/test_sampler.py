@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from llama2np.errors import UsageError
-from llama2np.sampler import Rng, Sampler, sample_multinomial, sample_topp
+from llama2np.sampler import NonFiniteLogits, Rng, Sampler, sample_multinomial, sample_topp
 
 SOURCE = Path(__file__).parent / "c" / "sampler_reference.c"
 
@@ -76,3 +76,35 @@ def test_multinomial_falls_back_to_last_index():
 def test_out_of_range_settings(temperature, topp, phrase):
     with pytest.raises(UsageError, match=phrase):
         Sampler(512, temperature, topp, 1)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize(("temperature", "topp"), [(0.0, 0.9), (1.0, 0.9), (1.0, 1.0)])
+def test_non_finite_logits_are_reported_not_sampled(value, temperature, topp):
+    logits = make_logits(3)
+    logits[17] = value
+    if value == -np.inf:
+        logits[:] = value  # one -inf is a token never chosen; all of them is no choice at all
+    with pytest.raises(NonFiniteLogits, match="NaN" if np.isnan(value) else "infinite"):
+        Sampler(len(logits), temperature, topp, 1).sample(logits)
+
+
+def test_a_temperature_that_would_overflow_float32_is_greedy_and_draws_run_c_s_coin():
+    logits = make_logits(4, spread=8.0)
+    bound = float(np.abs(logits).max())
+    tiny = Sampler(len(logits), 1e-40, 0.9, 5, logit_bound=bound)
+    usual = Sampler(len(logits), 1.0, 0.9, 5, logit_bound=bound)
+    assert tiny.greedy and not usual.greedy
+    assert [tiny.sample(logits) for _ in range(3)] == [int(logits.argmax())] * 3
+    for _ in range(3):
+        usual.sample(logits)
+    assert tiny.rng.state == usual.rng.state  # one draw a token, as run.c makes
+
+
+def test_a_small_temperature_that_stays_finite_is_sampled_as_run_c_does():
+    """1e-30 keeps logits / temperature within float32, so nothing changes for it: a softmax that
+    sharp puts all the mass on the largest logit."""
+    logits = make_logits(5)
+    sampler = Sampler(len(logits), 1e-30, 0.9, 5, logit_bound=float(np.abs(logits).max()))
+    assert not sampler.greedy
+    assert sampler.sample(logits) == int(logits.argmax())

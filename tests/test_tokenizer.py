@@ -92,3 +92,35 @@ def test_tokenizer_with_corrupt_entry(model_dir):
 def test_tokenizer_with_more_tokens_than_the_model(model_dir):
     with pytest.raises(TokenizerError, match="holds 512 tokens but the model's vocabulary has 500"):
         Tokenizer.from_bytes((model_dir / "tok512.bin").read_bytes(), 500, "tok.bin")
+
+
+def small_tokenizer(ab_score: float) -> Tokenizer:
+    return Tokenizer([b"<unk>", b"<s>", b"</s>", b" ", b"a", b"b", b"ab"],
+                     [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, ab_score], 2)
+
+
+def test_a_nan_score_never_merges_as_in_run_c():
+    """run.c merges a pair only when its score beats the best so far, which NaN never does."""
+    assert small_tokenizer(5.0).encode("ab", bos=False) == [3, 6]
+    assert small_tokenizer(float("nan")).encode("ab", bos=False) == [3, 4, 5]
+
+
+def test_a_character_without_a_token_or_byte_token_is_a_prompt_error():
+    from llama2np.errors import PromptError
+
+    with pytest.raises(PromptError, match="'~', which this tokenizer's 7 tokens can neither"):
+        small_tokenizer(1.0).encode("ab~")
+
+
+def test_only_the_model_s_tokens_are_kept_from_a_longer_file(model_dir):
+    """A tokenizer with a million extra empty entries is refused with its exact count, having
+    kept no more than the model's vocabulary in memory."""
+    import tracemalloc
+
+    data = (model_dir / "tok512.bin").read_bytes() + b"\0" * 8 * 10**6
+    tracemalloc.start()
+    with pytest.raises(TokenizerError, match="holds 1000512 tokens but the model's vocabulary"):
+        Tokenizer.from_bytes(data, 512, "tok.bin")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2 * len(data) + (1 << 20), peak  # the file's copy, and the 512 tokens kept

@@ -19,6 +19,10 @@ LEGACY_HEADER = struct.Struct("<7i")
 EXPORT_HEADER_SIZE = 256
 EXPORT_PREFIX = struct.Struct("<Ii7iB")  # magic, version, the 7 config ints, shared classifier flag
 GROUP_SIZE = struct.Struct("<i")  # version 2 only, right after the prefix
+# Sizes far above any released Llama (405B: dim 16,384, hidden 53,248, 126 layers, vocabulary
+# 128,256), so only a header of garbage exceeds them. They bound what a small file can ask for
+# beyond its weights: the per-layer objects and NumPy calls, and a tokenizer's entries.
+MAX_SIZES = {"dim": 1 << 16, "hidden_dim": 1 << 18, "n_layers": 1 << 10, "vocab_size": 1 << 20}
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,16 @@ class Config:
             for name, value in vars(self).items()
             if value <= 0
         ]
+        found += [
+            f"{name} is {getattr(self, name):,}, more than the {limit:,} llama2np runs"
+            for name, limit in MAX_SIZES.items()
+            if getattr(self, name) > limit
+        ]
         if found:
             return found
+        if self.vocab_size < 3:  # a story starts with BOS (1); 0 and 2 are unknown and EOS
+            found.append(f"vocab_size is {self.vocab_size}, fewer than the 3 tokens llama2.c "
+                         "reserves (unknown, BOS, EOS)")
         if self.dim % self.n_heads:
             found.append(f"n_heads ({self.n_heads}) does not divide dim ({self.dim})")
         if self.n_heads % self.n_kv_heads:

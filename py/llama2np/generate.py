@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterator
 
 from llama2np.draft import Drafter
-from llama2np.errors import PromptError, UsageError
-from llama2np.sampler import Sampler
+from llama2np.errors import Llama2npError, PromptError, UsageError
+from llama2np.sampler import NonFiniteLogits, Sampler
 from llama2np.tokenizer import BOS, TextStream, Tokenizer
 
 DRAFT_TOKENS = 4  # what `--draft` and the benchmark's speculative row use
@@ -66,7 +66,13 @@ def generate_tokens(
     drafted: list[int] = []
     while True:
         for row, logits in enumerate(pending):
-            token = sampler.sample(logits)
+            try:
+                token = sampler.sample(logits)
+            except NonFiniteLogits as error:
+                raise Llama2npError(
+                    f"the model produced {error.what} at position {pos}; "
+                    "run llama2np validate on the checkpoint."
+                ) from None
             if token == BOS:
                 return
             yield token
@@ -106,7 +112,8 @@ class Story:
             raise UsageError(f"draft {draft_tokens} is negative; use 0 or more tokens.")
         self.seed = seed
         self.steps = clamp_steps(steps, config.seq_len)
-        sampler = Sampler(config.vocab_size, temperature, topp, seed)
+        sampler = Sampler(config.vocab_size, temperature, topp, seed,
+                          getattr(model, "logit_bound", None))
         self.prompt_tokens = tokenizer.encode(prompt)
         check_prompt_fits(len(self.prompt_tokens), self.steps, config.seq_len)
         self.prompt_text = tokenizer.decode(self.prompt_tokens)

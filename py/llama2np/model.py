@@ -39,6 +39,10 @@ LOG2_E = 1.0 / math.log(2.0)  # exp(s) = 2^(s * log2 e): NumPy's exp2 is a third
 # a layer saved); a softmax normaliser inside this range proves that was exact: nothing
 # overflowed, and the largest term is far above float64's smallest normal number.
 NORMALISER_RANGE = (2.0**-1000, 2.0**1000)
+# Positions the KV cache and RoPE tables hold at first; they double as positions are reached, up
+# to seq_len, so that memory follows the story and not what a checkpoint's header claims (a few
+# regrowths a story, each a copy of what the cache holds).
+FIRST_POSITIONS = 16
 # Vector times matrix into a buffer: ndarray.dot skips the ufunc machinery that np.matmul sets
 # up (0.45 us a call with BLAS), but without BLAS (Pyodide) its loop is slower than matmul's on
 # the large matrices.
@@ -61,14 +65,15 @@ class Layer:
 class LayerCache:
     """One layer's keys and values, and the views of them that attention reads and writes.
 
-    One array (seq_len, n_kv, 2 * head_size + 2): each head's row is k, v, 1, 0. Weighting the
+    One array (positions, n_kv, 2 * head_size + 2): each head's row is k, v, 1, 0. Weighting the
     v|1 columns by unnormalised attention gives the softmax's denominator beside the sum; the 0
     keeps rows a whole number of complex pairs, so RoPE writes k and v in one complex multiply.
+    `positions` is the cache's capacity, which the Transformer grows as the story needs it.
     """
 
-    def __init__(self, c: Config, weighted: np.ndarray) -> None:
+    def __init__(self, c: Config, positions: int, weighted: np.ndarray) -> None:
         hs = c.head_size
-        self.rows = np.zeros((c.seq_len, c.n_kv_heads, 2 * hs + 2), DTYPE)
+        self.rows = np.zeros((positions, c.n_kv_heads, 2 * hs + 2), DTYPE)
         self.rows[..., 2 * hs] = 1.0
         self.kv = self.rows.view(np.complex128)[..., :hs]  # where RoPE writes k and v
         self.keys = self.rows[..., :hs].transpose(1, 2, 0)  # (n_kv, hs, seq) for q @ k
@@ -78,17 +83,18 @@ class LayerCache:
         self.numerator, self.normaliser = weighted[..., :hs], weighted[..., hs:]
 
 
-def rope_rotations(config: Config) -> tuple[np.ndarray, np.ndarray]:
-    """e^(i * pos * freq) per position: for q's pairs (seq_len, dim/2), and for each key/value
-    head's k pairs followed by ones for its v pairs (seq_len, n_kv, head_size).
+def rope_rotations(config: Config, positions: int) -> tuple[np.ndarray, np.ndarray]:
+    """e^(i * pos * freq) for pos < positions: for q's pairs (positions, dim/2), and for each
+    key/value head's k pairs followed by ones for its v pairs (positions, n_kv, head_size).
 
-    The angles are computed in float32 as run.c computes them, so the rotations are run.c's.
+    The angles are computed in float32 as run.c computes them, each on its own, so the rotations
+    are run.c's whatever the table's length.
     """
     hs = config.head_size
     freq = np.float32(1.0) / np.power(
         np.float32(10000.0), np.arange(0, hs, 2, dtype=np.float32) / np.float32(hs)
     )
-    angle = np.arange(config.seq_len, dtype=np.float32)[:, None] * freq[None, :]
+    angle = np.arange(positions, dtype=np.float32)[:, None] * freq[None, :]
     per_head = np.cos(angle).astype(DTYPE) + 1j * np.sin(angle).astype(DTYPE)  # (seq, hs/2)
     q = np.tile(per_head, (1, config.n_heads))
     kv = np.concatenate([per_head, np.ones_like(per_head)], axis=1)
@@ -129,23 +135,49 @@ def rmsnorm(x: np.ndarray) -> np.ndarray:
 
 
 class Transformer:
-    """A llama2.c model with its KV cache; `forward` appends tokens at a given position."""
+    """A llama2.c model with its KV cache; `forward` appends tokens at a given position. The
+    cache grows with the positions reached (see `reserve`), whatever the header's seq_len."""
 
     def __init__(self, checkpoint: Checkpoint) -> None:
         c = self.config = checkpoint.config
         w = checkpoint.weights
         self.group = c.n_heads // c.n_kv_heads  # query heads sharing one key/value head
-        self.embedding = w.token_embedding.astype(DTYPE)
-        self.layers = [fuse_layer(checkpoint, layer) for layer in range(c.n_layers)]
-        self.wcls = np.asfortranarray(
-            (w.wcls.astype(DTYPE) * w.rms_final.astype(DTYPE) * math.sqrt(c.dim)).T
-        )
-        # Layer 0 sees only the token's embedding: its q k v for every token, computed once.
-        self.qkv0 = rmsnorm(self.embedding) @ self.layers[0].wqkv
-        self.rotate_q, self.rotate_kv = rope_rotations(c)
+        # Broken weights (NaN, infinity) are reported by the sampler as a sentence, not as
+        # NumPy's warnings here.
+        with np.errstate(all="ignore"):
+            self.embedding = w.token_embedding.astype(DTYPE)
+            self.layers = [fuse_layer(checkpoint, layer) for layer in range(c.n_layers)]
+            self.wcls = np.asfortranarray(
+                (w.wcls.astype(DTYPE) * w.rms_final.astype(DTYPE) * math.sqrt(c.dim)).T
+            )
+            # Layer 0 sees only the token's embedding: its q k v for every token, computed once.
+            self.qkv0 = rmsnorm(self.embedding) @ self.layers[0].wqkv
+            # Logits are xn @ wcls with |xn| < 1 (see rmsnorm), so none exceeds the longest of
+            # wcls's columns: the sampler knows from it which temperatures could overflow float32.
+            self.logit_bound = float(np.sqrt(np.einsum("ij,ij->j", self.wcls, self.wcls).max()))
 
         self._make_step_buffers()
-        self.caches = [LayerCache(c, self._weighted[index]) for index in range(c.n_layers)]
+        self.positions = 0  # what the KV cache and RoPE tables hold; see reserve()
+        self.caches: list[LayerCache] = []
+        self.reserve(min(c.seq_len, FIRST_POSITIONS))
+
+    def reserve(self, end: int) -> None:
+        """Make room for positions below `end`: grow the KV cache, the RoPE tables and the score
+        buffer by doubling (at most to seq_len), keeping what the cache holds.
+
+        A header may claim any context; sizing these by seq_len would allocate gigabytes for a
+        story of five tokens. Doubling keeps the copies to about one per position.
+        """
+        if end <= self.positions:
+            return
+        c = self.config
+        positions = min(max(end, 2 * self.positions), c.seq_len)
+        self.rotate_q, self.rotate_kv = rope_rotations(c, positions)
+        self._scores = np.empty((c.n_kv_heads, self.group, positions), DTYPE)
+        grown = [LayerCache(c, positions, self._weighted[index]) for index in range(c.n_layers)]
+        for new, old in zip(grown, self.caches, strict=False):
+            new.rows[: self.positions] = old.rows
+        self.caches, self.positions = grown, positions
 
     def _make_step_buffers(self) -> None:
         """Preallocated arrays, and views of them, for `step`: no allocation or reshape per call."""
@@ -160,7 +192,6 @@ class Transformer:
         self._qkv_kv = qkv_c[c.dim // 2 :].reshape(n_kv, hs)
         self._q = np.empty(c.dim // 2, np.complex128)
         self._q_heads = self._q.view(DTYPE).reshape(n_kv, group, hs)
-        self._scores = np.empty((n_kv, group, c.seq_len), DTYPE)
         # Each layer's weighted values and softmax normalisers, kept for the check after a step.
         self._weighted = np.empty((c.n_layers, n_kv, group, hs + 1), DTYPE)
         self._normalisers = self._weighted[..., hs:]
@@ -183,13 +214,15 @@ class Transformer:
             raise ValueError(f"positions {pos}..{end - 1} are outside the context of {c.seq_len}")
         if T == 1:
             return self.step(int(tokens[0]), pos)[None, :]
-        x = self.embedding[tokens]
-        mask = self.causal_mask(pos, end)
-        for index, weights in enumerate(self.layers):
-            qkv = self.qkv0[tokens] if index == 0 else rmsnorm(x) @ weights.wqkv
-            x = x + self.attention(qkv, index, pos, mask) @ weights.wo
-            x = x + swiglu(rmsnorm(x) @ weights.w13, c.hidden_dim) @ weights.w2
-        return rmsnorm(x) @ self.wcls
+        self.reserve(end)
+        with np.errstate(all="ignore"):  # broken weights: the sampler says so in a sentence
+            x = self.embedding[tokens]
+            mask = self.causal_mask(pos, end)
+            for index, weights in enumerate(self.layers):
+                qkv = self.qkv0[tokens] if index == 0 else rmsnorm(x) @ weights.wqkv
+                x = x + self.attention(qkv, index, pos, mask) @ weights.wo
+                x = x + swiglu(rmsnorm(x) @ weights.w13, c.hidden_dim) @ weights.w2
+            return rmsnorm(x) @ self.wcls
 
     def causal_mask(self, pos: int, end: int) -> np.ndarray:
         """(T * group, end) for the tokens at pos .. end-1: 0 where query row r (token r // group,
@@ -230,11 +263,14 @@ class Transformer:
         c = self.config
         if not 0 <= pos < c.seq_len:
             raise ValueError(f"position {pos} is outside the context of {c.seq_len}")
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # checked next
+        if pos >= self.positions:
+            self.reserve(pos + 1)
+        # Overflow is checked next; NaN from broken weights reaches the sampler, which says so.
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
             logits = self._step(token, pos, shift=False)
-        low, high = NORMALISER_RANGE
-        if not (self._normalisers.min() >= low and self._normalisers.max() <= high):
-            logits = self._step(token, pos, shift=True)
+            low, high = NORMALISER_RANGE
+            if not (self._normalisers.min() >= low and self._normalisers.max() <= high):
+                logits = self._step(token, pos, shift=True)
         return logits
 
     def _step(self, token: int, pos: int, shift: bool) -> np.ndarray:

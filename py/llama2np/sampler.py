@@ -5,12 +5,26 @@ precision: a float32 softmax summed left to right, float32 cumulative sums, and 
 (glibc's qsort is a merge sort, so equal probabilities keep their index order).
 """
 
+import math
+
 import numpy as np
 
-from llama2np.errors import UsageError
+from llama2np.errors import Llama2npError, UsageError
 
 U64 = (1 << 64) - 1
 F32 = np.float32
+# logits / temperature, and the softmax's x - max, must stay finite in float32; below this
+# margin of its largest value a temperature is sampled as run.c would, above it greedily.
+SAFE_SCALED_LOGIT = float(np.finfo(F32).max) / 4
+
+
+class NonFiniteLogits(Llama2npError):
+    """The model's logits hold NaN or infinity: its weights are broken. The generation loop
+    adds the position to the sentence."""
+
+    def __init__(self, value: float) -> None:
+        self.what = "NaN" if math.isnan(value) else "an infinite logit"
+        super().__init__(f"the model produced {self.what}; run llama2np validate on the checkpoint.")
 
 
 class Rng:
@@ -45,35 +59,61 @@ def check_topp(topp: float) -> float:
 
 
 class Sampler:
-    """Chooses the next token from logits, consuming the RNG exactly as run.c does."""
+    """Chooses the next token from logits, consuming the RNG exactly as run.c does.
 
-    def __init__(self, vocab_size: int, temperature: float, topp: float, seed: int) -> None:
+    `logit_bound`, when known (`Transformer.logit_bound`), bounds every logit's magnitude. A
+    temperature so small that logits / temperature could overflow float32 (run.c then samples
+    from NaN) picks the most likely token instead, which is what such a temperature tends to;
+    it still draws run.c's coin, so the RNG stream does not depend on it.
+    """
+
+    def __init__(self, vocab_size: int, temperature: float, topp: float, seed: int,
+                 logit_bound: float | None = None) -> None:
         self.vocab_size = vocab_size
         self.temperature = F32(check_temperature(temperature))
         self.topp = F32(check_topp(topp))
         self.cutoff = nucleus_cutoff(self.topp, vocab_size)  # computed once, not per token
         self.rng = Rng(seed)
+        # Decided once, so the per-token path pays nothing for it; a NaN bound (NaN weights)
+        # fails the comparison and goes greedy, where argmax reports the NaN.
+        self.greedy = self.temperature == 0 or not (
+            logit_bound is None or logit_bound / float(self.temperature) < SAFE_SCALED_LOGIT)
 
     def sample(self, logits: np.ndarray) -> int:
-        if self.temperature == 0:
+        """The next token; raises NonFiniteLogits when the logits hold NaN or infinity."""
+        if self.greedy:
+            if self.temperature != 0:
+                self.rng.f32()
             return argmax(logits)
-        probabilities = softmax(np.divide(logits, self.temperature, dtype=F32))
+        scaled = np.divide(logits, self.temperature, dtype=F32)
+        top = scaled.max()  # NaN if any logit is NaN
         coin = self.rng.f32()
+        if not math.isfinite(top):  # NaN or infinite logits (argmax says so), or an overflow
+            return argmax(logits)  # that no logit_bound foresaw
+        probabilities = softmax(scaled, top)
         if self.topp <= 0 or self.topp >= 1:
             return sample_multinomial(probabilities, coin)
         return sample_topp(probabilities, self.topp, coin, self.cutoff)
 
 
 def argmax(logits: np.ndarray) -> int:
-    """The first index of the largest logit (run.c keeps the first on ties, as NumPy does)."""
-    return int(logits.astype(F32).argmax())
+    """The first index of the largest logit (run.c keeps the first on ties, as NumPy does).
+
+    NumPy's argmax stops at the first NaN, so one look at the winner finds NaN anywhere.
+    """
+    logits = logits.astype(F32)
+    index = int(logits.argmax())
+    if not math.isfinite(logits[index]):
+        raise NonFiniteLogits(float(logits[index]))
+    return index
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
-    """run.c's float32 softmax: subtract the max, exponentiate, divide by the running sum."""
+def softmax(x: np.ndarray, top: np.float32 | None = None) -> np.ndarray:
+    """run.c's float32 softmax: subtract the max (`top`, if the caller has it), exponentiate,
+    divide by the running sum."""
     # exp in float64 rounded to float32 is the correctly rounded expf that C libraries
     # approximate to within an ulp; NumPy's own float32 exp differs from them more often.
-    e = np.exp(x - x.max(), dtype=np.float64).astype(F32)
+    e = np.exp(x - (x.max() if top is None else top), dtype=np.float64).astype(F32)
     total = e.cumsum()[-1]  # left to right in float32, like run.c's loop (np.sum is pairwise)
     e /= total
     return e

@@ -14,7 +14,8 @@ import struct
 from collections.abc import Iterable
 from pathlib import Path
 
-from llama2np.errors import TokenizerError
+from llama2np.checkpoint import MAX_SIZES
+from llama2np.errors import PromptError, TokenizerError
 from llama2np.files import read_file
 
 BOS = 1
@@ -22,6 +23,11 @@ EOS = 2
 BYTE_FALLBACK_OFFSET = 3  # run.c: a byte b without a vocabulary entry becomes token b + 3
 NO_MERGE_SCORE = -1e10  # run.c's starting best score: merges scoring at or below it never happen
 BYTE_PIECE = re.compile(rb"<0x([0-9A-Fa-f]{1,2})")  # what run.c's sscanf("<0x%02hhX>") accepts
+MAX_TOKEN_LENGTH = 1 << 16  # far above any real piece; a larger header is not a tokenizer
+# Tokens kept from a file read without a model's vocabulary size, the largest vocabulary a
+# checkpoint may have: each costs ~200 bytes of Python objects, so memory is bounded whatever
+# the file holds.
+MAX_TOKENS = MAX_SIZES["vocab_size"]
 
 
 class Tokenizer:
@@ -51,21 +57,28 @@ class Tokenizer:
         if len(data) < 4:
             raise TokenizerError(f"{name} is {len(data)} bytes long; it is not a llama2.c tokenizer.")
         (max_token_length,) = struct.unpack_from("<i", data)
-        if not 0 < max_token_length <= 1 << 16:
+        if not 0 < max_token_length <= MAX_TOKEN_LENGTH:
             raise TokenizerError(
                 f"{name} declares a maximum token length of {max_token_length}; "
                 "it is not a llama2.c tokenizer."
             )
-        vocab, scores, problem = _read_entries(data, max_token_length)
+        # Only the tokens a model can use are kept; the rest are counted, for the sentence.
+        keep = MAX_TOKENS if vocab_size is None else vocab_size
+        vocab, scores, count, problem = _read_entries(data, max_token_length, keep)
         if vocab_size is None:
-            vocab_size = len(vocab) if not problem else len(vocab) + 1
-        if problem and len(vocab) < vocab_size:
+            if count > MAX_TOKENS:
+                raise TokenizerError(
+                    f"{name} holds {count:,} tokens, more than the {MAX_TOKENS:,} llama2np reads; "
+                    "it is not a llama2.c tokenizer for a model it can run."
+                )
+            vocab_size = count if not problem else count + 1
+        if problem and count < vocab_size:
             raise TokenizerError(
-                f"{name} is {problem} after {len(vocab)} of the model's {vocab_size} tokens; "
+                f"{name} is {problem} after {count} of the model's {vocab_size} tokens; "
                 "get an intact copy of the tokenizer."
             )
-        if len(vocab) != vocab_size:
-            found = f"{len(vocab)}" if not problem else f"more than {vocab_size}"
+        if count != vocab_size:
+            found = f"{count}" if not problem else f"more than {vocab_size}"
             raise TokenizerError(
                 f"{name} holds {found} tokens but the model's vocabulary has {vocab_size}; "
                 "use the tokenizer the model was trained with."
@@ -95,11 +108,19 @@ class Tokenizer:
         token_id = self.ids.get(piece)
         if token_id is not None:
             return [token_id]
+        if max(piece) + BYTE_FALLBACK_OFFSET >= len(self.vocab):
+            # run.c would read past its vocabulary here; a small vocabulary has no byte tokens.
+            raise PromptError(
+                f"the text holds {piece.decode('utf-8', 'replace')!r}, which this tokenizer's "
+                f"{len(self.vocab)} tokens can neither find nor spell byte by byte; "
+                "leave it out of the text."
+            )
         return [byte + BYTE_FALLBACK_OFFSET for byte in piece]
 
     def _merge_candidate(self, left: int, right: int) -> tuple[float, int] | None:
         merged = self.ids.get(self.vocab[left] + self.vocab[right])
-        if merged is None or self.scores[merged] <= NO_MERGE_SCORE:
+        # run.c merges only scores above its starting best, so a NaN score never merges.
+        if merged is None or not self.scores[merged] > NO_MERGE_SCORE:
             return None
         return self.scores[merged], merged
 
@@ -182,23 +203,28 @@ class TextStream:
         return self.utf8.decode(b"", final=True)
 
 
-def _read_entries(data: bytes, max_token_length: int) -> tuple[list[bytes], list[float], str]:
-    """All (score, length, bytes) entries after the header, and what stopped the reading early:
-    "" at a clean end of file, else "truncated" or "corrupt"."""
-    vocab, scores, offset = [], [], 4
+def _read_entries(
+    data: bytes, max_token_length: int, keep: int
+) -> tuple[list[bytes], list[float], int, str]:
+    """The first `keep` (score, length, bytes) entries after the header, how many entries there
+    are, and what stopped the reading early: "" at a clean end of file, else "truncated" or
+    "corrupt". Entries past `keep` are only counted, so memory follows what is kept."""
+    vocab, scores, count, offset = [], [], 0, 4
     while offset < len(data):
         if offset + 8 > len(data):
-            return vocab, scores, "truncated"
+            return vocab, scores, count, "truncated"
         score, length = struct.unpack_from("<fi", data, offset)
         offset += 8
         if not 0 <= length <= max_token_length:
-            return vocab, scores, "corrupt"
+            return vocab, scores, count, "corrupt"
         if offset + length > len(data):
-            return vocab, scores, "truncated"
-        vocab.append(data[offset : offset + length])
-        scores.append(score)
+            return vocab, scores, count, "truncated"
+        if count < keep:
+            vocab.append(data[offset : offset + length])
+            scores.append(score)
+        count += 1
         offset += length
-    return vocab, scores, ""
+    return vocab, scores, count, ""
 
 
 def _byte_piece(piece: bytes) -> bytes:
