@@ -147,12 +147,12 @@ class RestrictedUnpickler(pickle._Unpickler):
         if count > len(array):
             raise self.refuse(f"has a tensor of {count:,} elements viewing a storage of "
                               f"{len(array):,}")
-        if count and offset + sum((n - 1) * s for n, s in zip(size, stride)) >= len(array):
+        if count and offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) >= len(array):
             raise self.refuse("has a tensor that reaches past the end of its storage")
         self.tensor_budget -= count * max(array.itemsize, 4)
         if self.tensor_budget < 0:
             raise self.refuse("views its storages more times than a checkpoint does")
-        strides = tuple(s * array.itemsize if n > 1 else 0 for n, s in zip(size, stride))
+        strides = tuple(s * array.itemsize if n > 1 else 0 for n, s in zip(size, stride, strict=True))
         view = np.lib.stride_tricks.as_strided(array[offset:] if count else array, shape=size,
                                                strides=strides, writeable=False)
         if storage.bfloat16:  # bfloat16 is the top half of a float32
@@ -281,7 +281,7 @@ def set_items(self: RestrictedUnpickler, target: dict, items: list) -> None:
     if len(keys) != len(values) or any(type(key) not in PLAIN_KEYS for key in keys):
         raise self.refuse("keys a dictionary by something other than a string or a number")
     self.contains(target, values)
-    target.update(zip(keys, values))
+    target.update(zip(keys, values, strict=True))
 
 
 def load_setitems(self: RestrictedUnpickler) -> None:
