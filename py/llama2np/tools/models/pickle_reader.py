@@ -45,9 +45,9 @@ STORAGE_DTYPES = MappingProxyType({
     "BoolStorage": np.dtype("?"),
 })
 
-# Budgets. A train.py checkpoint of a 100-layer model runs about 30,000 opcodes, nests MARKs 3
-# deep and containers 4 deep, and its pickle is a few hundred kilobytes.
-MAX_OPCODES = 1_000_000  # each makes at most one object: about 100 MB at the very worst
+# Budgets. A train.py checkpoint of a 100-layer model with its optimizer state runs about
+# 100,000 opcodes, nests MARKs 3 deep and containers 4 deep; its pickle is a few hundred KB.
+MAX_OPCODES = 500_000  # each makes at most one object: under 60 MB even for the largest kind
 MAX_MARK_DEPTH = 64
 MAX_NESTING = 64
 MAX_INT_BITS = 128  # torch writes sizes, strides and offsets as 64-bit integers
@@ -88,6 +88,7 @@ ALLOWED = MappingProxyType({
     **{("torch", name): StorageType(name) for name in STORAGE_DTYPES},
 })
 CONSTRUCTORS = frozenset(name for name in ALLOWED.values() if isinstance(name, str))
+CONTAINERS = frozenset((tuple, list, dict, OrderedDict))
 # Dictionary keys are hashed by C code that recurses without a guard; plain values hash flatly.
 PLAIN_KEYS = (str, int, float, bool, bytes, type(None))
 
@@ -195,15 +196,20 @@ class RestrictedUnpickler(pickle._Unpickler):
     # -- the checks around opcodes ---------------------------------------------------------------
 
     def depth(self, value: object) -> int:
+        """How deep `value` nests: 0 for a plain value, 1 for a container of plain values (only
+        deeper ones are recorded, which keeps the record small)."""
         entry = self.nesting.get(id(value))
-        return entry[1] if entry is not None and entry[0] is value else 0
+        if entry is not None and entry[0] is value:
+            return entry[1]
+        return 1 if type(value) in CONTAINERS else 0
 
     def contains(self, container: object, items: object) -> None:
         """Record how deep `container` nests now that it holds `items`, refusing deep nesting."""
         depth = max(self.depth(container), 1 + max(map(self.depth, items), default=0))
         if depth > MAX_NESTING:
             raise self.refuse(f"nests containers more than {MAX_NESTING} deep")
-        self.nesting[id(container)] = (container, depth)
+        if depth > 1:
+            self.nesting[id(container)] = (container, depth)
 
     def target(self, kinds: tuple[type, ...]) -> object:
         """The container an APPEND or SETITEM changes: only one the pickle itself built."""
@@ -326,13 +332,14 @@ def refuse_opcode(self: RestrictedUnpickler) -> None:
 
 # The opcodes torch.save writes (protocols 2 to 5) and plain data; anything else is refused.
 PLAIN = ("PROTO", "FRAME", "STOP", "POP", "POP_MARK", "DUP", "NONE", "NEWTRUE", "NEWFALSE",
+         "EMPTY_TUPLE", "EMPTY_LIST", "EMPTY_DICT",
          "BININT", "BININT1", "BININT2", "BINFLOAT", "BINUNICODE", "SHORT_BINUNICODE",
          "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BINGET", "LONG_BINGET",
          "BINPUT", "LONG_BINPUT", "MEMOIZE", "GLOBAL", "STACK_GLOBAL", "BINPERSID")
 TABLE = {
     **{OP[name]: BASE[OP[name]] for name in PLAIN},
-    **{OP[name]: pushes_container(name) for name in ("EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2",
-                                                     "TUPLE3", "EMPTY_LIST", "LIST", "EMPTY_DICT")},
+    **{OP[name]: pushes_container(name) for name in ("TUPLE", "TUPLE1", "TUPLE2", "TUPLE3",
+                                                     "LIST")},
     **{OP[name]: pushes_int(name) for name in ("LONG1", "LONG4")},
     OP["MARK"]: load_mark, OP["APPEND"]: load_append, OP["APPENDS"]: load_appends,
     OP["SETITEM"]: load_setitem, OP["SETITEMS"]: load_setitems, OP["DICT"]: load_dict,
