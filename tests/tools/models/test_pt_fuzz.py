@@ -1,0 +1,204 @@
+"""Property: whatever is done to a real torch.save file, the .pt reader ends in a Checkpoint
+(which the runtime's reader then accepts once written as llama2.c) or in the product's own
+error; never another exception, a crash, or runaway memory.
+
+The mutations start from tests/fixtures/tiny_train.pt: bytes of the whole file (the zip layer),
+bytes of its pickle re-zipped with valid checksums (so the unpickler sees them), whole opcodes
+replaced, deleted, duplicated or swapped, and zip members swapped, dropped or renamed.
+
+Profiles: "default" (the normal run, about 2,400 cases in all) and "thorough" (ten times more):
+HYPOTHESIS_PROFILE=thorough.
+"""
+
+import io
+import os
+import pickle
+import pickletools
+import re
+import resource
+import struct
+import warnings
+import zipfile
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from llama2np.checkpoint import Checkpoint, read_checkpoint
+from llama2np.errors import Llama2npError
+from llama2np.tools.models.checkpoint_writer import write_checkpoint
+from llama2np.tools.models.torch_checkpoint import checkpoint_from_pt
+from support import FIXTURES
+
+EXAMPLES = 600  # per property, four properties
+COMMON = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("default", max_examples=EXAMPLES, **COMMON)
+settings.register_profile("thorough", max_examples=10 * EXAMPLES, **COMMON)
+# Taken once, here: another module registering the same names does not change these tests.
+PROFILE = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+ORIGINAL = (FIXTURES / "tiny_train.pt").read_bytes()
+MEMBERS = [(info.filename, zipfile.ZipFile(io.BytesIO(ORIGINAL)).read(info))
+           for info in zipfile.ZipFile(io.BytesIO(ORIGINAL)).infolist()]
+PICKLE_INDEX = next(i for i, (name, _) in enumerate(MEMBERS) if name.endswith("data.pkl"))
+PICKLED = MEMBERS[PICKLE_INDEX][1]
+# Each opcode of the pickle as its bytes, in order.
+_POSITIONS = [pos for _, _, pos in pickletools.genops(PICKLED)] + [len(PICKLED)]
+OPCODES = [PICKLED[a:b] for a, b in zip(_POSITIONS, _POSITIONS[1:], strict=False)]
+# What an opcode may be replaced with: values of every kind, big and odd numbers, and the
+# opcodes that build, call and nest.
+REPLACEMENTS = [
+    pickle.NONE, pickle.NEWTRUE, pickle.NEWFALSE, pickle.EMPTY_TUPLE, pickle.EMPTY_LIST,
+    pickle.EMPTY_DICT, pickle.MARK, pickle.TUPLE, pickle.TUPLE1, pickle.TUPLE2, pickle.TUPLE3,
+    pickle.LIST, pickle.DICT, pickle.APPEND, pickle.APPENDS, pickle.SETITEM, pickle.SETITEMS,
+    pickle.REDUCE, pickle.BUILD, pickle.BINPERSID, pickle.POP, pickle.DUP, pickle.STOP,
+    pickle.BINGET + b"\x00", pickle.BINGET + b"\x07", pickle.BINPUT + b"\x00",
+    pickle.LONG_BINGET + b"\xff\xff\xff\xff",
+    pickle.BININT + struct.pack("<i", -1), pickle.BININT + struct.pack("<i", 2**31 - 1),
+    pickle.BININT1 + b"\x00", pickle.LONG1 + b"\x08" + (2**62).to_bytes(8, "little"),
+    pickle.LONG1 + b"\x10" + b"\xff" * 16,
+    pickle.BINFLOAT + struct.pack(">d", float("inf")), pickle.BINFLOAT + struct.pack(">d", float("nan")),
+    pickle.BINUNICODE + b"\x07\x00\x00\x00storage", pickle.BINUNICODE + b"\x01\x00\x00\x000",
+    pickle.GLOBAL + b"torch\nFloatStorage\n", pickle.GLOBAL + b"torch\nLongStorage\n",
+    pickle.GLOBAL + b"torch._utils\n_rebuild_tensor_v2\n", pickle.GLOBAL + b"collections\nOrderedDict\n",
+    pickle.GLOBAL + b"os\nsystem\n", pickle.INST + b"os\nsystem\n", pickle.NEWOBJ, pickle.EMPTY_SET,
+]
+
+
+def zipped(members: list[tuple[str, bytes]], compression: int = zipfile.ZIP_STORED) -> bytes:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # duplicate names are one of the mutations
+        warnings.simplefilter("ignore", UserWarning)
+        with zipfile.ZipFile(buffer, "w", compression) as archive:
+            for name, data in members:
+                archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def with_pickle(pickled: bytes) -> bytes:
+    members = list(MEMBERS)
+    members[PICKLE_INDEX] = (members[PICKLE_INDEX][0], pickled)
+    return zipped(members)
+
+
+@st.composite
+def byte_edits(draw: st.DrawFn, data: bytes) -> bytes:
+    """A few flips, overwrites, insertions, deletions and truncations of `data`."""
+    data = bytearray(data)
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, max(len(data) - 1, 0)))
+        edit = draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate", "repeat"]))
+        if edit == "flip" and data:
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif edit == "set" and data:
+            data[at] = draw(st.integers(0, 255))
+        elif edit == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=16))
+        elif edit == "delete":
+            del data[at:at + draw(st.integers(1, 64))]
+        elif edit == "truncate":
+            del data[at:]
+        elif edit == "repeat":
+            data[at:at] = data[at:at + draw(st.integers(1, 256))]
+    return bytes(data)
+
+
+@st.composite
+def opcode_edits(draw: st.DrawFn) -> bytes:
+    """The pickle with whole opcodes replaced, deleted, duplicated or swapped."""
+    ops = list(OPCODES)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(ops) - 1))
+        edit = draw(st.sampled_from(["replace", "delete", "duplicate", "swap", "insert"]))
+        if edit == "replace":
+            ops[at] = draw(st.sampled_from(REPLACEMENTS))
+        elif edit == "insert":
+            ops.insert(at, draw(st.sampled_from(REPLACEMENTS)))
+        elif edit == "delete" and len(ops) > 1:
+            del ops[at]
+        elif edit == "duplicate":
+            ops.insert(at, ops[at])
+        elif edit == "swap":
+            other = draw(st.integers(0, len(ops) - 1))
+            ops[at], ops[other] = ops[other], ops[at]
+    return with_pickle(b"".join(ops))
+
+
+@st.composite
+def member_edits(draw: st.DrawFn) -> bytes:
+    """Zip members swapped, dropped, renamed or cut short, stored or deflated."""
+    members = list(MEMBERS)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(members) - 1))
+        edit = draw(st.sampled_from(["swap", "drop", "rename", "cut", "double"]))
+        name, data = members[at]
+        if edit == "swap":
+            other = draw(st.integers(0, len(members) - 1))
+            members[at] = (name, members[other][1])
+            members[other] = (members[other][0], data)
+        elif edit == "drop" and len(members) > 1:
+            del members[at]
+        elif edit == "rename":
+            members[at] = (draw(st.sampled_from([m[0] for m in MEMBERS] + ["data.pkl", "x/data.pkl"])),
+                           data)
+        elif edit == "cut":
+            members[at] = (name, data[: draw(st.integers(0, len(data)))])
+        elif edit == "double":
+            members[at] = (name, data * 2)
+    compression = draw(st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))
+    return zipped(members, compression)
+
+
+PEAK_GROWTH_MB = 256
+START_MB = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def read_or_refuse(data: bytes) -> None:
+    """The property: a Checkpoint the runtime accepts once written, or Llama2npError."""
+    try:
+        checkpoint = checkpoint_from_pt(data, "mutated.pt")
+    except Llama2npError as error:
+        # What refused it, for --hypothesis-show-statistics.
+        event(re.sub(r"\d+", "N", " ".join(str(error).split()[1:4])))
+    else:
+        event("read")
+        assert isinstance(checkpoint, Checkpoint)
+        assert read_checkpoint(write_checkpoint(checkpoint, 1)).config == checkpoint.config
+    # A memory guard that costs nothing: this process's peak never grows by more than this.
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert peak_mb - START_MB < PEAK_GROWTH_MB, peak_mb
+
+
+def test_the_fixture_itself_reads():
+    checkpoint = checkpoint_from_pt(ORIGINAL, "tiny_train.pt")
+    assert checkpoint.config.dim == 16 and with_pickle(PICKLED) != b""
+    assert checkpoint_from_pt(with_pickle(b"".join(OPCODES)), "rezipped.pt").config == checkpoint.config
+
+
+@PROFILE
+@given(byte_edits(ORIGINAL))
+def test_file_bytes_mutated(data):
+    read_or_refuse(data)
+
+
+@PROFILE
+@given(byte_edits(PICKLED).map(with_pickle))
+def test_pickle_bytes_mutated(data):
+    read_or_refuse(data)
+
+
+@PROFILE
+@given(opcode_edits())
+def test_pickle_opcodes_edited(data):
+    read_or_refuse(data)
+
+
+@PROFILE
+@given(member_edits())
+def test_zip_members_edited(data):
+    read_or_refuse(data)
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_unmutated_rezip_reads(compression):
+    """The strategies start from something that reads: re-zipping alone changes nothing."""
+    assert isinstance(checkpoint_from_pt(zipped(MEMBERS, compression), "rezipped.pt"), Checkpoint)
