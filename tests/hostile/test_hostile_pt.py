@@ -4,15 +4,21 @@ in exit 1 with one sentence, within a memory bound, with nothing written and eve
 folder as it was.
 
 The memory bound: the reader costs a few times the file's size plus fixed budgets (see
-pickle_reader.py); every file here is under 2 MB, and the bound below is a Python with NumPy
-(about 40 MB here) plus a generous margin. Before these checks, the same files took from
-4 GB (a stride-0 view) to 9.5 GB (a megabyte of MARKs), or crashed with SIGSEGV.
+pickle_reader.py); every hostile file here is under 2 MB, and the bound below is a Python with
+NumPy (about 36 MB) plus a margin; a sound .pt of N MB costs validate about 36 + 3N MB. Before
+these checks, the same files took from 4 GB (a stride-0 view) to 9.5 GB (a megabyte of
+MARKs), or crashed with SIGSEGV.
+
+Peak memory is the child's own VmHWM, read from /proc as it exits: the resource usage that
+wait4 reports starts from the parent's resident set at fork (the pytest process), so it would
+measure the test runner rather than the command.
 """
 
 import io
 import math
 import pickle
 import struct
+import sys
 import zipfile
 from pathlib import Path
 
@@ -23,7 +29,31 @@ from llama2np.errors import CheckpointError
 from llama2np.tools.models.pickle_reader import load_pt
 from support import FIXTURES
 
-PEAK_RSS_MB = 150  # measured: 40-70 MB for every case below
+PEAK_RSS_MB = 100  # measured: 36-58 MB for every hostile case below
+
+# Runs llama2np's main and, on the way out, writes the process's peak resident set (kB).
+MEASURED = """
+import atexit, os, sys
+from pathlib import Path
+
+def record():
+    status = Path("/proc/self/status").read_text()
+    peak = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    Path(os.environ["LLAMA2NP_TEST_PEAK_FILE"]).write_text(peak)
+
+atexit.register(record)
+from llama2np.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_measured(*args: object, peak_file: Path, memory_mb: int = 768):
+    """run_bounded's outcome for `llama2np ARGS`, with the command's own peak RSS in MB."""
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("measuring a command's own peak memory needs Linux's /proc")
+    outcome = run_bounded(command=[sys.executable, "-c", MEASURED, *map(str, args)],
+                          env={"LLAMA2NP_TEST_PEAK_FILE": str(peak_file)}, memory_mb=memory_mb)
+    return outcome, int(peak_file.read_text()) / 1024
 
 
 # -- writing pickles by hand ----------------------------------------------------------------------
@@ -249,14 +279,61 @@ def hostile_pt(request, tmp_path_factory) -> tuple[Path, tuple[str, ...]]:
 
 
 @pytest.mark.parametrize("command", ["validate", "export"])
-def test_a_hostile_pt_is_refused_in_bounded_memory_and_writes_nothing(hostile_pt, command):
+def test_a_hostile_pt_is_refused_in_bounded_memory_and_writes_nothing(hostile_pt, command,
+                                                                      tmp_path):
     path, phrases = hostile_pt
     before = folder_state(path.parent)
     args = [path] if command == "validate" else [path, path.parent / "out.bin"]
-    outcome = run_bounded(command, *args, cwd=path.parent)
+    outcome, peak_mb = run_measured(command, *args, peak_file=tmp_path / "peak")
     assert_refused(outcome, 1, str(path), *phrases)
-    assert outcome.peak_rss_mb < PEAK_RSS_MB, (outcome.peak_rss_mb, path.stat().st_size)
+    assert peak_mb < PEAK_RSS_MB, (peak_mb, path.stat().st_size)
     assert folder_state(path.parent) == before
+
+
+def sound_pt(path: Path, dim: int, hidden: int, layers: int, vocab: int) -> None:
+    """A train.py-like .pt of random weights (classifier tied to the embedding), written
+    storage by storage."""
+    heads, kv_heads = 8, 4
+    kv_dim = dim // heads * kv_heads
+    shapes = {"tok_embeddings.weight": (vocab, dim), "norm.weight": (dim,)}
+    for i in range(layers):
+        shapes |= {f"layers.{i}.attention_norm.weight": (dim,),
+                   f"layers.{i}.attention.wq.weight": (dim, dim),
+                   f"layers.{i}.attention.wk.weight": (kv_dim, dim),
+                   f"layers.{i}.attention.wv.weight": (kv_dim, dim),
+                   f"layers.{i}.attention.wo.weight": (dim, dim),
+                   f"layers.{i}.ffn_norm.weight": (dim,),
+                   f"layers.{i}.feed_forward.w1.weight": (hidden, dim),
+                   f"layers.{i}.feed_forward.w2.weight": (dim, hidden),
+                   f"layers.{i}.feed_forward.w3.weight": (hidden, dim)}
+    rng = np.random.default_rng(0)
+    pairs = []
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, (name_, shape) in enumerate(shapes.items()):
+            count, strides = math.prod(shape), (shape[1], 1) if len(shape) == 2 else (1,)
+            archive.writestr(f"archive/data/{key}",
+                             (rng.standard_normal(count, np.float32) * 0.02).tobytes())
+            pairs.append((name_, tensor(str(key), count, 0, shape, strides)))
+        pairs.append(("output.weight", tensor("0", vocab * dim, 0, (vocab, dim), (dim, 1))))
+        args = dict(dim=dim, hidden_dim=hidden, n_layers=layers, n_heads=heads,
+                    n_kv_heads=kv_heads, vocab_size=vocab, max_seq_len=256)
+        archive.writestr("archive/data.pkl",
+                         saved(mapping(pairs), **{k: integer(v) for k, v in args.items()}))
+
+
+def test_memory_follows_the_file_not_the_pickle(tmp_path):
+    """A sound 17 MB .pt: validate peaks at about 36 MB + 3 times the file, export (which
+    writes and validates the result as well) at about 36 MB + 4.3 times."""
+    path = tmp_path / "model.pt"
+    sound_pt(path, dim=256, hidden=768, layers=4, vocab=4096)
+    size_mb = path.stat().st_size / 2**20
+    validated, validate_mb = run_measured("validate", path, peak_file=tmp_path / "peak")
+    assert_refused(validated, 1, "convert it first with `llama2np export")
+    exported, export_mb = run_measured("export", path, tmp_path / "out.bin", "--version", "1",
+                                       peak_file=tmp_path / "peak")
+    assert exported.status == 0, exported.stderr
+    assert validate_mb < 48 + 4 * size_mb, (validate_mb, size_mb)
+    assert export_mb < 48 + 5 * size_mb, (export_mb, size_mb)
 
 
 # -- the allow-list stays as it was ---------------------------------------------------------------

@@ -159,7 +159,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         if storage.bfloat16:  # bfloat16 is the top half of a float32
             return (view.astype(np.uint32) << 16).view(np.float32)
         if view.dtype.kind == "f":
-            return view.astype(np.float32)
+            return view.astype(np.float32, copy=False)  # float32 storages stay uncopied
         return view.copy()
 
     def rebuild_parameter(self, data: object, *_: object) -> np.ndarray:
