@@ -104,53 +104,67 @@ def byte_edits(draw: st.DrawFn, data: bytes) -> bytes:
     return bytes(data)
 
 
+def list_edits(draw: st.DrawFn, items: list, special: dict) -> list:
+    """A copy of `items` after one to three edits: deleting, duplicating or swapping items, or
+    one of `special` (name -> function of the list and a position)."""
+    items = list(items)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(items) - 1))
+        edit = draw(st.sampled_from(["delete", "duplicate", "swap", *special]))
+        if edit == "delete" and len(items) > 1:
+            del items[at]
+        elif edit == "duplicate":
+            items.insert(at, items[at])
+        elif edit == "swap":
+            other = draw(st.integers(0, len(items) - 1))
+            items[at], items[other] = items[other], items[at]
+        elif edit in special:
+            special[edit](items, at)
+    return items
+
+
 @st.composite
 def opcode_edits(draw: st.DrawFn) -> bytes:
-    """The pickle with whole opcodes replaced, deleted, duplicated or swapped."""
-    ops = list(OPCODES)
-    for _ in range(draw(st.integers(1, 3))):
-        at = draw(st.integers(0, len(ops) - 1))
-        edit = draw(st.sampled_from(["replace", "delete", "duplicate", "swap", "insert"]))
-        if edit == "replace":
-            ops[at] = draw(st.sampled_from(REPLACEMENTS))
-        elif edit == "insert":
-            ops.insert(at, draw(st.sampled_from(REPLACEMENTS)))
-        elif edit == "delete" and len(ops) > 1:
-            del ops[at]
-        elif edit == "duplicate":
-            ops.insert(at, ops[at])
-        elif edit == "swap":
-            other = draw(st.integers(0, len(ops) - 1))
-            ops[at], ops[other] = ops[other], ops[at]
-    return with_pickle(b"".join(ops))
+    """The pickle with whole opcodes replaced, inserted, deleted, duplicated or swapped."""
+
+    def replace(ops: list, at: int) -> None:
+        ops[at] = draw(st.sampled_from(REPLACEMENTS))
+
+    def insert(ops: list, at: int) -> None:
+        ops.insert(at, draw(st.sampled_from(REPLACEMENTS)))
+
+    return with_pickle(b"".join(list_edits(draw, OPCODES, {"replace": replace, "insert": insert})))
 
 
 @st.composite
 def member_edits(draw: st.DrawFn) -> bytes:
-    """Zip members swapped, dropped, renamed or cut short, stored or deflated."""
-    members = list(MEMBERS)
-    for _ in range(draw(st.integers(1, 3))):
-        at = draw(st.integers(0, len(members) - 1))
-        edit = draw(st.sampled_from(["swap", "drop", "rename", "cut", "double"]))
+    """Zip members reordered, dropped, doubled, renamed, given another's data or cut short,
+    stored or deflated."""
+    names = [name for name, _ in MEMBERS] + ["data.pkl", "x/data.pkl"]
+
+    def swap_data(members: list, at: int) -> None:
+        other = draw(st.integers(0, len(members) - 1))
+        (name, data), (other_name, other_data) = members[at], members[other]
+        members[at], members[other] = (name, other_data), (other_name, data)
+
+    def rename(members: list, at: int) -> None:
+        members[at] = (draw(st.sampled_from(names)), members[at][1])
+
+    def cut(members: list, at: int) -> None:
         name, data = members[at]
-        if edit == "swap":
-            other = draw(st.integers(0, len(members) - 1))
-            members[at] = (name, members[other][1])
-            members[other] = (members[other][0], data)
-        elif edit == "drop" and len(members) > 1:
-            del members[at]
-        elif edit == "rename":
-            members[at] = (draw(st.sampled_from([m[0] for m in MEMBERS] + ["data.pkl", "x/data.pkl"])),
-                           data)
-        elif edit == "cut":
-            members[at] = (name, data[: draw(st.integers(0, len(data)))])
-        elif edit == "double":
-            members[at] = (name, data * 2)
+        members[at] = (name, data[: draw(st.integers(0, len(data)))])
+
+    def double(members: list, at: int) -> None:
+        name, data = members[at]
+        members[at] = (name, data * 2)
+
+    members = list_edits(draw, MEMBERS, {"swap data": swap_data, "rename": rename, "cut": cut,
+                                         "double": double})
     compression = draw(st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))
     return zipped(members, compression)
 
 
-# Memory one read may take above what was allocated before it, for a file of 35 KB: the fixed
+# Memory one read may allocate at its peak, for a file of 35 KB: the fixed
 # budgets of the reader (its opcode budget costs 40 MB at worst) and a few times the file.
 PEAK_MB = 64
 
