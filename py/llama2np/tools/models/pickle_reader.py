@@ -261,6 +261,7 @@ def pushes_container(opcode: str) -> object:
 
 def pushes_int(opcode: str) -> object:
     """LONG1 and LONG4: torch writes no integer wider than 64 bits."""
+
     def run(self: RestrictedUnpickler) -> None:
         BASE[OP[opcode]](self)
         if abs(self.stack[-1]).bit_length() > MAX_INT_BITS:
