@@ -5,9 +5,13 @@ import json
 import math
 import struct
 
+import llama2np
 import numpy as np
 import pytest
-from support import run_cli
+from llama2np.errors import Llama2npError
+from llama2np.tools.models.checkpoint_writer import write_checkpoint
+from llama2np.tools.models.validation import PYTORCH_FORMAT, validate_model
+from support import FIXTURES, run_cli, write_tokenizer
 
 
 def test_json_report_of_the_real_model(model_dir):
@@ -101,7 +105,7 @@ def test_tokenizer_of_another_model_is_refused(model_dir, tmp_path):
     other.write_bytes(data[:offset])
     result = run_cli("validate", model_dir / "stories260K.bin", "-z", other)
     assert result.returncode == 1
-    assert "has 300 tokens but the model's vocabulary has 512" in result.stderr
+    assert "holds 300 tokens but the model's vocabulary has 512" in result.stderr
 
 
 def test_truncated_tokenizer_is_refused(model_dir, tmp_path):
@@ -114,3 +118,85 @@ def test_truncated_tokenizer_is_refused(model_dir, tmp_path):
 def test_missing_checkpoint_is_a_sentence(tmp_path):
     result = run_cli("validate", tmp_path / "none.bin")
     assert result.returncode == 1 and "does not exist" in result.stderr
+
+
+# -- one gate: what validate accepts, the runtime loads ----------------------------------------
+
+
+def tokenizer_entries(data: bytes, count: int) -> int:
+    """The byte offset just after the first `count` entries of a tokenizer file."""
+    offset = 4
+    for _ in range(count):
+        offset += 8 + struct.unpack_from("<i", data, offset + 4)[0]
+    return offset
+
+
+def set_group_size(size: int):
+    def change(data: bytes) -> bytes:
+        start = struct.calcsize("<Ii7iB")
+        return data[:start] + struct.pack("<i", size) + data[start + 4:]
+    return change
+
+
+def with_v1_shared_flag_cleared(data: bytes) -> bytes:
+    flag = struct.calcsize("<Ii7i")
+    return data[:flag] + b"\x00" + data[flag + 1:]
+
+
+# (version to write stories260K in, change to the checkpoint, change to tok512.bin)
+GATE_CASES = {
+    "intact": (0, None, None),
+    "intact Q8_0": (2, None, None),
+    "tokenizer with a cut entry after the vocabulary": (0, None, lambda t: t + b"\x00\x00\x80"),
+    "tokenizer with one token more": (0, None, lambda t: t + struct.pack("<fi", -1.0, 1) + b"z"),
+    "tokenizer of another model": (0, None, lambda t: t[:tokenizer_entries(t, 300)]),
+    "Q8_0 groups that do not divide the rows": (2, set_group_size(48), None),
+    "Q8_0 group size 0": (2, set_group_size(0), None),
+    "shared-classifier flag that lies": (1, with_v1_shared_flag_cleared, None),
+}
+
+
+@pytest.mark.parametrize("case", GATE_CASES)
+def test_validate_accepts_exactly_what_the_runtime_loads(model_dir, checkpoint, tmp_path, case):
+    """validate reads through the runtime's own readers, so for models without NaN or all-zero
+    tensors its verdict is the runtime's: `llama2np.load` (what generate and the page call)."""
+    version, change_model, change_tokenizer = GATE_CASES[case]
+    model = write_checkpoint(checkpoint, version)
+    model = change_model(model) if change_model else model
+    tokenizer = (model_dir / "tok512.bin").read_bytes()
+    tokenizer = change_tokenizer(tokenizer) if change_tokenizer else tokenizer
+    (tmp_path / "model.bin").write_bytes(model)
+    (tmp_path / "tok.bin").write_bytes(tokenizer)
+    try:
+        llama2np.load(model, tokenizer)
+        loads = True
+    except Llama2npError:
+        loads = False
+    report = validate_model(tmp_path / "model.bin", tmp_path / "tok.bin")
+    assert report.ok == loads, report.problems
+
+
+def test_validate_refuses_a_pt_and_says_how_to_convert_it(tmp_path):
+    """The runtime reads llama2.c files only: a sound .pt gets its full report and one problem."""
+    tokenizer = tmp_path / "tok32.bin"
+    write_tokenizer(tokenizer, 32)
+    with pytest.raises(Llama2npError):
+        llama2np.load((FIXTURES / "tiny_train.pt").read_bytes(), tokenizer.read_bytes())
+    result = run_cli("validate", FIXTURES / "tiny_train.pt", "-z", tokenizer, "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["format"] == PYTORCH_FORMAT and len(report["tensors"]) == 11
+    assert report["tokenizer_vocab_size"] == 32
+    assert len(report["problems"]) == 1 and "llama2np export" in report["problems"][0]
+    assert result.stderr.startswith("llama2np: ") and "llama2np export" in result.stderr
+
+
+def test_build_refuses_a_pt_and_says_how_to_convert_it(tmp_path):
+    tokenizer = tmp_path / "tok32.bin"
+    write_tokenizer(tokenizer, 32)
+    result = run_cli("build", "--checkpoint", FIXTURES / "tiny_train.pt", "--tokenizer", tokenizer,
+                     "--out", tmp_path / "site")
+    assert result.returncode == 1, result.stderr
+    assert "cannot load; convert it first with `llama2np export" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok32.bin"]

@@ -245,7 +245,7 @@ def test_a_tokenizer_that_does_not_fit_is_refused(tmp_path, model_dir):
     write_tokenizer(tokenizer, 32)
     result = run_cli("build", "--out", tmp_path / "out", "--checkpoint", model_dir / "stories260K.bin",
                      "--tokenizer", tokenizer)
-    assert result.returncode == 1 and "has 32 tokens but the model's vocabulary has 512" in result.stderr
+    assert result.returncode == 1 and "holds 32 tokens but the model's vocabulary has 512" in result.stderr
 
 
 def test_a_missing_node_is_a_sentence(tmp_path, monkeypatch):

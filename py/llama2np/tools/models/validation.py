@@ -1,8 +1,12 @@
 """Is this model sound? Every check `llama2np validate` and the site bundler run, as data.
 
-A checkpoint is read by the runtime's own reader (which already checks the header and the exact
-file size), or by the restricted `.pt` reader; then every tensor is checked for its shape,
-NaN/Inf and all zeros, and the tokenizer for fitting the model's vocabulary.
+One gate: what validation accepts, the runtime loads. A llama2.c checkpoint is read by the
+runtime's own reader (which checks the header, the Q8_0 groups and the exact file size) and the
+tokenizer by the very call `generate` and the page make (`Tokenizer.load` with the model's
+vocabulary size), so the two can never disagree; validation only adds checks (NaN/Inf, all-zero
+tensors). A train.py `.pt` is read by the restricted `.pt` reader and checked the same way, but
+it is never accepted as it is: the runtime reads llama2.c files only, so the report says to
+convert it with `llama2np export`.
 """
 
 import dataclasses
@@ -68,41 +72,50 @@ class Report:
 def validate_model(checkpoint: Path, tokenizer: Path | None = None) -> Report:
     """Run every check; problems are collected as sentences, never raised."""
     checkpoint = Path(checkpoint)
-    report = Report(str(checkpoint), checkpoint.stat().st_size if checkpoint.is_file() else 0)
+    report = Report(str(checkpoint), 0)
     try:
-        parsed, report.format = read_any(checkpoint)
-        report.sha256 = file_sha256(checkpoint)
+        data = read_file(checkpoint, "checkpoint", CheckpointError)
+        # Size and digest of the very bytes checked, not of whatever the name points to later.
+        report.file_bytes, report.sha256 = len(data), hashlib.sha256(data).hexdigest()
+        parsed, report.format = parse_any(data, str(checkpoint))
     except Llama2npError as error:
         report.problems.append(str(error))
         return report
+    del data
     describe(parsed, report)
     check_tensors(parsed, report)
     if tokenizer is not None:
         check_tokenizer(Path(tokenizer), parsed.config.vocab_size, report)
+    if report.format == PYTORCH_FORMAT:
+        report.problems.append(
+            f"{checkpoint} is a PyTorch checkpoint, which generate and the page cannot load; "
+            f"convert it first with `llama2np export {checkpoint} model.bin` and use model.bin."
+        )
     return report
 
 
 def require_valid(checkpoint: Path, tokenizer: Path | None = None) -> Report:
-    """The report of a sound model, or Llama2npError listing what is wrong."""
+    """The report of a model the runtime loads (what `build` bundles), or Llama2npError listing
+    what is wrong; a .pt is refused with the `llama2np export` line that converts it."""
     report = validate_model(checkpoint, tokenizer)
     if not report.ok:
         raise Llama2npError(f"{checkpoint} is not a usable model: " + " ".join(report.problems))
     return report
 
 
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
-
-
 def read_any(path: Path) -> tuple[Checkpoint, str]:
     """A checkpoint from a llama2.c .bin or a train.py .pt, with the format's name."""
-    data = read_file(path, "checkpoint", CheckpointError)
+    return parse_any(read_file(path, "checkpoint", CheckpointError), str(path))
+
+
+def parse_any(data: bytes, name: str) -> tuple[Checkpoint, str]:
+    """The checkpoint in a file's bytes: a .pt through the restricted reader, anything else
+    through the runtime's own `read_checkpoint`."""
     if data[:4] == b"PK\x03\x04":  # torch.save's zip container
         from llama2np.tools.models.torch_checkpoint import checkpoint_from_pt
 
-        return checkpoint_from_pt(data, str(path)), PYTORCH_FORMAT
-    parsed = read_checkpoint(data, str(path))
+        return checkpoint_from_pt(data, name), PYTORCH_FORMAT
+    parsed = read_checkpoint(data, name)
     return parsed, FORMATS[parsed.version]
 
 
@@ -114,7 +127,7 @@ def describe(parsed: Checkpoint, report: Report) -> None:
     shapes = weight_shapes(c)
     if parsed.shared_classifier:
         shapes.pop("wcls")  # the embedding matrix, not a parameter of its own
-    report.parameters = sum(int(np.prod(shape)) for shape in shapes.values())
+    report.parameters = sum(math.prod(shape) for shape in shapes.values())
 
 
 def check_tensors(parsed: Checkpoint, report: Report) -> None:
@@ -145,18 +158,12 @@ def check_tensors(parsed: Checkpoint, report: Report) -> None:
 
 
 def check_tokenizer(path: Path, vocab_size: int, report: Report) -> None:
+    """The tokenizer read exactly as `generate` and the page read it, for this model."""
     report.tokenizer = str(path)
     try:
-        tokenizer = Tokenizer.load(path, None)
+        report.tokenizer_vocab_size = Tokenizer.load(path, vocab_size).vocab_size
     except Llama2npError as error:
         report.problems.append(str(error))
-        return
-    report.tokenizer_vocab_size = tokenizer.vocab_size
-    if tokenizer.vocab_size != vocab_size:
-        report.problems.append(
-            f"tokenizer {path} has {tokenizer.vocab_size} tokens but the model's vocabulary has "
-            f"{vocab_size}; use the tokenizer the model was trained with."
-        )
 
 
 def format_report(report: Report) -> str:
