@@ -3,10 +3,9 @@ test needs to check that it refused cleanly and touched nothing it should not ha
 
 import hashlib
 import os
-import resource
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,56 +25,50 @@ class Outcome:
     seconds: float
 
 
+# A small Python between the test and the command: it caps the address space, starts the
+# command, passes SIGINT and SIGTERM on, and reports the command's own peak resident set. (The
+# peak that wait4 reports for a child starts at the resident set of the process that forked it,
+# so a child forked straight from a large pytest process would seem to use pytest's memory.)
+LAUNCHER = """
+import os, resource, signal, sys
+limit, report, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+child = os.fork()
+if child == 0:
+    os.execvp(argv[0], argv)
+for sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(sig, lambda number, frame: os.kill(child, number))
+_, status, usage = os.wait4(child, 0)
+with open(report, "w") as out:
+    out.write(str(usage.ru_maxrss))
+if os.WIFSIGNALED(status):
+    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_bounded(*args: object, cwd: Path | None = None, input: bytes | None = None,
                 env: dict | None = None, memory_mb: int = MEMORY_LIMIT_MB,
                 timeout: float = TIME_LIMIT_SECONDS, command: list[str] | None = None) -> Outcome:
     """Run `llama2np ARGS` (or `command`) with its address space capped at `memory_mb` and a
     wall-clock limit; a run that hits the limit fails the test through TimeoutExpired."""
-
-    def limit() -> None:
-        limit_bytes = memory_mb << 20
-        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
-
     full_env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", **(env or {})}
     full_env.pop("LLAMA2NP_DEBUG", None)
     argv = command or [sys.executable, "-m", "llama2np.cli", *map(str, args)]
-    start = time.monotonic()
-    process = subprocess.Popen(argv, cwd=cwd, env=full_env, preexec_fn=limit,
-                               stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    output: dict[str, bytes] = {}
-
-    def drain(name: str, stream: object) -> None:
-        output[name] = stream.read()
-
-    readers = [threading.Thread(target=drain, args=(name, stream), daemon=True)
-               for name, stream in (("stdout", process.stdout), ("stderr", process.stderr))]
-    for reader in readers:
-        reader.start()
-    if input is not None:
+    with tempfile.TemporaryDirectory(prefix="llama2np-bounded-") as scratch:
+        report = Path(scratch) / "peak-kb"
+        launcher = [sys.executable, "-c", LAUNCHER, str(memory_mb << 20), str(report), *argv]
+        start = time.monotonic()
         try:
-            process.stdin.write(input)
-            process.stdin.close()
-        except BrokenPipeError:
-            pass
-    # wait4 reaps this very child and reports its own peak resident set (RUSAGE_CHILDREN would
-    # give the largest of every child this test process ever had).
-    deadline = start + timeout
-    while True:
-        pid, wait_status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            process.kill()
-            os.wait4(process.pid, 0)
-            raise subprocess.TimeoutExpired(argv, timeout)
-        time.sleep(0.01)
-    process.returncode = os.waitstatus_to_exitcode(wait_status)
-    for reader in readers:
-        reader.join()
-    return Outcome(process.returncode, output["stdout"].decode("utf-8", "replace"),
-                   output["stderr"].decode("utf-8", "replace"), usage.ru_maxrss / 1024,
-                   time.monotonic() - start)
+            result = subprocess.run(launcher, cwd=cwd, env=full_env, input=input,
+                                    stdin=None if input is not None else subprocess.DEVNULL,
+                                    capture_output=True, timeout=timeout)
+        finally:
+            seconds = time.monotonic() - start
+        peak_kb = int(report.read_text()) if report.is_file() else 0
+    return Outcome(result.returncode, result.stdout.decode("utf-8", "replace"),
+                   result.stderr.decode("utf-8", "replace"), peak_kb / 1024, seconds)
 
 
 def assert_refused(outcome: Outcome, status: int, *phrases: str) -> str:

@@ -9,16 +9,13 @@ NumPy (about 36 MB) plus a margin; a sound .pt of N MB costs validate about 36 +
 these checks, the same files took from 4 GB (a stride-0 view) to 9.5 GB (a megabyte of
 MARKs), or crashed with SIGSEGV.
 
-Peak memory is the child's own VmHWM, read from /proc as it exits: the resource usage that
-wait4 reports starts from the parent's resident set at fork (the pytest process), so it would
-measure the test runner rather than the command.
+Peak memory is the command's own, as `hostile.run_bounded` measures it.
 """
 
 import io
 import math
 import pickle
 import struct
-import sys
 import zipfile
 from pathlib import Path
 
@@ -31,29 +28,10 @@ from support import FIXTURES
 
 PEAK_RSS_MB = 100  # measured: 36-58 MB for every hostile case below
 
-# Runs llama2np's main and, on the way out, writes the process's peak resident set (kB).
-MEASURED = """
-import atexit, os, sys
-from pathlib import Path
-
-def record():
-    status = Path("/proc/self/status").read_text()
-    peak = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
-    Path(os.environ["LLAMA2NP_TEST_PEAK_FILE"]).write_text(peak)
-
-atexit.register(record)
-from llama2np.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-def run_measured(*args: object, peak_file: Path, memory_mb: int = 768):
+def run_measured(*args: object, memory_mb: int = 768):
     """run_bounded's outcome for `llama2np ARGS`, with the command's own peak RSS in MB."""
-    if not Path("/proc/self/status").is_file():
-        pytest.skip("measuring a command's own peak memory needs Linux's /proc")
-    outcome = run_bounded(command=[sys.executable, "-c", MEASURED, *map(str, args)],
-                          env={"LLAMA2NP_TEST_PEAK_FILE": str(peak_file)}, memory_mb=memory_mb)
-    return outcome, int(peak_file.read_text()) / 1024
+    outcome = run_bounded(*args, memory_mb=memory_mb)
+    return outcome, outcome.peak_rss_mb
 
 
 # -- writing pickles by hand ----------------------------------------------------------------------
@@ -284,7 +262,7 @@ def test_a_hostile_pt_is_refused_in_bounded_memory_and_writes_nothing(hostile_pt
     path, phrases = hostile_pt
     before = folder_state(path.parent)
     args = [path] if command == "validate" else [path, path.parent / "out.bin"]
-    outcome, peak_mb = run_measured(command, *args, peak_file=tmp_path / "peak")
+    outcome, peak_mb = run_measured(command, *args)
     assert_refused(outcome, 1, str(path), *phrases)
     assert peak_mb < PEAK_RSS_MB, (peak_mb, path.stat().st_size)
     assert folder_state(path.parent) == before
@@ -327,10 +305,9 @@ def test_memory_follows_the_file_not_the_pickle(tmp_path):
     path = tmp_path / "model.pt"
     sound_pt(path, dim=256, hidden=768, layers=4, vocab=4096)
     size_mb = path.stat().st_size / 2**20
-    validated, validate_mb = run_measured("validate", path, peak_file=tmp_path / "peak")
+    validated, validate_mb = run_measured("validate", path)
     assert_refused(validated, 1, "convert it first with `llama2np export")
-    exported, export_mb = run_measured("export", path, tmp_path / "out.bin", "--version", "1",
-                                       peak_file=tmp_path / "peak")
+    exported, export_mb = run_measured("export", path, tmp_path / "out.bin", "--version", "1")
     assert exported.status == 0, exported.stderr
     assert validate_mb < 48 + 4 * size_mb, (validate_mb, size_mb)
     assert export_mb < 48 + 5 * size_mb, (export_mb, size_mb)
