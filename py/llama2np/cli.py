@@ -59,10 +59,9 @@ def build_parser() -> "argparse.ArgumentParser":
 
         def error(self, message: str) -> None:
             self.print_usage(sys.stderr)
-            message = shorten(message)
-            if not message.endswith("."):  # argparse's own messages say what, not what to do
-                message += f"; see `{self.prog} --help`."
-            self.exit(2, f"llama2np: {message}\n")
+            # argparse's own messages say what is wrong, not what to do (the flags' types do).
+            advice = "" if message.endswith(".") else f"; see `{self.prog} --help`."
+            self.exit(2, f"llama2np: {shorten(message)}{advice}\n")
 
     parser = Parser(
         prog="llama2np",
@@ -89,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         status = done.code if isinstance(done.code, int) else 0 if done.code is None else 1
         return flush_quietly(status)
     except BaseException as error:  # every way a run can end is decided here
-        return flush_quietly(failure(error, command))
+        try:
+            return flush_quietly(failure(error, command))
+        except KeyboardInterrupt:  # while saying goodbye: the run ends all the same
+            return INTERRUPTED
 
 
 def failure(error: BaseException, command: str) -> int:
