@@ -211,7 +211,7 @@ class StandardStream(io.RawIOBase):
             raise OutputError("standard output is closed, so the output has nowhere to go; "
                               "send it to a file or a pipe instead.")
         try:
-            return os.write(self.fd, data)
+            return write_waiting(self.fd, data)
         except OSError as error:
             if self.fd == 2:
                 self.discard = True
@@ -220,6 +220,18 @@ class StandardStream(io.RawIOBase):
                 raise ReaderGone(*error.args) from None
             raise OutputError(f"cannot write to standard output ({error.strerror}); free some "
                               "space there or send the output elsewhere.") from None
+
+
+def write_waiting(fd: int, data: bytes) -> int:
+    """os.write, waiting for room when another program left the descriptor non-blocking (a
+    pipe shared with Node.js, for one), where a plain write fails with EAGAIN."""
+    while True:
+        try:
+            return os.write(fd, data)
+        except BlockingIOError:
+            import select
+
+            select.select([], [fd], [])
 
 
 def protect_standard_streams() -> None:

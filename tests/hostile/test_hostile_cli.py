@@ -101,12 +101,20 @@ def full_pipe() -> tuple[int, int]:
     return read_end, write_end
 
 
-def blocked_writing(pid: int) -> bool:
-    """Whether process `pid` sleeps in the kernel writing to a pipe."""
+def sleeping_in(pid: int, *functions: str) -> bool:
+    """Whether process `pid` sleeps in a kernel function named with one of `functions`."""
     try:
-        return "pipe_write" in Path(f"/proc/{pid}/wchan").read_text()
+        where = Path(f"/proc/{pid}/wchan").read_text()
     except OSError:
         return False
+    return any(function in where for function in functions)
+
+
+def wait_until_sleeping_in(process: subprocess.Popen, begun: float, *functions: str) -> None:
+    while not sleeping_in(process.pid, *functions):
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < begun + TIMEOUT, f"the child never slept in {functions}"
+        time.sleep(0.01)
 
 
 def assert_quiet(outcome: Outcome) -> None:
@@ -265,6 +273,25 @@ def test_head_reading_ten_bytes_ends_the_story_quietly(story_args):
     assert_quiet(outcome)
 
 
+def test_non_blocking_stdout_that_is_full_is_waited_for(story_args):
+    # Another program (Node.js does this) may leave a shared pipe non-blocking: a write to a
+    # full pipe then fails with EAGAIN instead of waiting, which must not end the story.
+    expected = run_bounded(*story_args, "-t", "0").stdout
+    read_end, write_end = full_pipe()
+    os.set_blocking(write_end, False)  # the flag belongs to the pipe, shared with the child
+    begun = time.monotonic()
+    process = start([sys.executable, "-m", "llama2np.cli", *story_args, "-t", "0"],
+                    stdout=write_end)
+    os.close(write_end)
+    wait_until_sleeping_in(process, begun, "poll", "select")  # waiting for room, not failed
+    with os.fdopen(read_end, "rb") as reader:
+        received = reader.read()
+    outcome = finish(process, begun)
+    assert outcome.status == 0, outcome.stderr
+    assert received[PIPE_CAPACITY:].decode("utf-8") == expected
+    assert_quiet(outcome)
+
+
 def test_closed_stderr_keeps_the_story_on_stdout(story_args):
     # With descriptor 2 closed, Python has no sys.stderr, and print(..., file=sys.stderr)
     # would write the statistics line into the story.
@@ -359,10 +386,7 @@ def test_ctrl_c_mid_story(story_args):
     process = start([sys.executable, "-m", "llama2np.cli", *story_args, "-n", "0"],
                     stdout=write_end)
     os.close(write_end)
-    while not blocked_writing(process.pid):
-        assert process.poll() is None, process.stderr.read()
-        assert time.monotonic() < begun + TIMEOUT, "the story never blocked on its output"
-        time.sleep(0.01)
+    wait_until_sleeping_in(process, begun, "pipe_write")
     process.send_signal(signal.SIGINT)
     outcome = finish(process, begun)
     os.close(read_end)
