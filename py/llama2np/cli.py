@@ -113,7 +113,7 @@ def failure(error: BaseException, command: str) -> int:
         say(f"not enough memory to finish `{command}`; close other programs, or use a smaller "
             "model or fewer steps.")
         return 1
-    if not isinstance(error, Exception):  # SystemExit from a command, GeneratorExit: not ours
+    if not isinstance(error, Exception):  # GeneratorExit and the like: not ours to hide
         raise error
     debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     if debug:
