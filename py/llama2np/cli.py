@@ -78,10 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run `llama2np ARGS` and return the exit status; the console script exits with it."""
     command = "llama2np"
     try:
+        catch_swallowed_interrupts()
         protect_standard_streams()
         args = build_parser().parse_args(argv)
         command = f"llama2np {args.command}"
         status = args.run(args) or 0
+        raise_pending_interrupt()
         sys.stdout.flush()  # a full or closed output shows here, not in Python's exit
         return status
     except SystemExit as done:  # argparse, after --help, --version or a usage error
@@ -138,6 +140,35 @@ def say(sentence: str) -> None:
 def shorten(text: str) -> str:
     """An exception's text as a sentence repeats it: some repeat a whole argument or file."""
     return text if len(text) <= MESSAGE_CHARACTERS else text[:MESSAGE_CHARACTERS] + "..."
+
+
+# Ctrl+C that Python could not deliver: the signal raises KeyboardInterrupt in whatever code
+# runs at that instant, and where that is a callback (a weak reference's, inside an import),
+# Python prints "Exception ignored ... KeyboardInterrupt" and goes on as if nothing happened.
+# Such an interrupt is noted instead, and raised at the next write or at the command's end.
+interrupt_pending = False
+
+
+def catch_swallowed_interrupts() -> None:
+    global interrupt_pending
+    interrupt_pending = False
+    sys.unraisablehook = note_swallowed_interrupt
+
+
+def note_swallowed_interrupt(report: object) -> None:
+    """sys.unraisablehook: a KeyboardInterrupt Python could not raise becomes pending; any
+    other exception it could not raise is reported as Python reports it."""
+    global interrupt_pending
+    if isinstance(report.exc_value, KeyboardInterrupt):
+        interrupt_pending = True
+    else:
+        sys.__unraisablehook__(report)
+
+
+def raise_pending_interrupt() -> None:
+    """Raise a Ctrl+C that was swallowed where it arrived."""
+    if interrupt_pending:
+        raise KeyboardInterrupt
 
 
 def ignore_further_interrupts() -> None:
@@ -207,6 +238,8 @@ class StandardStream(io.RawIOBase):
 
         if self.discard or (self.closed_at_start and self.fd == 2):
             return len(data)
+        if self.fd == 1:
+            raise_pending_interrupt()  # at the latest with the next token
         if self.closed_at_start:
             raise OutputError("standard output is closed, so the output has nowhere to go; "
                               "send it to a file or a pipe instead.")

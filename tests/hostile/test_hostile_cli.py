@@ -355,6 +355,32 @@ def test_ctrl_c_while_numpy_loads(story_args):
     assert_interrupted(outcome)
 
 
+# The Ctrl+C arrives while an object is being finalized (as it did, by chance, in a weak
+# reference's callback inside an import): Python cannot raise a KeyboardInterrupt there and
+# would print "Exception ignored" and carry on with the story.
+INTERRUPT_WHILE_FINALIZING = """
+import os, signal, sys
+class Finalizing:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handler runs, and raises, here
+            pass
+class InterruptAtImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            sys.meta_path.remove(self)
+            Finalizing()
+        return None
+sys.meta_path.insert(0, InterruptAtImport())
+"""
+
+
+def test_ctrl_c_that_python_could_not_raise_still_ends_the_run(story_args):
+    outcome = run_bounded(command=[*console_script(INTERRUPT_WHILE_FINALIZING), *story_args])
+    assert_interrupted(outcome)
+    assert outcome.stdout == ""  # stopped at the first token
+
+
 @pytest.mark.parametrize("delay", [0, 0.002, 0.01, 0.03, 0.1, 0.3])
 def test_ctrl_c_at_moments_of_start_up(story_args, delay):
     # The story's output is a full pipe, so the run cannot end before the signal arrives: from
