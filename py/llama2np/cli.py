@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run `llama2np ARGS` and return the exit status; the console script exits with it."""
     command = "llama2np"
     try:
-        catch_swallowed_interrupts()
+        catch_interrupts()
         protect_standard_streams()
         args = build_parser().parse_args(argv)
         command = f"llama2np {args.command}"
@@ -100,7 +100,7 @@ def failure(error: BaseException, command: str) -> int:
     """Say what ended the run in one sentence and return the exit status for it."""
     from llama2np.errors import Llama2npError
 
-    if isinstance(error, KeyboardInterrupt):
+    if isinstance(error, KeyboardInterrupt) or interrupt_seen:  # the error may be Ctrl+C's
         ignore_further_interrupts()
         discard_stdout()  # a reader that is not reading must not hold up the exit
         say("interrupted.")
@@ -142,17 +142,34 @@ def shorten(text: str) -> str:
     return text if len(text) <= MESSAGE_CHARACTERS else text[:MESSAGE_CHARACTERS] + "..."
 
 
-# Ctrl+C that Python could not deliver: the signal raises KeyboardInterrupt in whatever code
-# runs at that instant, and where that is a callback (a weak reference's, inside an import),
-# Python prints "Exception ignored ... KeyboardInterrupt" and goes on as if nothing happened.
-# Such an interrupt is noted instead, and raised at the next write or at the command's end.
-interrupt_pending = False
+# Ctrl+C that Python could not deliver as a KeyboardInterrupt. The signal raises it in whatever
+# code runs at that instant: in a callback (a weak reference's, inside an import) Python prints
+# "Exception ignored ... KeyboardInterrupt" and goes on as if nothing happened; in NumPy's C
+# extension import, it becomes an ImportError ("numpy._core.umath failed to import"). The
+# handler below notes every Ctrl+C, so that an error it caused still ends as an interrupt, and
+# one that was swallowed is raised at the next write or at the command's end.
+interrupt_seen = False  # a Ctrl+C arrived
+interrupt_pending = False  # ... and Python swallowed the KeyboardInterrupt it raised
 
 
-def catch_swallowed_interrupts() -> None:
-    global interrupt_pending
-    interrupt_pending = False
+def catch_interrupts() -> None:
+    """Note every Ctrl+C (unless SIGINT is ignored, as under `nohup`) besides raising it."""
+    import signal
+
+    global interrupt_seen, interrupt_pending
+    interrupt_seen = interrupt_pending = False
     sys.unraisablehook = note_swallowed_interrupt
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        try:
+            signal.signal(signal.SIGINT, note_and_raise_interrupt)
+        except ValueError:  # main() called outside the main thread: Python's handler stays
+            pass
+
+
+def note_and_raise_interrupt(signal_number: int, frame: object) -> None:
+    global interrupt_seen
+    interrupt_seen = True
+    raise KeyboardInterrupt
 
 
 def note_swallowed_interrupt(report: object) -> None:

@@ -381,6 +381,32 @@ def test_ctrl_c_that_python_could_not_raise_still_ends_the_run(story_args):
     assert outcome.stdout == ""  # stopped at the first token
 
 
+# The Ctrl+C arrives while NumPy's C extension is being imported, which turns the
+# KeyboardInterrupt into an ImportError ("numpy._core.umath failed to import"); the same
+# conversion is made here in Python, around a real signal.
+INTERRUPT_TURNED_INTO_IMPORT_ERROR = """
+import os, signal, sys
+class InterruptAtImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            sys.meta_path.remove(self)
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):  # the handler runs, and raises, here
+                    pass
+            except KeyboardInterrupt:
+                raise ImportError("numpy._core.umath failed to import") from None
+        return None
+sys.meta_path.insert(0, InterruptAtImport())
+"""
+
+
+def test_ctrl_c_turned_into_another_error_is_still_an_interrupt(story_args):
+    outcome = run_bounded(command=[*console_script(INTERRUPT_TURNED_INTO_IMPORT_ERROR),
+                                   *story_args])
+    assert_interrupted(outcome)
+
+
 @pytest.mark.parametrize("delay", [0, 0.002, 0.01, 0.03, 0.1, 0.3])
 def test_ctrl_c_at_moments_of_start_up(story_args, delay):
     # The story's output is a full pipe, so the run cannot end before the signal arrives: from
