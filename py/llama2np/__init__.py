@@ -2,15 +2,38 @@
 
 The runtime (this package, minus `tools` and `commands`) imports only the standard library and
 NumPy, so the browser's Pyodide runs the very modules the command line runs.
+
+The names below are imported on first use (PEP 562), not with the package: `llama2np.cli` is
+inside this package, and importing NumPy here would put a tenth of a second of start-up before
+the command line's Ctrl+C and error handling can run.
 """
 
-from llama2np.checkpoint import Checkpoint, Config, read_checkpoint
-from llama2np.generate import Story
-from llama2np.model import Transformer
-from llama2np.tokenizer import Tokenizer
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a hundredth of a second)
+if TYPE_CHECKING:
+    from llama2np.model import Transformer
+    from llama2np.tokenizer import Tokenizer
 
 __all__ = ["Checkpoint", "Config", "Story", "Tokenizer", "Transformer", "load", "read_checkpoint"]
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it.
+_HOMES = {
+    "Checkpoint": "llama2np.checkpoint",
+    "Config": "llama2np.checkpoint",
+    "read_checkpoint": "llama2np.checkpoint",
+    "Story": "llama2np.generate",
+    "Transformer": "llama2np.model",
+    "Tokenizer": "llama2np.tokenizer",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'llama2np' has no attribute {name!r}")
+    # __import__ rather than importlib, which this module then need not import at start-up.
+    value = getattr(__import__(_HOMES[name], fromlist=[name]), name)
+    globals()[name] = value  # later lookups no longer come here
+    return value
 
 
 def load(
@@ -18,7 +41,11 @@ def load(
     tokenizer: bytes | memoryview,
     checkpoint_name: str = "checkpoint",
     tokenizer_name: str = "tokenizer",
-) -> tuple[Transformer, Tokenizer]:
+) -> tuple["Transformer", "Tokenizer"]:
     """A ready model and its tokenizer from the two files' bytes; raises Llama2npError."""
+    from llama2np.checkpoint import read_checkpoint
+    from llama2np.model import Transformer
+    from llama2np.tokenizer import Tokenizer
+
     parsed = read_checkpoint(checkpoint, checkpoint_name)
     return Transformer(parsed), Tokenizer.from_bytes(tokenizer, parsed.config.vocab_size, tokenizer_name)

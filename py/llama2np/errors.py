@@ -28,3 +28,7 @@ class TokenizerError(Llama2npError):
 
 class PromptError(Llama2npError):
     """A prompt that cannot be generated from, such as one longer than the context."""
+
+
+class OutputError(Llama2npError):
+    """Output the user asked for that could not be written, such as a full or closed stdout."""

@@ -4,6 +4,15 @@ this CPython or, with --browser, inside Chromium's Pyodide."""
 import argparse
 from pathlib import Path
 
+from llama2np.commands.arguments import whole_number
+from llama2np.errors import UsageError
+
+# Decode speed counts from the first token (as run.c does), so it needs two positions at least;
+# the upper ends depend on the model's context and are checked once it is read.
+STEPS = whole_number("steps", 2, advice="use 2 or more decode positions.")
+PROMPT_TOKENS = whole_number("prompt tokens", 1, advice="use 1 or more.")
+REPEAT = whole_number("repeat", 1, advice="use 1 or more runs per figure.")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -14,10 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("checkpoint", nargs="?", type=Path,
                         help="llama2.c model file (default: stories260K, fetched if needed)")
-    parser.add_argument("-n", "--steps", type=int, default=256, help="decode positions (default 256)")
-    parser.add_argument("--prompt-tokens", type=int, default=100,
+    parser.add_argument("-n", "--steps", type=STEPS, default=256, help="decode positions (default 256)")
+    parser.add_argument("--prompt-tokens", type=PROMPT_TOKENS, default=100,
                         help="prompt length for prompt speed and time to first token (default 100)")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per figure; the best counts")
+    parser.add_argument("--repeat", type=REPEAT, default=5, help="runs per figure; the best counts")
     parser.add_argument("--browser", action="store_true",
                         help="measure inside Chromium's Pyodide instead of this CPython")
     parser.add_argument("--site", type=Path, default=None,
@@ -26,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.site is not None and not args.browser:
+        raise UsageError("--site is for bench --browser; add --browser, or leave --site out to "
+                         "measure on this CPython.")
     if args.browser:
         from llama2np.tools.bench.browser import bench_browser
 

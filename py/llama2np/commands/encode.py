@@ -2,7 +2,13 @@
 
 import argparse
 
+from llama2np.commands.arguments import whole_number
 from llama2np.tokenizer import Tokenizer
+
+# llama2.c keeps vocab_size in a C int; a size beyond that cannot be a model's.
+VOCAB_LIMIT = (1 << 31) - 1
+VOCAB_SIZE = whole_number("vocabulary size", 1, VOCAB_LIMIT,
+                          advice=f"use the model's vocabulary size, from 1 to {VOCAB_LIMIT}.")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-z", dest="tokenizer", required=True, metavar="TOKENIZER",
                         help="llama2.c tokenizer file (tok*.bin)")
-    parser.add_argument("--vocab-size", type=int, default=None,
+    parser.add_argument("--vocab-size", type=VOCAB_SIZE, default=None,
                         help="tokens in the vocabulary (default: every token in the file)")
     parser.add_argument("text")
     parser.set_defaults(run=run)

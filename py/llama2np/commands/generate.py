@@ -4,9 +4,21 @@ import argparse
 import sys
 
 from llama2np.checkpoint import load_checkpoint
+from llama2np.commands.arguments import real_number, whole_number
 from llama2np.generate import DEFAULT_DRAFT_TOKENS, DRAFT_TOKENS, Story
 from llama2np.model import Transformer
 from llama2np.tokenizer import Tokenizer
+
+SEED_LIMIT = (1 << 64) - 1  # run.c's seed is an unsigned 64-bit integer
+
+
+# Flag values are checked as the command line is parsed, before the model is read. Steps beyond
+# the context mean the whole context, as in run.c, so they have no upper end.
+TEMPERATURE = real_number("temperature", 0, advice="use a number of 0 or more (0 is greedy).")
+TOPP = real_number("top-p", 0, 1, advice="use a number from 0 to 1.")
+SEED = whole_number("seed", 0, SEED_LIMIT, advice=f"use 0 to {SEED_LIMIT} (0 = from the clock).")
+STEPS = whole_number("steps", 0, advice="use 0 or more (0 = the whole context).")
+DRAFT = whole_number("draft", 0, advice="use 0 or more tokens.")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,16 +30,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="llama2.c model file (.bin, version 0, 1 or 2)")
     parser.add_argument("-z", dest="tokenizer", required=True, metavar="TOKENIZER",
                         help="llama2.c tokenizer file (tok*.bin)")
-    parser.add_argument("-t", dest="temperature", type=float, default=1.0, metavar="TEMP",
+    parser.add_argument("-t", dest="temperature", type=TEMPERATURE, default=1.0, metavar="TEMP",
                         help="temperature, 0 or more; 0 is greedy (default 1.0)")
-    parser.add_argument("-p", dest="topp", type=float, default=0.9, metavar="TOPP",
+    parser.add_argument("-p", dest="topp", type=TOPP, default=0.9, metavar="TOPP",
                         help="top-p (nucleus) sampling in [0, 1]; 0 or 1 turns it off (default 0.9)")
-    parser.add_argument("-s", dest="seed", type=int, default=0, metavar="SEED",
+    parser.add_argument("-s", dest="seed", type=SEED, default=0, metavar="SEED",
                         help="random seed; 0 takes it from the clock (default 0)")
-    parser.add_argument("-n", dest="steps", type=int, default=256, metavar="STEPS",
+    parser.add_argument("-n", dest="steps", type=STEPS, default=256, metavar="STEPS",
                         help="positions to run, prompt included; 0 = the whole context (default 256)")
     parser.add_argument("-i", dest="prompt", default="", metavar="PROMPT", help="the story's start")
-    parser.add_argument("--draft", type=int, default=DEFAULT_DRAFT_TOKENS, metavar="N",
+    parser.add_argument("--draft", type=DRAFT, default=DEFAULT_DRAFT_TOKENS, metavar="N",
                         help="check up to N tokens copied from earlier text in each forward pass "
                         "(speculative decoding; the same output; default 0, which is faster "
                         f"here; {DRAFT_TOKENS} is the benchmark's)")
@@ -42,14 +54,12 @@ def run(args: argparse.Namespace) -> int:
         temperature=args.temperature, topp=args.topp, seed=args.seed, steps=args.steps,
         draft_tokens=args.draft,
     )
-    out = sys.stdout
-    out.write(story.prompt_text)
-    out.flush()
-    while not story.done:
-        out.write(story.advance(max_tokens=1))
+    # The story's bytes go out as UTF-8 whatever the terminal's encoding (run.c prints bytes,
+    # and a story is UTF-8 by contract); each token is flushed so that it shows as it comes.
+    out = sys.stdout.buffer
+    for text in (story.prompt_text, *iter(lambda: story.advance(max_tokens=1), ""), "\n"):
+        out.write(text.encode("utf-8"))
         out.flush()
-    out.write("\n")
-    out.flush()
     stats = story.stats()
     if stats["generated_tokens"] > 1:
         print(f"achieved tok/s: {stats['tokens_per_second']:.1f} "
