@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from llama2np.errors import UsageError
+from llama2np.commands.arguments import real_number, whole_number
 from llama2np.tools.paths import DEFAULT_SITE
 
 TIMEOUT_SECONDS = 20.0  # as llama2np.tools.site.serve, which is imported only when serving
@@ -17,10 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("directory", nargs="?", type=Path, default=DEFAULT_SITE,
                         help="the built site (default: dist/)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks one)")
+    parser.add_argument("--port", default=8000,
+                        type=whole_number("port", 0, 65535, advice="use 0 to 65535 (0 picks one)."),
+                        help="port (default 8000; 0 picks one)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--timeout", type=float, default=TIMEOUT_SECONDS,
+    parser.add_argument("--timeout", default=TIMEOUT_SECONDS,
+                        type=real_number("timeout", 0.001, 3600, advice="use 0.001 to 3600 seconds."),
                         help="seconds a client may take to send a request, or to take each "
                         f"part of an answer, before its connection is closed "
                         f"(default {TIMEOUT_SECONDS:g})")
@@ -31,7 +34,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from llama2np.tools.site.serve import serve
 
-    if not 0 < args.timeout <= 3600:  # NaN fails this test too
-        raise UsageError(f"--timeout {args.timeout} is not between 0 and 3600 seconds.")
     serve(args.directory, args.host, args.port, args.verbose, args.timeout)
     return 0

@@ -31,8 +31,12 @@ def hashed(site, prefix: str) -> str:
     return next(p.name for p in site.iterdir() if p.name.startswith(prefix + "-"))
 
 
-def test_binds_to_loopback(server):
-    assert server[1].startswith("http://127.0.0.1:")
+def test_binds_to_loopback(built_site):
+    server, url = start_server(built_site)
+    try:
+        assert server.server_address[0] == "127.0.0.1" and url.startswith("http://127.0.0.1:")
+    finally:
+        server.shutdown()
 
 
 def test_page_is_revalidated_and_carries_the_policy(server):
@@ -68,10 +72,16 @@ def test_javascript_modules_have_a_javascript_type(server):
         assert get(url, path).getheader("Content-Type") == "text/javascript"
 
 
-@pytest.mark.parametrize("path", ["/nothing-here", "/../pyproject.toml", "/%2e%2e/pyproject.toml",
+SECRET = b"a file beside the site, never to be served"
+
+
+@pytest.mark.parametrize("path", ["/nothing-here", "/../secret.txt", "/%2e%2e/secret.txt",
                                   "/.llama2np-site", "/index.html.br", "/web-0000000000/"])
 def test_missing_hidden_and_outside_files_are_not_served(server, path):
-    assert get(server[1], path).status == 404
+    site, url = server
+    (site.parent / "secret.txt").write_bytes(SECRET)  # beside the site: reachable by `..` only
+    response = get(url, path)
+    assert response.status == 404 and SECRET not in response.body
 
 
 def test_directories_are_not_listed(server):
@@ -83,6 +93,9 @@ def test_directories_are_not_listed(server):
 def test_missing_site_and_bad_port_are_sentences(tmp_path):
     result = run_cli("serve", tmp_path / "nowhere")
     assert result.returncode == 1 and "run `llama2np build` first" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_cli("serve", tmp_path / "nowhere", "--port", "70000")
+    assert result.returncode == 2 and "70000" in result.stderr.splitlines()[-1]
     assert "Traceback" not in result.stderr
 
 
