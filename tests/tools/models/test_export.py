@@ -120,6 +120,8 @@ def test_train_py_checkpoint_exports_validates_and_generates(tmp_path):
     assert "version 2 (Q8_0)" in result.stdout
     tokenizer = tmp_path / "tok32.bin"
     write_tokenizer(tokenizer, 32)
+    validated = run_cli("validate", out, "-z", tokenizer)
+    assert validated.returncode == 0 and validated.stdout.rstrip().endswith("OK"), validated.stderr
     generated = run_cli("generate", out, "-z", tokenizer, "-t", "0", "-n", "20")
     assert generated.returncode == 0, generated.stderr
 
@@ -159,8 +161,11 @@ def test_a_damaged_pt_is_a_sentence(tmp_path):
 
 def test_export_refuses_unknown_version_and_overwriting(tmp_path, model_dir):
     assert run_cli("export", model_dir / "stories260K.bin", tmp_path / "x.bin", "--version", "3").returncode == 2
-    same = run_cli("export", model_dir / "stories260K.bin", model_dir / "stories260K.bin")
+    model = tmp_path / "model.bin"  # a copy: a regression must not destroy the project's model
+    model.write_bytes((model_dir / "stories260K.bin").read_bytes())
+    same = run_cli("export", model, model)
     assert same.returncode == 2 and "is also an input of this command" in same.stderr
+    assert model.read_bytes() == (model_dir / "stories260K.bin").read_bytes()
 
 
 @pytest.mark.torch
