@@ -9,14 +9,14 @@ extended. HYPOTHESIS_PROFILE=thorough runs ten times as many cases.
 
 import dataclasses
 import math
-import os
 import struct
 import tracemalloc
 from functools import cache
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzzing import cases
+from hypothesis import given
 from hypothesis import strategies as st
 from llama2np.checkpoint import (
     EXPORT_PREFIX,
@@ -33,21 +33,6 @@ from llama2np.model import Transformer
 from llama2np.tokenizer import Tokenizer
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from support import write_tokenizer
-
-# Profiles under this module's own names, taken once: registering "default" would change the
-# settings of every other module's properties in the same run.
-_COMMON = dict(deadline=None, database=None,
-               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("reader-default", **_COMMON)
-settings.register_profile("reader-thorough", **_COMMON)
-_THOROUGH = os.environ.get("HYPOTHESIS_PROFILE", "default") == "thorough"
-PROFILE = settings.get_profile("reader-thorough" if _THOROUGH else "reader-default")
-
-
-def cases(n: int) -> settings:
-    """`n` cases in the normal run, 10n in the thorough one."""
-    return settings(PROFILE, max_examples=10 * n if _THOROUGH else n)
-
 
 # Values a hostile header field would hold: signs, powers of two, the limits and just past them.
 EDGE_INTS = [0, 1, 2, 3, -1, -2, 7, 8, 64, 512, 1 << 10, (1 << 10) + 1, 1 << 16, 1 << 20,

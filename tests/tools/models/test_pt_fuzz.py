@@ -11,7 +11,6 @@ HYPOTHESIS_PROFILE=thorough.
 """
 
 import io
-import os
 import pickle
 import pickletools
 import re
@@ -21,7 +20,8 @@ import warnings
 import zipfile
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from fuzzing import cases
+from hypothesis import event, given
 from hypothesis import strategies as st
 from llama2np.checkpoint import Checkpoint, read_checkpoint
 from llama2np.errors import Llama2npError
@@ -29,14 +29,7 @@ from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from llama2np.tools.models.torch_checkpoint import checkpoint_from_pt
 from support import FIXTURES
 
-# The profiles keep Hypothesis' own 100 examples for "default" (another module's properties are
-# not slowed down by this registration) and ten times more for "thorough"; each property here
-# runs six times its profile's count.
-COMMON = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("default", max_examples=100, **COMMON)
-settings.register_profile("thorough", max_examples=1000, **COMMON)
-_profile = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-PROFILE = settings(_profile, max_examples=6 * _profile.max_examples)
+PROFILE = cases(600)
 
 ORIGINAL = (FIXTURES / "tiny_train.pt").read_bytes()
 MEMBERS = [(info.filename, zipfile.ZipFile(io.BytesIO(ORIGINAL)).read(info))

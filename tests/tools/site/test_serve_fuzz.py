@@ -6,22 +6,17 @@ HYPOTHESIS_PROFILE=thorough runs ten times as many cases as the normal run.
 """
 
 import http.client
-import os
 import re
 import socket
 import urllib.parse
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from fuzzing import cases
+from hypothesis import example, given
 from hypothesis import strategies as st
 from llama2np.tools.site.serve import start_server
 
-# Profiles under this module's own names: registering "default" would change Hypothesis's
-# settings for every other test module of the run.
-_COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
-settings.register_profile("serve-default", max_examples=400, **_COMMON)
-settings.register_profile("serve-thorough", max_examples=4000, **_COMMON)
-PROFILE = settings.get_profile("serve-" + os.environ.get("HYPOTHESIS_PROFILE", "default"))
+PROFILE = cases(400)
 
 SECRET = b"the secret beside the site 5b2e91"
 HASHED = "web-0123456789"
