@@ -37,22 +37,24 @@ def user_cache() -> Path:
     return Path(base) / "llama2np"
 
 
-def user_model_dir(name: str = "stories260K") -> Path:
-    """The per-user folder of a packaged model: `llama2np fetch` reads the manifest beside the
-    files it writes, so the folder gets a copy of the packaged manifest (rewritten only when it
-    differs, all or nothing)."""
-    folder = user_cache() / name
+def place_packaged_manifest(model_dir: Path) -> None:
+    """Before an installed tool fetches its packaged model into the user cache: `fetch` reads
+    the manifest beside the files it writes, so the folder gets a copy of the packaged one
+    (rewritten only when it differs, all or nothing). In a checkout, or for any other folder,
+    nothing happens."""
+    packaged = PACKAGE_DATA / model_dir.name / "manifest.json"
+    if is_checkout(CHECKOUT) or model_dir != DEFAULT_MODEL_DIR or not packaged.is_file():
+        return
+    manifest = packaged.read_bytes()
+    copy = model_dir / "manifest.json"
     try:
-        manifest = (PACKAGE_DATA / name / "manifest.json").read_bytes()
-        copy = folder / "manifest.json"
         # is_file() refuses a FIFO or a device without opening it; the size check bounds the read.
         if copy.is_file() and copy.stat().st_size == len(manifest) and copy.read_bytes() == manifest:
-            return folder
-        folder.mkdir(parents=True, exist_ok=True)
+            return
+        model_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(copy, manifest)
     except (OSError, Llama2npError):
-        pass  # an unwritable cache: `llama2np fetch` then names the manifest it cannot find
-    return folder
+        pass  # an unwritable cache: `fetch` then names the manifest it cannot find
 
 
 if is_checkout(CHECKOUT):
@@ -62,7 +64,7 @@ if is_checkout(CHECKOUT):
     DEFAULT_CACHE = PROJECT_ROOT / ".cache" / "site-sources"  # the site's pinned downloads
 else:
     PROJECT_ROOT = PACKAGE_DATA  # the same files, in the same layout, inside the installation
-    DEFAULT_MODEL_DIR = user_model_dir()
+    DEFAULT_MODEL_DIR = user_cache() / "stories260K"  # its manifest placed by fetch()
     DEFAULT_SITE = Path("dist")  # in the current folder, as `--out dist` would be
     DEFAULT_CACHE = user_cache() / "site-sources"
 PINS_FILE = PROJECT_ROOT / "build" / "site.toml"  # versions and hashes of those downloads

@@ -28,7 +28,7 @@ from pathlib import Path
 from llama2np.errors import Llama2npError
 from llama2np.files import open_regular, read_file
 from llama2np.tools.outputs import atomic_output
-from llama2np.tools.paths import DEFAULT_MODEL_DIR
+from llama2np.tools.paths import DEFAULT_MODEL_DIR, place_packaged_manifest
 
 MIRROR_VARIABLE = "LLAMA2NP_MODEL_MIRROR"
 MANIFEST = "manifest.json"
@@ -120,6 +120,7 @@ def fetch(model_dir: Path = DEFAULT_MODEL_DIR, quiet: bool = False) -> Path:
     """Make every file of the manifest present and verified (and, from a mirror, the golden
     outputs it holds); return the folder."""
     model_dir = Path(model_dir)
+    place_packaged_manifest(model_dir)
     manifest = read_manifest(model_dir)
     mirror = os.environ.get(MIRROR_VARIABLE)
     if mirror and not Path(mirror).is_dir():
