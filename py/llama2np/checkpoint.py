@@ -2,6 +2,9 @@
 
 Everything is read from bytes, so the browser can hand over a downloaded buffer and no file system
 is needed. Weights keep llama2.c's (out, in) row-major layout, stacked over layers, as float32.
+The float32 tensors of versions 0 and 1 are views of those bytes, not copies: a 418 MiB model
+then takes 418 MiB, and the bytes must not change while the checkpoint is in use (they are
+read-only when given as `bytes`).
 """
 
 import math
@@ -256,15 +259,19 @@ class _Reader:
         self.offset += nbytes
 
     def fp32(self, shape: tuple[int, ...]) -> np.ndarray:
-        return self.take(np.dtype("<f4"), _count(shape)).reshape(shape).astype(np.float32)
+        # A view on little-endian machines (every one Pyodide and llama2.c run on); a copy only
+        # where the byte order differs.
+        return self.take(np.dtype("<f4"), _count(shape)).reshape(shape).astype(np.float32, copy=False)
 
     def q8_0(self, shape: tuple[int, ...], group_size: int) -> np.ndarray:
-        """Dequantise: each layer's tensor is its int8 values, then one fp32 scale per group."""
+        """Dequantise: each layer's tensor is its int8 values, then one fp32 scale per group.
+        Written layer by layer into one float32 array, so the only memory beyond the result is
+        one layer's int8-to-float32 conversion."""
         per_tensor = shape[1:] if len(shape) == 3 else shape
-        tensors = []
-        for _ in range(shape[0] if len(shape) == 3 else 1):
+        out = np.empty((shape[0] if len(shape) == 3 else 1, *per_tensor), np.float32)
+        for tensor in out:
             count = _count(per_tensor)
-            values = self.take(np.int8, count).astype(np.float32)
-            scales = self.take(np.dtype("<f4"), count // group_size)
-            tensors.append((values.reshape(-1, group_size) * scales[:, None]).reshape(per_tensor))
-        return np.stack(tensors) if len(shape) == 3 else tensors[0]
+            groups = tensor.reshape(-1, group_size)
+            np.copyto(groups, self.take(np.int8, count).reshape(-1, group_size))
+            groups *= self.take(np.dtype("<f4"), count // group_size)[:, None]
+        return out if len(shape) == 3 else out[0]

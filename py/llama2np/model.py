@@ -22,6 +22,14 @@ its q k v are looked up in a table made once per model.
 Arithmetic is float64, so that neither the order of a BLAS kernel's sums nor the folding above
 moves the logits by more than about 1e-15: the float32 sampler sees run.c's values and a batch
 gives the logits of single steps.
+
+That engine suits models of a few megabytes, where calls cost more than arithmetic. From some
+size up (stories15M: 58 MB of float32, a vocabulary of 32,000) the float64 copies, the fused
+matrices and the layer-0 table (vocab x (dim + 2 kv_dim) numbers, 221 MB there) cost ten times
+the checkpoint's memory and buy nothing: a token is then millions of multiply-adds, read once
+from memory, and the handful of extra calls is noise. `Transformer(checkpoint)` therefore picks
+`Float32Transformer` for such models: run.c's float32 arithmetic on views of the checkpoint's
+own arrays (no copy of any weight), all heads of a layer at once.
 """
 
 import math
@@ -134,11 +142,41 @@ def rmsnorm(x: np.ndarray) -> np.ndarray:
     return x / np.sqrt(np.einsum("ij,ij->i", x, x)[:, None] + x.shape[1] * EPS)
 
 
+# The float64 engine's own memory: its float64 weights and layer-0 table. Above this budget
+# the float32 engine, which adds nothing to the checkpoint's arrays, runs the model instead.
+FLOAT64_BUDGET_BYTES = 48 << 20
+
+
+def float64_bytes(config: Config) -> int:
+    """What the float64 engine would allocate for a model: every weight in float64 (the shared
+    classifier counted twice, as it is fused with the final norm) and the layer-0 table."""
+    c = config
+    per_layer = c.dim * (2 * c.dim + 2 * c.kv_dim) + 3 * c.dim * c.hidden_dim
+    table = c.vocab_size * (c.dim + 2 * c.kv_dim)
+    return 8 * (c.n_layers * per_layer + 2 * c.vocab_size * c.dim + table)
+
+
 class Transformer:
     """A llama2.c model with its KV cache; `forward` appends tokens at a given position. The
-    cache grows with the positions reached (see `reserve`), whatever the header's seq_len."""
+    cache grows with the positions reached (see `reserve`), whatever the header's seq_len.
 
-    def __init__(self, checkpoint: Checkpoint) -> None:
+    `Transformer(checkpoint)` is this float64 engine for a small model and `Float32Transformer`
+    for one whose float64 copies would exceed FLOAT64_BUDGET_BYTES; `precision` (64 or 32)
+    chooses by hand.
+    """
+
+    def __new__(cls, checkpoint: Checkpoint, precision: int | None = None) -> "Transformer":
+        if cls is Transformer:
+            if precision is None:
+                large = float64_bytes(checkpoint.config) > FLOAT64_BUDGET_BYTES
+                precision = 32 if large else 64
+            if precision == 32:
+                return super().__new__(Float32Transformer)
+            if precision != 64:
+                raise ValueError(f"precision {precision} is neither 32 nor 64")
+        return super().__new__(cls)
+
+    def __init__(self, checkpoint: Checkpoint, precision: int | None = None) -> None:
         c = self.config = checkpoint.config
         w = checkpoint.weights
         self.group = c.n_heads // c.n_kv_heads  # query heads sharing one key/value head
@@ -328,3 +366,189 @@ def swiglu(h: np.ndarray, hidden_dim: int) -> np.ndarray:
     np.divide(minus_h1, gate, out=gate)
     gate *= h3
     return gate
+
+
+# Matrix (out, in) times vector into a buffer. With BLAS (CPython) matmul is one gemv over the
+# rows, as the straightforward port's `W @ x`; without BLAS (Pyodide) einsum's dot-product loop
+# measured 1.7-2x faster than matmul for float32 matrices 288 wide and more.
+if sys.platform == "emscripten":
+    def matvec(w: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        return np.einsum("ij,j->i", w, x, out=out)
+else:
+    def matvec(w: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        return np.matmul(w, x, out=out)
+
+# Rows of the classifier whose norms are summed at a time for `logit_bound`, so the float64
+# squares never take more than a few megabytes.
+BOUND_ROWS = 2048
+
+
+def classifier_bound(wcls: np.ndarray, rms_final: np.ndarray, dim: int) -> float:
+    """A bound on |logit|: logits are wcls @ (rms_final * u) with |u| < sqrt(dim) (RMSNorm), so
+    none exceeds max row norm x max |rms_final| x sqrt(dim); 1% added for float32 rounding."""
+    longest = 0.0
+    for start in range(0, len(wcls), BOUND_ROWS):
+        rows = wcls[start : start + BOUND_ROWS].astype(np.float64)
+        longest = max(longest, float(np.einsum("ij,ij->i", rows, rows).max()))
+    return 1.01 * math.sqrt(longest) * float(np.abs(rms_final).max()) * math.sqrt(dim)
+
+
+class Float32Transformer(Transformer):
+    """run.c's float32 forward pass on the checkpoint's own arrays, for models whose weights,
+    not NumPy's calls, set the pace (see the module's docstring).
+
+    Nothing is fused or copied: each product reads llama2.c's (out, in) rows where the file put
+    them, so memory is the checkpoint, the KV cache (grown with the story) and a few vectors.
+    Each step does what the straightforward port (`baseline.py`) does, in its order and
+    precision, with all heads of a layer in one product instead of a loop; a batch (a prompt)
+    does the same with matrix products.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, precision: int | None = None) -> None:
+        c = self.config = checkpoint.config
+        self.weights = w = checkpoint.weights
+        self.group = c.n_heads // c.n_kv_heads
+        # Python float, as the port: multiplying float32 by it stays float32.
+        self.attention_scale = 1.0 / math.sqrt(c.head_size)
+        with np.errstate(all="ignore"):  # broken weights: the sampler says so in a sentence
+            self.logit_bound = classifier_bound(w.wcls, w.rms_final, c.dim)
+        self._make_step_buffers()
+        self.positions = 0
+        self.keys: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self.reserve(min(c.seq_len, FIRST_POSITIONS))
+
+    def reserve(self, end: int) -> None:
+        """As `Transformer.reserve`: the caches and RoPE table double up to what `end` needs."""
+        if end <= self.positions:
+            return
+        c = self.config
+        positions = min(max(end, 2 * self.positions), c.seq_len)
+        # run.c's float32 cos and sin, held exactly as complex64: pair i turns by its head's angle.
+        self.rotate = rope_rotations(c, positions)[0].astype(np.complex64)
+        self._scores = np.empty((c.n_kv_heads, self.group, positions), np.float32)
+        shape = (positions, c.n_kv_heads, c.head_size)
+        for cache in (self.keys, self.values):
+            for index in range(c.n_layers):
+                grown = np.zeros(shape, np.float32)
+                if index < len(cache):
+                    grown[: self.positions] = cache[index]
+                    cache[index] = grown
+                else:
+                    cache.append(grown)
+        self.positions = positions
+
+    def _make_step_buffers(self) -> None:
+        c = self.config
+        self._x = np.empty(c.dim, np.float32)
+        self._xn = np.empty(c.dim, np.float32)
+        self._delta = np.empty(c.dim, np.float32)
+        self._q = np.empty(c.dim, np.float32)
+        self._q_heads = self._q.reshape(c.n_kv_heads, self.group, c.head_size)
+        self._att = np.empty(c.dim, np.float32)
+        self._att_heads = self._att.reshape(c.n_kv_heads, self.group, c.head_size)
+        self._sums = np.empty((c.n_kv_heads, self.group, 1), np.float32)
+        self._h1 = np.empty(c.hidden_dim, np.float32)
+        self._h3 = np.empty(c.hidden_dim, np.float32)
+        self._gate = np.empty(c.hidden_dim, np.float32)
+
+    def step(self, token: int, pos: int) -> np.ndarray:
+        """Logits (vocab_size,) of one token at `pos`, float32 as run.c's."""
+        c, w = self.config, self.weights
+        if not 0 <= pos < c.seq_len:
+            raise ValueError(f"position {pos} is outside the context of {c.seq_len}")
+        if pos >= self.positions:
+            self.reserve(pos + 1)
+        end, half_kv = pos + 1, c.kv_dim // 2
+        x, xn, delta, q, q_heads = self._x, self._xn, self._delta, self._q, self._q_heads
+        att, att_heads, sums, h1, h3, gate = (self._att, self._att_heads, self._sums, self._h1,
+                                              self._h3, self._gate)
+        rotate, scores = self.rotate[pos], self._scores[..., :end]
+        with np.errstate(all="ignore"):  # NaN from broken weights reaches the sampler
+            np.copyto(x, w.token_embedding[token])
+            for layer in range(c.n_layers):
+                rmsnorm_into(x, w.rms_att[layer], xn)
+                matvec(w.wq[layer], xn, q)
+                q.view(np.complex64).__imul__(rotate)  # RoPE: pairs as complex numbers
+                q *= self.attention_scale
+                key = self.keys[layer][pos].reshape(-1)
+                matvec(w.wk[layer], xn, key)
+                key.view(np.complex64).__imul__(rotate[:half_kv])
+                matvec(w.wv[layer], xn, self.values[layer][pos].reshape(-1))
+                # All heads at once: (n_kv, group, hs) @ (n_kv, hs, end), then the softmax.
+                np.matmul(q_heads, self.keys[layer][:end].transpose(1, 2, 0), out=scores)
+                scores -= scores.max(axis=-1, keepdims=True)
+                np.exp(scores, out=scores)
+                np.sum(scores, axis=-1, keepdims=True, out=sums)
+                scores /= sums
+                np.matmul(scores, self.values[layer][:end].transpose(1, 0, 2), out=att_heads)
+                matvec(w.wo[layer], att, delta)
+                x += delta
+                # Feed-forward: w2(silu(w1 xn) * w3 xn), silu(h) = h / (1 + e^-h).
+                rmsnorm_into(x, w.rms_ffn[layer], xn)
+                matvec(w.w1[layer], xn, h1)
+                matvec(w.w3[layer], xn, h3)
+                np.negative(h1, out=gate)
+                np.exp(gate, out=gate)
+                gate += 1.0
+                np.divide(h1, gate, out=gate)
+                gate *= h3
+                matvec(w.w2[layer], gate, delta)
+                x += delta
+            rmsnorm_into(x, w.rms_final, xn)
+            return w.wcls @ xn
+
+    def forward(self, tokens: list[int] | np.ndarray, pos: int) -> np.ndarray:
+        """Logits (T, vocab_size) for `tokens` at positions pos .. pos+T-1, each product one
+        matrix product for the batch; what `step` computes, up to float32 rounding."""
+        c, w = self.config, self.weights
+        T = len(tokens)
+        end = pos + T
+        if pos < 0 or end > c.seq_len or T == 0:
+            raise ValueError(f"positions {pos}..{end - 1} are outside the context of {c.seq_len}")
+        if T == 1:
+            return self.step(int(tokens[0]), pos)[None, :]
+        self.reserve(end)
+        hs, n_kv, half_kv = c.head_size, c.n_kv_heads, c.kv_dim // 2
+        rotate = self.rotate[pos:end]
+        with np.errstate(all="ignore"):
+            x = w.token_embedding[tokens]
+            mask = self.causal_mask(pos, end).astype(np.float32)
+            for layer in range(c.n_layers):
+                xn = rmsnorm_rows(x, w.rms_att[layer])
+                q = xn @ w.wq[layer].T
+                q.view(np.complex64).__imul__(rotate)
+                q *= self.attention_scale
+                keys = (xn @ w.wk[layer].T).view(np.complex64)
+                keys *= rotate[:, :half_kv]
+                self.keys[layer][pos:end] = keys.view(np.float32).reshape(T, n_kv, hs)
+                self.values[layer][pos:end] = (xn @ w.wv[layer].T).reshape(T, n_kv, hs)
+                # (T, dim) -> (n_kv, T * group, hs): queries grouped by the key head they share.
+                q = q.reshape(T, n_kv, self.group * hs).transpose(1, 0, 2).reshape(n_kv, -1, hs)
+                scores = q @ self.keys[layer][:end].transpose(1, 2, 0) + mask
+                scores -= scores.max(axis=-1, keepdims=True)
+                np.exp(scores, out=scores)
+                scores /= scores.sum(axis=-1, keepdims=True)
+                att = scores @ self.values[layer][:end].transpose(1, 0, 2)
+                att = att.reshape(n_kv, T, self.group * hs).transpose(1, 0, 2).reshape(T, c.dim)
+                x += att @ w.wo[layer].T
+                xn = rmsnorm_rows(x, w.rms_ffn[layer])
+                h1 = xn @ w.w1[layer].T
+                gate = np.exp(-h1)
+                gate += 1.0
+                np.divide(h1, gate, out=gate)
+                gate *= xn @ w.w3[layer].T
+                x += gate @ w.w2[layer].T
+            return rmsnorm_rows(x, w.rms_final) @ w.wcls.T
+
+
+def rmsnorm_into(x: np.ndarray, weight: np.ndarray, out: np.ndarray) -> None:
+    """run.c's rmsnorm of one float32 vector: weight * (x / rms(x)), the scale in double."""
+    np.multiply(x, 1.0 / math.sqrt(float(x.dot(x)) / len(x) + EPS), out=out)
+    out *= weight
+
+
+def rmsnorm_rows(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """`rmsnorm_into` for each row of a float32 batch (T, dim)."""
+    scale = 1.0 / np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64) / x.shape[1] + EPS)
+    return weight * (x * scale.astype(np.float32)[:, None])
