@@ -273,5 +273,6 @@ class _Reader:
             count = _count(per_tensor)
             groups = tensor.reshape(-1, group_size)
             np.copyto(groups, self.take(np.int8, count).reshape(-1, group_size))
-            groups *= self.take(np.dtype("<f4"), count // group_size)[:, None]
+            with np.errstate(over="ignore", invalid="ignore"):  # validate names such weights
+                groups *= self.take(np.dtype("<f4"), count // group_size)[:, None]
         return out if len(shape) == 3 else out[0]
