@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--prompt-tokens", type=PROMPT_TOKENS, default=100,
                         help="prompt length for prompt speed and time to first token (default 100)")
     parser.add_argument("--repeat", type=REPEAT, default=5, help="runs per figure; the best counts")
+    parser.add_argument("--shapes", default=None, metavar="LIST",
+                        help="sweep llama2.c's sizes instead of one model: a comma-separated list "
+                        "of 260K, 15M, 42M, 110M (synthetic weights for the three larger), or all")
     parser.add_argument("--browser", action="store_true",
                         help="measure inside Chromium's Pyodide instead of this CPython")
     parser.add_argument("--site", type=Path, default=None,
@@ -38,7 +41,15 @@ def run(args: argparse.Namespace) -> int:
     if args.site is not None and not args.browser:
         raise UsageError("--site is for bench --browser; add --browser, or leave --site out to "
                          "measure on this CPython.")
-    if args.browser:
+    if args.shapes is not None:
+        from llama2np.tools.bench.sweep import parse_shapes, sweep
+
+        if args.browser or args.checkpoint is not None:
+            raise UsageError("--shapes measures its own models on this CPython; leave out the "
+                             "checkpoint and --browser (for the browser, build a site with "
+                             "`llama2np build --checkpoint ...` and pass it with --site).")
+        print(sweep(parse_shapes(args.shapes), args.steps, args.prompt_tokens, args.repeat))
+    elif args.browser:
         from llama2np.tools.bench.browser import bench_browser
 
         print(bench_browser(args.site, args.checkpoint, args.steps, args.prompt_tokens, args.repeat))
