@@ -261,3 +261,35 @@ def test_a_runtime_that_does_not_start_in_node_is_a_sentence(tmp_path):
     with pytest.raises(Llama2npError, match="could not snapshot Python's start in Node"):
         make_snapshot(tmp_path)
     assert not (tmp_path / "python-snapshot.bin").exists()
+
+
+def test_large_files_are_compressed_only_where_it_pays(tmp_path):
+    """Above SAMPLED_ABOVE a file is sampled first: noise is left alone; model weights (float32,
+    about 8% saved) are packed at the fast setting, not for minutes at the best, and get no
+    sibling by the 10% rule; a file that hardly compresses but passes the rule gets the fast
+    setting's; one that packs well keeps the best setting."""
+    import gzip
+
+    import numpy as np
+    from llama2np.tools.site import assets
+
+    rng = np.random.default_rng(1)
+    weights = rng.standard_normal(6 << 18, dtype=np.float32).tobytes()  # 6 MiB
+    hardly = rng.integers(0, 256, 6 << 20, dtype=np.uint8)
+    hardly[::4] = 0  # a quarter of the bytes known: about 15% saved
+    packs = rng.integers(0, 256, 6 << 20, dtype=np.uint8)
+    packs[::3], packs[1::3] = 0, 0
+    assert len(weights) > assets.SAMPLED_ABOVE
+    assert assets.brotli_quality(rng.bytes(6 << 20)) is None  # noise: not even tried
+    assert assets.brotli_quality(weights) == assets.FAST_QUALITY  # tried fast, then dropped
+    assert assets.brotli_quality(hardly.tobytes()) == assets.FAST_QUALITY
+    assert assets.brotli_quality(packs.tobytes()) == assets.BEST_QUALITY
+    assert assets.brotli_quality(weights[: 1 << 20]) == assets.BEST_QUALITY  # small: as before
+
+    (tmp_path / "model.bin").write_bytes(weights)
+    (tmp_path / "hardly.bin").write_bytes(hardly.tobytes())
+    assets.precompress(tmp_path, tmp_path / "cache")
+    assert not (tmp_path / "model.bin.br").exists() and not (tmp_path / "model.bin.gz").exists()
+    assert brotli.decompress((tmp_path / "hardly.bin.br").read_bytes()) == hardly.tobytes()
+    assert gzip.decompress((tmp_path / "hardly.bin.gz").read_bytes()) == hardly.tobytes()
+    assert all(p.name.endswith(".q5.br") for p in (tmp_path / "cache").iterdir())

@@ -45,6 +45,11 @@ def synthetic_checkpoint(config: Config, seed: int = SEED, shared_classifier: bo
             array = rng.standard_normal(shape, dtype=np.float32)
             array *= np.float32(scale)
             arrays[name] = array
+    # BOS ends a story. Its row (input and, shared, classifier) a tenth of the others', so a
+    # random model rarely ends one at once, as a trained model ends it only after a story.
+    arrays["token_embedding"][1] *= np.float32(0.1)
+    if not shared_classifier:
+        arrays["wcls"][1] *= np.float32(0.1)
     return Checkpoint(config, Weights(**arrays), 0, shared_classifier)
 
 
