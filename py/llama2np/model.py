@@ -253,6 +253,11 @@ class Transformer:
         if T == 1:
             return self.step(int(tokens[0]), pos)[None, :]
         self.reserve(end)
+        return self._batch(tokens, pos, end)
+
+    def _batch(self, tokens: list[int] | np.ndarray, pos: int, end: int) -> np.ndarray:
+        """`forward` for T > 1 once the cache holds `end` positions."""
+        c = self.config
         with np.errstate(all="ignore"):  # broken weights: the sampler says so in a sentence
             x = self.embedding[tokens]
             mask = self.causal_mask(pos, end)
@@ -498,17 +503,10 @@ class Float32Transformer(Transformer):
             rmsnorm_into(x, w.rms_final, xn)
             return w.wcls @ xn
 
-    def forward(self, tokens: list[int] | np.ndarray, pos: int) -> np.ndarray:
-        """Logits (T, vocab_size) for `tokens` at positions pos .. pos+T-1, each product one
-        matrix product for the batch; what `step` computes, up to float32 rounding."""
-        c, w = self.config, self.weights
-        T = len(tokens)
-        end = pos + T
-        if pos < 0 or end > c.seq_len or T == 0:
-            raise ValueError(f"positions {pos}..{end - 1} are outside the context of {c.seq_len}")
-        if T == 1:
-            return self.step(int(tokens[0]), pos)[None, :]
-        self.reserve(end)
+    def _batch(self, tokens: list[int] | np.ndarray, pos: int, end: int) -> np.ndarray:
+        """Logits (T, vocab_size) for T > 1 tokens, each product one matrix product for the
+        batch: what `step` computes, up to float32 rounding."""
+        c, w, T = self.config, self.weights, end - pos
         hs, n_kv, half_kv = c.head_size, c.n_kv_heads, c.kv_dim // 2
         rotate = self.rotate[pos:end]
         with np.errstate(all="ignore"):
