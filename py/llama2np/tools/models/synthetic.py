@@ -28,16 +28,21 @@ SEED = 2026
 # Small beside what the layers add, so the residual stream is not the input token over again
 # (with a shared classifier the model would then predict its own input: BOS, BOS, end).
 EMBEDDING_SCALE = 0.1
+# The final norm's weight: logits with a spread like a trained model's (a softmax peaked on a few
+# tokens). With 1, they would be nearly flat over 32,000 tokens, and top-p would draw among
+# thousands of tokens whose order float32 rounding decides: no engine but the port itself would
+# write the port's story.
+FINAL_NORM = 6.0
 
 
 def synthetic_checkpoint(config: Config, seed: int = SEED, shared_classifier: bool = True) -> Checkpoint:
-    """Normal weights scaled by 1/sqrt(fan-in), so activations stay near 1 through every layer
-    and logits spread as a trained model's do; norm weights are 1."""
+    """Normal weights scaled by 1/sqrt(fan-in), so activations stay near 1 through every layer;
+    norm weights are 1 but the final one (FINAL_NORM)."""
     rng = np.random.default_rng(seed)
     arrays = {}
     for name, shape in weight_shapes(config).items():
         if name.startswith("rms"):
-            arrays[name] = np.ones(shape, np.float32)
+            arrays[name] = np.full(shape, FINAL_NORM if name == "rms_final" else 1.0, np.float32)
         elif name == "wcls" and shared_classifier:
             arrays[name] = arrays["token_embedding"]
         else:
