@@ -57,9 +57,13 @@ def run(args: argparse.Namespace) -> int:
     # The story's bytes go out as UTF-8 whatever the terminal's encoding (run.c prints bytes,
     # and a story is UTF-8 by contract); each token is flushed so that it shows as it comes.
     out = sys.stdout.buffer
-    for text in (story.prompt_text, *iter(lambda: story.advance(max_tokens=1), ""), "\n"):
-        out.write(text.encode("utf-8"))
+    out.write(story.prompt_text.encode("utf-8"))
+    out.flush()
+    while not story.done:
+        out.write(story.advance(max_tokens=1).encode("utf-8"))
         out.flush()
+    out.write(b"\n")
+    out.flush()
     stats = story.stats()
     if stats["generated_tokens"] > 1:
         print(f"achieved tok/s: {stats['tokens_per_second']:.1f} "
