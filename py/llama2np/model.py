@@ -373,15 +373,24 @@ def swiglu(h: np.ndarray, hidden_dim: int) -> np.ndarray:
     return gate
 
 
-# Matrix (out, in) times vector into a buffer. With BLAS (CPython) matmul is one gemv over the
-# rows, as the straightforward port's `W @ x`; without BLAS (Pyodide) einsum's dot-product loop
-# measured 1.7-2x faster than matmul for float32 matrices 288 wide and more.
+# Matrix (out, in) times vector into a buffer, and a batch of rows (T, in) times its transpose.
+# With BLAS (CPython) matmul is one gemv or gemm over llama2.c's rows, as the straightforward
+# port's `W @ x`. Without BLAS (Pyodide 0.27.7, stories15M's matrices, Node's V8) einsum's
+# dot-product loop measured 0.39-0.53 ns a multiply-add, matmul 0.8-1.7, ndarray.dot 0.9-2.1,
+# and matmul over a contiguous transposed copy 0.85-2.1; a 64-row batch by einsum 0.40, by
+# matmul 0.87. float64 is no faster there (0.41-0.47 by einsum) and twice the memory.
 if sys.platform == "emscripten":
     def matvec(w: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         return np.einsum("ij,j->i", w, x, out=out)
+
+    def matmat(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return np.einsum("tj,ij->ti", x, w)
 else:
     def matvec(w: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         return np.matmul(w, x, out=out)
+
+    def matmat(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return x @ w.T
 
 # Rows of the classifier whose norms are summed at a time for `logit_bound`, so the float64
 # squares never take more than a few megabytes.
@@ -501,7 +510,7 @@ class Float32Transformer(Transformer):
                 matvec(w.w2[layer], gate, delta)
                 x += delta
             rmsnorm_into(x, w.rms_final, xn)
-            return w.wcls @ xn
+            return matvec(w.wcls, xn, np.empty(c.vocab_size, np.float32))
 
     def _batch(self, tokens: list[int] | np.ndarray, pos: int, end: int) -> np.ndarray:
         """Logits (T, vocab_size) for T > 1 tokens, each product one matrix product for the
@@ -514,13 +523,13 @@ class Float32Transformer(Transformer):
             mask = self.causal_mask(pos, end).astype(np.float32)
             for layer in range(c.n_layers):
                 xn = rmsnorm_rows(x, w.rms_att[layer])
-                q = xn @ w.wq[layer].T
+                q = matmat(xn, w.wq[layer])
                 q.view(np.complex64).__imul__(rotate)
                 q *= self.attention_scale
-                keys = (xn @ w.wk[layer].T).view(np.complex64)
+                keys = matmat(xn, w.wk[layer]).view(np.complex64)
                 keys *= rotate[:, :half_kv]
                 self.keys[layer][pos:end] = keys.view(np.float32).reshape(T, n_kv, hs)
-                self.values[layer][pos:end] = (xn @ w.wv[layer].T).reshape(T, n_kv, hs)
+                self.values[layer][pos:end] = matmat(xn, w.wv[layer]).reshape(T, n_kv, hs)
                 # (T, dim) -> (n_kv, T * group, hs): queries grouped by the key head they share.
                 q = q.reshape(T, n_kv, self.group * hs).transpose(1, 0, 2).reshape(n_kv, -1, hs)
                 scores = q @ self.keys[layer][:end].transpose(1, 2, 0) + mask
@@ -529,15 +538,15 @@ class Float32Transformer(Transformer):
                 scores /= scores.sum(axis=-1, keepdims=True)
                 att = scores @ self.values[layer][:end].transpose(1, 0, 2)
                 att = att.reshape(n_kv, T, self.group * hs).transpose(1, 0, 2).reshape(T, c.dim)
-                x += att @ w.wo[layer].T
+                x += matmat(att, w.wo[layer])
                 xn = rmsnorm_rows(x, w.rms_ffn[layer])
-                h1 = xn @ w.w1[layer].T
+                h1 = matmat(xn, w.w1[layer])
                 gate = np.exp(-h1)
                 gate += 1.0
                 np.divide(h1, gate, out=gate)
-                gate *= xn @ w.w3[layer].T
-                x += gate @ w.w2[layer].T
-            return rmsnorm_rows(x, w.rms_final) @ w.wcls.T
+                gate *= matmat(xn, w.w3[layer])
+                x += matmat(gate, w.w2[layer])
+            return matmat(rmsnorm_rows(x, w.rms_final), w.wcls)
 
 
 def rmsnorm_into(x: np.ndarray, weight: np.ndarray, out: np.ndarray) -> None:

@@ -9,9 +9,9 @@ from llama2np.errors import UsageError
 
 # Decode speed counts from the first token (as run.c does), so it needs two positions at least;
 # the upper ends depend on the model's context and are checked once it is read.
-STEPS = whole_number("--steps", 2, advice="use 2 or more decode positions.")
-PROMPT_TOKENS = whole_number("--prompt-tokens", 1, advice="use 1 or more.")
-REPEAT = whole_number("--repeat", 1, advice="use 1 or more runs per figure.")
+STEPS = whole_number("steps", 2, advice="use 2 or more decode positions.")
+PROMPT_TOKENS = whole_number("prompt tokens", 1, advice="use 1 or more.")
+REPEAT = whole_number("repeat", 1, advice="use 1 or more runs per figure.")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -26,9 +26,9 @@ def check_lengths(name: str, seq_len: int, steps: int, prompt_tokens: int) -> No
     """Refuse lengths the model's context cannot hold, before anything is measured: the decode
     run forwards `steps` positions, the prompt run the prompt and one token after it."""
     if steps > seq_len:
-        raise UsageError(f"--steps {steps} is beyond the {seq_len}-token context of {name}; "
+        raise UsageError(f"steps {steps} is beyond the {seq_len}-token context of {name}; "
                          f"use -n {seq_len} or fewer.")
     if prompt_tokens >= seq_len:
-        raise UsageError(f"--prompt-tokens {prompt_tokens} leaves no room to generate in the "
+        raise UsageError(f"prompt tokens {prompt_tokens} leave no room to generate in the "
                          f"{seq_len}-token context of {name}; use --prompt-tokens {seq_len - 1} "
                          "or fewer.")
