@@ -173,3 +173,14 @@ def test_synthetic_tokenizer_reads_as_llama2c_tokenizer(tmp_path):
     tokenizer = Tokenizer.load(path, VOCAB)
     tokens = tokenizer.encode("abc zz")
     assert tokens[0] == 1 and tokenizer.decode(tokens) == "abc zz"
+
+
+def test_pyodide_s_products_write_the_same_story(narrow, monkeypatch):
+    """The page runs the float32 engine's products as einsum (no BLAS there); on CPython the
+    same code with those products writes the port's story too."""
+    from llama2np import model as engine
+
+    expected = story(BaselineTransformer(narrow), narrow, [1, 77, 78], 1.0, 21, NARROW.seq_len)
+    monkeypatch.setattr(engine, "matvec", engine.einsum_matvec)
+    monkeypatch.setattr(engine, "matmat", engine.einsum_matmat)
+    assert story(Transformer(narrow), narrow, [1, 77, 78], 1.0, 21, NARROW.seq_len) == expected

@@ -379,18 +379,26 @@ def swiglu(h: np.ndarray, hidden_dim: int) -> np.ndarray:
 # dot-product loop measured 0.39-0.53 ns a multiply-add, matmul 0.8-1.7, ndarray.dot 0.9-2.1,
 # and matmul over a contiguous transposed copy 0.85-2.1; a 64-row batch by einsum 0.40, by
 # matmul 0.87. float64 is no faster there (0.41-0.47 by einsum) and twice the memory.
+def einsum_matvec(w: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,j->i", w, x, out=out)
+
+
+def einsum_matmat(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return np.einsum("tj,ij->ti", x, w)
+
+
+def blas_matvec(w: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    return np.matmul(w, x, out=out)
+
+
+def blas_matmat(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return x @ w.T
+
+
 if sys.platform == "emscripten":
-    def matvec(w: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-        return np.einsum("ij,j->i", w, x, out=out)
-
-    def matmat(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        return np.einsum("tj,ij->ti", x, w)
+    matvec, matmat = einsum_matvec, einsum_matmat
 else:
-    def matvec(w: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-        return np.matmul(w, x, out=out)
-
-    def matmat(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        return x @ w.T
+    matvec, matmat = blas_matvec, blas_matmat
 
 # Rows of the classifier whose norms are summed at a time for `logit_bound`, so the float64
 # squares never take more than a few megabytes.
