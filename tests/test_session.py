@@ -23,7 +23,7 @@ def test_sliced_story_is_run_c_s(model_dir, golden):
 def test_bad_requests_come_back_as_sentences(model_dir):
     session = make_session(model_dir)
     assert "context is 512 tokens" in session.start("word " * 600, 0.0, 0.9, 1, 512)["error"]
-    assert "temperature" in session.start("", -1.0, 0.9, 1, 10)["error"]
+    assert "Temperature -1.0 is out of range" in session.start("", -1.0, 0.9, 1, 10)["error"]
     assert session.done and session.advance(0.01) == ""
 
 
@@ -50,3 +50,14 @@ def test_continue_and_probabilities_through_the_session(model_dir):
     text += "".join(iter(lambda: session.advance(0.01), ""))
     assert text == longer and len(session.explanations()) == len(session.story.tokens) - 30
     assert "error" in session.extend(0)
+
+
+def test_prompt_errors_use_the_page_s_words(model_dir):
+    session = make_session(model_dir)
+    message = session.start("a b c d e f g", 0.0, 0.9, 1, 4)["error"]
+    assert message == ("The prompt is 7 tokens long, which fills the whole Length of 4; "
+                       "raise Length (0 is the whole context) or shorten the prompt.")
+    assert session.start("", 1.0, 0.9, 1, 8)["prompt_text"] == ""
+    while not session.done:
+        session.advance(0.01)
+    assert session.extend(4)["error"].startswith("The story already has")

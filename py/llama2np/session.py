@@ -8,7 +8,7 @@ the sentence and never a Python traceback.
 
 from llama2np.benchmark import ENGINES, measure
 from llama2np.checkpoint import read_checkpoint
-from llama2np.errors import Llama2npError
+from llama2np.errors import Llama2npError, PromptError
 from llama2np.generate import Story
 from llama2np.model import Transformer
 from llama2np.tokenizer import Tokenizer
@@ -43,10 +43,22 @@ class Session:
             self.story = Story(self.model, self.tokenizer, prompt, temperature=float(temperature),
                                topp=float(topp), seed=int(seed), steps=int(steps),
                                explain=bool(explain))
+        except PromptError:
+            return {"error": self._prompt_too_long(prompt, int(steps))}
         except Llama2npError as error:
-            return {"error": str(error)}
+            return {"error": sentence(str(error))}
         return {"prompt_text": self.story.prompt_text, "seed": self.story.seed,
                 "steps": self.story.steps}
+
+    def _prompt_too_long(self, prompt: str, steps: int) -> str:
+        """The prompt error in the page's own words (its field is Length, not steps)."""
+        n = len(self.tokenizer.encode(prompt)) - 1
+        context = self.checkpoint.config.seq_len
+        if n + 1 > context:
+            return (f"The prompt is {n} tokens long but the model's context is {context} tokens; "
+                    "shorten the prompt.")
+        return (f"The prompt is {n} tokens long, which fills the whole Length of {steps}; "
+                "raise Length (0 is the whole context) or shorten the prompt.")
 
     def extend(self, steps: int = 0) -> dict:
         """Continue the last story up to `steps` positions (0 = the context), exactly as that
@@ -58,7 +70,7 @@ class Session:
         try:
             taken_back = self.story.extend(int(steps))
         except Llama2npError as error:
-            return {"error": str(error)}
+            return {"error": sentence(str(error))}
         return {"steps": self.story.steps, "taken_back": taken_back}
 
     def explanations(self) -> list[dict]:
@@ -91,3 +103,8 @@ class Session:
         """`llama2np.benchmark.measure` on this model, for `llama2np bench --browser`."""
         return measure(self.checkpoint, int(steps), int(prompt_tokens), int(repeats),
                        tuple(engines) if engines else tuple(ENGINES))
+
+
+def sentence(text: str) -> str:
+    """The runtime's messages start in lower case after "llama2np: "; the page shows them alone."""
+    return text[:1].upper() + text[1:]

@@ -12,7 +12,7 @@ import brotli
 import pytest
 from hostile import folder_state
 from llama2np.errors import Llama2npError
-from llama2np.tools.paths import DEFAULT_CACHE
+from llama2np.tools.paths import DEFAULT_CACHE, PROJECT_ROOT
 from llama2np.tools.site import sources
 from llama2np.tools.site.build import build_site
 from llama2np.tools.site.page_numpy import kept_in_page_numpy
@@ -261,3 +261,9 @@ def test_a_runtime_that_does_not_start_in_node_is_a_sentence(tmp_path):
     with pytest.raises(Llama2npError, match="could not snapshot Python's start in Node"):
         make_snapshot(tmp_path)
     assert not (tmp_path / "python-snapshot.bin").exists()
+
+
+def test_the_service_worker_sits_at_the_root_to_control_the_page(built_site):
+    source = PROJECT_ROOT / "web" / "service-worker.js"
+    assert (built_site / "service-worker.js").read_bytes() == source.read_bytes()
+    assert not (folder(built_site, "web") / "service-worker.js").exists()
