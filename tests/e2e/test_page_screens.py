@@ -40,7 +40,8 @@ def visible_and_uncovered(page, selector: str) -> bool:
 @pytest.mark.parametrize("screen", SCREENS)
 def test_the_page_fits_the_screen(visit_with, results_dir, screen, scheme):
     width, height = SCREENS[screen]
-    visit = visit_with(viewport={"width": width, "height": height}, color_scheme=scheme)
+    touch = {"has_touch": True} if screen == "phone" else {}
+    visit = visit_with(viewport={"width": width, "height": height}, color_scheme=scheme, **touch)
     page = visit.page
     page.goto(visit.url)
     story_top_while_loading = box(page, ".story")["top"]

@@ -115,7 +115,8 @@ def test_copy_and_download_give_the_story_and_its_settings(visit_with):
     assert "# model: stories260K" in header
 
 
-def test_why_this_word_agrees_with_the_command_line_and_changes_nothing(visit, model_dir):
+def test_why_this_word_agrees_with_the_command_line_and_changes_nothing(visit, model_dir,
+                                                                        results_dir):
     flags = ["-t", "0.8", "-p", "0.9", "-s", "7", "-n", "70", "-i", "Tom saw a 🐸"]
     lines = [json.loads(line) for line in cli(model_dir, *flags, "--probs").splitlines()]
     plain = cli(model_dir, *flags)[:-1]
@@ -132,6 +133,7 @@ def test_why_this_word_agrees_with_the_command_line_and_changes_nothing(visit, m
     why = visit.text("why")
     assert why.startswith(json.dumps(lines[3]["text"], ensure_ascii=False) + ":")
     assert why.count("%") == 6  # the token's and its five alternatives'
+    visit.page.screenshot(path=str(results_dir / "why-this-word.png"))
     # Off again, the next story is plain text, and the same.
     visit.page.uncheck("#show-probabilities")
     assert visit.write(prompt="Tom saw a 🐸", temperature=0.8, topp=0.9, seed=7, steps=70) == plain
