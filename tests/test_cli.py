@@ -64,6 +64,14 @@ def write_random_model(path, vocab_size: int, seq_len: int) -> None:
                      + weights.tobytes())
 
 
+def test_a_story_goes_on_after_a_token_that_starts_a_character(files):
+    # Seed 12 at temperature 2 writes, at step 181, the first byte of a two-byte character: a
+    # token that adds no text yet, which once ended the printed story there.
+    result = generate(files, "-t", "2", "-p", "0", "-s", "12", "-n", "200")
+    assert result.returncode == 0, result.stderr
+    assert "(200 tokens" in result.stderr
+
+
 def test_probs_prints_a_json_line_a_token_and_the_same_story(files):
     flags = ["-t", "0.8", "-p", "0.9", "-s", "7", "-i", "Tom saw a 🐸", "-n", "60"]
     plain, probs = generate(files, *flags), generate(files, *flags, "--probs")

@@ -491,4 +491,5 @@ ui.shortcutHint.textContent = touch ? "" : mac ? "; ⌘+Return writes, Esc stops
 
 restoreSettings();
 showValues();
+document.body.classList.toggle("probabilities", ui.showProbabilities.checked); // kept over a reload
 startWorker();

@@ -65,9 +65,14 @@ def run(args: argparse.Namespace) -> int:
     if args.probs:
         write_explanations(story, out)
     else:
-        for text in (story.prompt_text, *iter(lambda: story.advance(max_tokens=1), ""), "\n"):
-            out.write(text.encode("utf-8"))
+        # Until the story is done, not until a token adds no text: the first byte token of a
+        # character adds none, and the story goes on after it.
+        out.write(story.prompt_text.encode("utf-8"))
+        out.flush()
+        while not story.done:
+            out.write(story.advance(max_tokens=1).encode("utf-8"))
             out.flush()
+        out.write(b"\n")
     stats = story.stats()
     if stats["generated_tokens"] > 1:
         print(f"achieved tok/s: {stats['tokens_per_second']:.1f} "
