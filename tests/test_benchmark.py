@@ -16,12 +16,12 @@ PORT = ("straightforward port",)
 
 
 @pytest.mark.parametrize(("flags", "phrase"), [
-    (["-n", "0"], "--steps 0"),
-    (["-n", "1"], "--steps 1"),
-    (["--repeat", "0"], "--repeat 0"),
-    (["--repeat", "-3"], "--repeat -3"),
-    (["--prompt-tokens", "0"], "--prompt-tokens 0"),
-    (["--prompt-tokens", "512"], "--prompt-tokens 512"),
+    (["-n", "0"], "steps 0"),
+    (["-n", "1"], "steps 1"),
+    (["--repeat", "0"], "repeat 0"),
+    (["--repeat", "-3"], "repeat -3"),
+    (["--prompt-tokens", "0"], "prompt tokens 0"),
+    (["--prompt-tokens", "512"], "prompt tokens 512"),
 ])
 def test_bench_refuses_settings_that_measure_nothing(model_dir, flags, phrase):
     outcome = run_bounded("bench", model_dir / "stories260K.bin", *flags, timeout=120)

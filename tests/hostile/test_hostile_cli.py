@@ -10,11 +10,12 @@ sends a signal); the peak resident memory of every run is bounded too.
 import fcntl
 import os
 import re
-import resource
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tomllib
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import llama2np
 import pytest
-from hostile import MEMORY_LIMIT_MB, Outcome, assert_refused, run_bounded
+from hostile import LAUNCHER, MEMORY_LIMIT_MB, Outcome, assert_refused, run_bounded
 
 pytestmark = pytest.mark.hostile
 
@@ -60,18 +61,18 @@ def environment(**extra: str) -> dict:
 
 
 def start(argv: list[str], stdout: int, env: dict | None = None) -> subprocess.Popen:
-    """`argv` with standard output on descriptor `stdout` and the address space capped."""
-
-    def limit() -> None:
-        limit_bytes = MEMORY_LIMIT_MB << 20
-        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
-
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE,
-                            env=env or environment(), preexec_fn=limit)
+    """`argv` with standard output on descriptor `stdout`, through run_bounded's launcher (the
+    address space capped, signals passed on, the command's own peak RSS reported)."""
+    report = Path(tempfile.mkdtemp(prefix="llama2np-cli-")) / "peak-kb"
+    launcher = [sys.executable, "-c", LAUNCHER, str(MEMORY_LIMIT_MB << 20), str(report), *argv]
+    process = subprocess.Popen(launcher, stdin=subprocess.DEVNULL, stdout=stdout,
+                               stderr=subprocess.PIPE, env=env or environment())
+    process.peak_report = report
+    return process
 
 
 def finish(process: subprocess.Popen, begun: float, timeout: float = TIMEOUT) -> Outcome:
-    """Wait for `process` and report it as `run_bounded` does (its own peak RSS, from wait4);
+    """Wait for `process` and report it as `run_bounded` does (the command's own peak RSS);
     a process still running `timeout` seconds after `begun` is killed and fails the test."""
     killer = threading.Timer(max(0.0, begun + timeout - time.monotonic()), process.kill)
     killer.start()
@@ -81,8 +82,10 @@ def finish(process: subprocess.Popen, begun: float, timeout: float = TIMEOUT) ->
     if process.returncode == -signal.SIGKILL:
         raise subprocess.TimeoutExpired(process.args, timeout)
     stderr = process.stderr.read().decode("utf-8", "replace")
-    return Outcome(process.returncode, "", stderr, usage.ru_maxrss / 1024,
-                   time.monotonic() - begun)
+    report = process.peak_report
+    peak_kb = int(report.read_text()) if report.is_file() else 0
+    shutil.rmtree(report.parent, ignore_errors=True)
+    return Outcome(process.returncode, "", stderr, peak_kb / 1024, time.monotonic() - begun)
 
 
 def full_pipe() -> tuple[int, int]:
@@ -100,9 +103,11 @@ def full_pipe() -> tuple[int, int]:
 
 
 def sleeping_in(pid: int, *functions: str) -> bool:
-    """Whether process `pid` sleeps in a kernel function named with one of `functions`."""
+    """Whether the command that launcher `pid` started sleeps in a kernel function named with
+    one of `functions`."""
     try:
-        where = Path(f"/proc/{pid}/wchan").read_text()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        where = "".join(Path(f"/proc/{child}/wchan").read_text() for child in children)
     except OSError:
         return False
     return any(function in where for function in functions)

@@ -251,7 +251,7 @@ def test_ctrl_c_during_training_leaves_the_folder_as_it_was(folder):
     result = interrupt_once_writing([*TRAIN, "c.txt", "--out", "tok"], folder, ".tok.*.partial")
     assert result.returncode == 130, result.stderr
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == "llama2np: interrupted"
+    assert result.stderr.strip().splitlines()[-1] == "llama2np: interrupted."
     assert folder_state(folder) == before
 
 

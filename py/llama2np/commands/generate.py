@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             out.write(story.advance(max_tokens=1).encode("utf-8"))
             out.flush()
         out.write(b"\n")
+        out.flush()
     stats = story.stats()
     if stats["generated_tokens"] > 1:
         print(f"achieved tok/s: {stats['tokens_per_second']:.1f} "
