@@ -141,7 +141,10 @@ const handlers = {
     ui.model.textContent = `${info.name}: ${parameters(info.parameters)} parameters, ${megabytes(info.bytes)} MB, context of ${c.seq_len} tokens.`;
     ui.steps.max = c.seq_len;
     setState("ready");
-    say(`Ready in ${seconds.toFixed(1)} s. Type the start of a story, or just press Generate.`);
+    const next = fromShare
+      ? "The settings of a shared story are filled in: press Generate to write it again."
+      : "Type the start of a story, or just press Generate.";
+    say(`Ready in ${seconds.toFixed(1)} s. ${next}`);
     keepOffline(resources);
   },
   start({ id, promptText, seed, steps }) {
@@ -326,7 +329,7 @@ function restoreSettings() {
     const value = shared?.[name] ?? saved[name];
     if (typeof value === "string") ui[name].value = value;
   }
-  if (shared) say("The settings of a shared story are filled in: press Generate to write it again.");
+  return Boolean(shared);
 }
 
 // --- what to do with a story ---------------------------------------------------------------
@@ -489,7 +492,7 @@ const touch = matchMedia("(pointer: coarse)").matches || navigator.maxTouchPoint
 const mac = /Mac|iPhone|iPad/.test(navigator.userAgentData?.platform ?? navigator.platform ?? "");
 ui.shortcutHint.textContent = touch ? "" : mac ? "; ⌘+Return writes, Esc stops" : "; Ctrl+Enter writes, Esc stops";
 
-restoreSettings();
+const fromShare = restoreSettings();
 showValues();
 document.body.classList.toggle("probabilities", ui.showProbabilities.checked); // kept over a reload
 startWorker();
