@@ -3,11 +3,13 @@ Download, the probability view (checked against `llama2np generate --probs`), an
 
 import json
 import re
+import shutil
 
 import pytest
 from llama2np.tools.bench.chromium import wait_for_state
 from llama2np.tools.site.serve import start_server
 from support import GOLDEN_T0, run_cli
+from test_page_screens import serious_accessibility_problems
 
 pytestmark = pytest.mark.e2e
 
@@ -145,10 +147,34 @@ def test_why_this_word_agrees_with_the_command_line_and_changes_nothing(visit, m
     assert why.startswith(json.dumps(lines[3]["text"], ensure_ascii=False) + ":")
     assert why.count("%") == 6  # the token's and its five alternatives'
     visit.page.screenshot(path=str(results_dir / "why-this-word.png"))
+    assert serious_accessibility_problems(visit.page) == []
     # Off again, the next story is plain text, and the same.
     visit.page.uncheck("#show-probabilities")
     assert visit.write(prompt="Tom saw a 🐸", temperature=0.8, topp=0.9, seed=7, steps=70) == plain
     assert visit.page.evaluate("() => document.querySelectorAll('#output .token').length") == 0
+
+
+def test_a_new_version_of_the_site_is_taken_on_the_next_visit(visit_with, built_site, tmp_path):
+    site = tmp_path / "site"
+    shutil.copytree(built_site, site)
+    server, url = start_server(site)
+    try:
+        visit = visit_with(url)
+        visit.open()
+        for _ in range(200):
+            if visit.page.evaluate("() => document.body.dataset.offline") == "ready":
+                break
+            visit.page.wait_for_timeout(50)
+        page = (site / "index.html").read_text(encoding="utf-8")
+        for packed in site.glob("index.html.*"):
+            packed.unlink()
+        (site / "index.html").write_text(page.replace("<h1>llama2np</h1>", "<h1>llama2np, new</h1>"),
+                                         encoding="utf-8")
+        visit.open()
+        assert visit.page.text_content("h1") == "llama2np, new"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_the_page_works_offline_once_visited(visit_with, built_site, golden):
