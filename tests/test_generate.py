@@ -172,3 +172,10 @@ def test_explaining_changes_no_token_and_gives_each_token_s_probability(model, t
         ps = [alt["p"] for alt in e["top"]]
         assert len(ps) == 5 and ps == sorted(ps, reverse=True) and 0 < e["p"] <= ps[0] <= 1
         assert e["p"] == next((alt["p"] for alt in e["top"] if alt["token"] == e["token"]), e["p"])
+
+
+def test_a_plain_story_samples_with_the_plain_sampler(model, tokenizer):
+    # The explaining sampler's extra softmax and sort run only when asked for: the plain path
+    # keeps its NumPy calls.
+    assert type(Story(model, tokenizer, "")._sampler) is Sampler
+    assert type(Story(model, tokenizer, "", explain=True)._sampler) is not Sampler
