@@ -4,6 +4,7 @@ Download, the probability view (checked against `llama2np generate --probs`), an
 import json
 import re
 import shutil
+from contextlib import contextmanager
 
 import pytest
 from llama2np.tools.bench.chromium import wait_for_state
@@ -154,9 +155,10 @@ def test_why_this_word_agrees_with_the_command_line_and_changes_nothing(visit, m
     assert visit.page.evaluate("() => document.querySelectorAll('#output .token').length") == 0
 
 
-def test_a_new_version_of_the_site_is_taken_on_the_next_visit(visit_with, built_site, tmp_path):
-    site = tmp_path / "site"
-    shutil.copytree(built_site, site)
+@contextmanager
+def visited_on_its_own_server(visit_with, site):
+    """A visit to `site` served by a server of its own, which stops when the block ends; the
+    visit has been told by the service worker that the site is kept for offline visits."""
     server, url = start_server(site)
     try:
         visit = visit_with(url)
@@ -165,6 +167,17 @@ def test_a_new_version_of_the_site_is_taken_on_the_next_visit(visit_with, built_
             if visit.page.evaluate("() => document.body.dataset.offline") == "ready":
                 break
             visit.page.wait_for_timeout(50)
+        assert visit.page.is_visible("#offline"), "the page does not say it works offline"
+        yield visit
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_new_version_of_the_site_is_taken_on_the_next_visit(visit_with, built_site, tmp_path):
+    site = tmp_path / "site"
+    shutil.copytree(built_site, site)
+    with visited_on_its_own_server(visit_with, site) as visit:
         page = (site / "index.html").read_text(encoding="utf-8")
         for packed in site.glob("index.html.*"):
             packed.unlink()
@@ -172,24 +185,11 @@ def test_a_new_version_of_the_site_is_taken_on_the_next_visit(visit_with, built_
                                          encoding="utf-8")
         visit.open()
         assert visit.page.text_content("h1") == "llama2np, new"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_the_page_works_offline_once_visited(visit_with, built_site, golden):
-    server, url = start_server(built_site)  # its own server, to be shut down
-    try:
-        visit = visit_with(url)
-        visit.open()
-        for _ in range(200):
-            if visit.page.evaluate("() => document.body.dataset.offline") == "ready":
-                break
-            visit.page.wait_for_timeout(50)
-        assert visit.page.is_visible("#offline"), "the page does not say it works offline"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with visited_on_its_own_server(visit_with, built_site) as visit:
+        pass
     visit.page.context.set_offline(True)
     visit.open()
     assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
