@@ -1,5 +1,6 @@
 """The command line: run.c's flags and output, and one clear sentence for every bad input."""
 
+import json
 import struct
 
 import numpy as np
@@ -61,6 +62,24 @@ def write_random_model(path, vocab_size: int, seq_len: int) -> None:
     weights = np.random.default_rng(7).normal(0, 0.5, floats).astype("<f4")
     path.write_bytes(struct.pack("<7i", dim, hidden, layers, heads, heads, vocab_size, seq_len)
                      + weights.tobytes())
+
+
+def test_a_story_goes_on_after_a_token_that_starts_a_character(files):
+    # Seed 12 at temperature 2 writes, at step 181, the first byte of a two-byte character: a
+    # token that adds no text yet, which once ended the printed story there.
+    result = generate(files, "-t", "2", "-p", "0", "-s", "12", "-n", "200")
+    assert result.returncode == 0, result.stderr
+    assert "(200 tokens" in result.stderr
+
+
+def test_probs_prints_a_json_line_a_token_and_the_same_story(files):
+    flags = ["-t", "0.8", "-p", "0.9", "-s", "7", "-i", "Tom saw a 🐸", "-n", "60"]
+    plain, probs = generate(files, *flags), generate(files, *flags, "--probs")
+    assert probs.returncode == 0, probs.stderr
+    lines = [json.loads(line) for line in probs.stdout.splitlines()]
+    assert "Tom saw a 🐸" + "".join(line["text"] for line in lines) + "\n" == plain.stdout
+    assert all(0 < line["p"] <= 1 and len(line["top"]) == 5 for line in lines)
+    assert f"({len(lines)} tokens" in probs.stderr
 
 
 def test_steps_beyond_context_are_clamped(tmp_path):

@@ -129,3 +129,53 @@ def test_nan_logits_end_the_story_with_a_sentence_naming_the_position(checkpoint
         story = generate_tokens(NanAtSeven(checkpoint), [1], sampler, 256, draft)
         with pytest.raises(Llama2npError, match="produced NaN at position 7; run llama2np validate"):
             list(story)
+
+
+def whole_story(model, tokenizer, prompt: str, **options) -> tuple[str, Story]:
+    story = Story(model, tokenizer, prompt, **options)
+    return story.text(), story
+
+
+@pytest.mark.parametrize(("temperature", "topp", "seed", "draft"),
+                         [(0.0, 0.9, 1, 0), (1.0, 0.9, 12, 0), (0.8, 0.0, 7, 0), (1.0, 0.9, 12, 4)])
+def test_continuing_a_story_cut_by_its_length_writes_what_a_longer_length_would(
+        checkpoint, tokenizer, temperature, topp, seed, draft):
+    options = dict(temperature=temperature, topp=topp, seed=seed, draft_tokens=draft)
+    longer, _ = whole_story(Transformer(checkpoint), tokenizer, "Tom found a 🐸", steps=0, **options)
+    text, story = whole_story(Transformer(checkpoint), tokenizer, "Tom found a 🐸", steps=40,
+                              **options)
+    assert story.ended == "length" and story.can_continue and story.positions() == 40
+    for steps in (90, 0):  # twice: a second Continue goes on again, to the whole context
+        taken_back = story.extend(steps)
+        text = text[:len(text) - taken_back] + story.text()
+    assert text == longer
+    assert story.ended in ("end", "length") and not story.can_continue
+
+
+def test_a_story_the_model_ended_cannot_be_continued(checkpoint, tokenizer):
+    text, story = whole_story(Transformer(checkpoint), tokenizer, "", temperature=0, steps=512)
+    assert story.ended == "end" and story.positions() < 512 and not story.can_continue
+    with pytest.raises(UsageError, match="choose a longer length"):
+        story.extend(0)
+
+
+def test_explaining_changes_no_token_and_gives_each_token_s_probability(model, tokenizer,
+                                                                         checkpoint):
+    plain, story = whole_story(model, tokenizer, "Lily", temperature=1.0, topp=0.9, seed=5,
+                               steps=80)
+    explained, told = whole_story(Transformer(checkpoint), tokenizer, "Lily", temperature=1.0,
+                                  topp=0.9, seed=5, steps=80, explain=True)
+    assert explained == plain and told.tokens == story.tokens and story.explanations is None
+    assert [e["token"] for e in told.explanations] == told.tokens
+    assert "".join(e["text"] for e in told.explanations) == plain
+    for e in told.explanations:
+        ps = [alt["p"] for alt in e["top"]]
+        assert len(ps) == 5 and ps == sorted(ps, reverse=True) and 0 < e["p"] <= ps[0] <= 1
+        assert e["p"] == next((alt["p"] for alt in e["top"] if alt["token"] == e["token"]), e["p"])
+
+
+def test_a_plain_story_samples_with_the_plain_sampler(model, tokenizer):
+    # The explaining sampler's extra softmax and sort run only when asked for: the plain path
+    # keeps its NumPy calls.
+    assert type(Story(model, tokenizer, "")._sampler) is Sampler
+    assert type(Story(model, tokenizer, "", explain=True)._sampler) is not Sampler

@@ -12,7 +12,7 @@ def make_session(model_dir) -> Session:
 def test_sliced_story_is_run_c_s(model_dir, golden):
     session = make_session(model_dir)
     assert session.info()["config"]["seq_len"] == 512
-    assert session.start("", 1.0, 0.9, 133742, 256) == {"prompt_text": ""}
+    assert session.start("", 1.0, 0.9, 133742, 256) == {"prompt_text": "", "seed": 133742, "steps": 256}
     pieces = []
     while not session.done:
         pieces.append(session.advance(0.001))
@@ -23,7 +23,7 @@ def test_sliced_story_is_run_c_s(model_dir, golden):
 def test_bad_requests_come_back_as_sentences(model_dir):
     session = make_session(model_dir)
     assert "context is 512 tokens" in session.start("word " * 600, 0.0, 0.9, 1, 512)["error"]
-    assert "temperature" in session.start("", -1.0, 0.9, 1, 10)["error"]
+    assert "Temperature -1.0 is out of range" in session.start("", -1.0, 0.9, 1, 10)["error"]
     assert session.done and session.advance(0.01) == ""
 
 
@@ -31,3 +31,33 @@ def test_bench_measures_every_engine(model_dir):
     results = make_session(model_dir).bench(steps=8, prompt_tokens=4, repeats=1)
     assert set(results) == {"llama2np, speculative", "llama2np, plain", "straightforward port"}
     assert all(r["decode_tokens_per_second"] > 0 for r in results.values())
+
+
+def test_a_clock_seed_and_a_whole_context_length_are_reported(model_dir):
+    started = make_session(model_dir).start("", 1.0, 0.9, 0, 0)
+    assert started["seed"] > 1_600_000_000 and started["steps"] == 512
+
+
+def test_continue_and_probabilities_through_the_session(model_dir):
+    session = make_session(model_dir)
+    session.start("", 1.0, 0.9, 12, 0, True)
+    longer = "".join(iter(lambda: session.advance(0.01), ""))
+    session.start("", 1.0, 0.9, 12, 30, True)
+    text = "".join(iter(lambda: session.advance(0.01), ""))
+    assert session.ending() == {"ended": "length", "can_continue": True}
+    assert len(session.explanations()) == 30 and session.explanations() == []
+    assert session.extend(0) == {"steps": 512, "taken_back": 0}
+    text += "".join(iter(lambda: session.advance(0.01), ""))
+    assert text == longer and len(session.explanations()) == len(session.story.tokens) - 30
+    assert "error" in session.extend(0)
+
+
+def test_prompt_errors_use_the_page_s_words(model_dir):
+    session = make_session(model_dir)
+    message = session.start("a b c d e f g", 0.0, 0.9, 1, 4)["error"]
+    assert message == ("The prompt is 7 tokens long, which fills the whole Length of 4; "
+                       "raise Length (0 is the whole context) or shorten the prompt.")
+    assert session.start("", 1.0, 0.9, 1, 8)["prompt_text"] == ""
+    while not session.done:
+        session.advance(0.01)
+    assert session.extend(4)["error"].startswith("The story already has")

@@ -24,9 +24,11 @@ export async function fetchJSON(url) {
   }
 }
 
-// The body as bytes, calling onBytes(n) as chunks arrive; checks the expected size.
-export async function download(url, expectedBytes, onBytes) {
+// The body as bytes, calling onBytes(n) as chunks arrive; checks the expected size. `onWire`
+// learns how many bytes the response takes on the wire (its Content-Length, compressed), or 0.
+export async function download(url, expectedBytes, onBytes, onWire = () => {}) {
   const response = await request(url);
+  onWire(Number(response.headers.get("Content-Length")) || 0);
   const bytes = new Uint8Array(expectedBytes);
   let received = 0;
   const reader = response.body.getReader();

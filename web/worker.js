@@ -1,12 +1,16 @@
 // The model's home: Pyodide runs the llama2np Python package here, off the page's thread.
 //
 // Protocol (plain objects with a `type`; see web/app.js for the other side):
-//   in:  load {pyodideURL, modelURL, runtimeCached} | generate {id, prompt, temperature, topp, seed, steps}
+//   in:  load {pyodideURL, modelURL, runtimeCached}
+//        | generate {id, prompt, temperature, topp, seed, steps, explain} | continue {id}
 //        | stop {id} | bench {id, steps, promptTokens, repeats, engines}
-//   out: progress {stage, label, done, total} | ready {model, seconds, fromSnapshot, stages}
-//        | start {id, promptText}
-//        | tokens {id, text} | done {id, stopped, stats} | bench-result {id, results}
-//        | error {id?, fatal, message}
+//   out: progress {stage: "file", url, bytes, done, wire} | progress {stage, label}
+//        | ready {model, seconds, fromSnapshot, stages, resources}
+//        | start {id, promptText, seed, steps} | continued {id, steps, takenBack}
+//        | tokens {id, text, pieces?} | done {id, stopped, ended, canContinue, stats}
+//        | bench-result {id, results} | error {id?, fatal, message}
+//
+// `pieces` (with `explain`) are the tokens one by one with their probabilities (Session.explanations).
 //
 // All model work happens in Python (llama2np.session.Session); this file moves bytes and
 // messages, and hands control back to the event loop between slices of generation so that
@@ -26,7 +30,7 @@ let warming = false; // a warm-up story is being written (see warmUp)
 const post = (message) => self.postMessage(message);
 
 self.onmessage = ({ data }) => {
-  const handlers = { load, generate, stop, bench };
+  const handlers = { load, generate, continue: continueStory, stop, bench };
   const handler = handlers[data?.type];
   if (!handler) {
     post({ type: "error", fatal: false, message: `The worker does not know the request "${data?.type}".` });
@@ -50,12 +54,12 @@ async function load({ pyodideURL, modelURL, runtimeCached = false }) {
   let downloaded = null;
   downloads.runtime.then(() => {
     downloaded = performance.now();
-    post({ type: "progress", stage: "start", label: "Starting Python", done: 0, total: 0 });
+    post({ type: "progress", stage: "start", label: "Starting Python" });
   }, () => {});
   pyodide = await startPython(pyodideURL, downloads.runtime);
   const pythonStarted = performance.now();
   await downloads.packages;
-  post({ type: "progress", stage: "start", label: "Installing NumPy and llama2np", done: 0, total: 0 });
+  post({ type: "progress", stage: "install", label: "Installing NumPy and llama2np" });
   const failures = [];
   await pyodide.loadPackage(["numpy", "llama2np"], {
     messageCallback: () => {},
@@ -65,7 +69,7 @@ async function load({ pyodideURL, modelURL, runtimeCached = false }) {
 
   const packagesLoaded = performance.now();
   const modelFiles = await downloads.model;
-  post({ type: "progress", stage: "start", label: "Reading the model", done: 0, total: 0 });
+  post({ type: "progress", stage: "model", label: "Reading the model" });
   const { Session } = pyodide.pyimport("llama2np.session");
   // toPy copies the bytes into Python's memory once, as a memoryview.
   const checkpoint = pyodide.toPy(modelFiles.checkpoint);
@@ -82,6 +86,8 @@ async function load({ pyodideURL, modelURL, runtimeCached = false }) {
     model: { ...info, name: manifest.name, bytes: manifest.checkpoint.bytes, parameters: manifest.parameters },
     seconds: (performance.now() - started) / 1000,
     fromSnapshot,
+    // What this worker fetched, for the page's service worker to keep for offline visits.
+    resources: performance.getEntriesByType("resource").map((entry) => entry.name),
     // Where the load time went, for `llama2np bench --browser`: each stage counts from the end
     // of the one before, so a stage that waited for its download includes the wait.
     stages: {
@@ -113,7 +119,7 @@ async function warmUp() {
   }
 }
 
-// Starts one download per stage, each with its progress bar, and returns their promises:
+// Starts the downloads of each stage (their bytes add up to one bar) and returns their promises:
 // runtime ({snapshot}), packages, and model ({checkpoint, tokenizer}). Runtime files and wheels
 // are fetched to count their bytes: the server marks them immutable, so Pyodide's own requests
 // for them are answered from the browser's cache. When the page says this browser had them all
@@ -122,7 +128,6 @@ async function warmUp() {
 // model) are always fetched, kept and checked against their sha256.
 function downloadAll(pyodideURL, files, modelURL, manifest, runtimeCached) {
   const stageOf = (name) => (name.startsWith("numpy-") ? "numpy" : name.startsWith("llama2np-") ? "llama2np" : "runtime");
-  const labels = { runtime: "Downloading Python", numpy: "Downloading NumPy", llama2np: "Downloading llama2np" };
   const byStage = {};
   for (const file of files) {
     const entry = { ...file, file: file.name, url: new URL(file.name, pyodideURL) };
@@ -130,8 +135,8 @@ function downloadAll(pyodideURL, files, modelURL, manifest, runtimeCached) {
     else if (runtimeCached) continue;
     (byStage[stageOf(file.name)] ??= []).push(entry);
   }
-  const stage = (name) => downloadStage(name, labels[name], byStage[name] ?? []);
-  const model = downloadStage("model", `Downloading ${manifest.name}`, [
+  const stage = (name) => downloadStage(byStage[name] ?? []);
+  const model = downloadStage([
     { ...manifest.checkpoint, url: new URL(manifest.checkpoint.file, modelURL), keep: true, role: "checkpoint" },
     { ...manifest.tokenizer, url: new URL(manifest.tokenizer.file, modelURL), keep: true, role: "tokenizer" },
   ]);
@@ -142,28 +147,42 @@ function downloadAll(pyodideURL, files, modelURL, manifest, runtimeCached) {
   return downloads;
 }
 
-async function downloadStage(stage, label, files) {
-  const total = files.reduce((sum, f) => sum + f.bytes, 0);
-  let done = 0;
-  let lastPost = 0;
-  const report = (bytes) => {
-    done += bytes;
-    const now = performance.now();
-    if (now - lastPost > 50 || done === total) {
-      lastPost = now;
-      post({ type: "progress", stage, label, done, total });
-    }
+// Each file's progress goes to the page, which adds them up into one bar (web/progress.js):
+// its bytes so far and, once its response is in, its size on the wire; at most one message per
+// file every 50 ms, and always its last.
+let lastPost = 0;
+function reporter(file) {
+  const state = { type: "progress", stage: "file", url: file.url.href, bytes: file.bytes, done: 0, wire: 0 };
+  post(state);
+  return {
+    wire(bytes) {
+      state.wire = bytes;
+      post(state);
+    },
+    bytes(n) {
+      state.done += n;
+      const now = performance.now();
+      if (now - lastPost > 50 || state.done === state.bytes) {
+        lastPost = now;
+        post(state);
+      }
+    },
   };
+}
+
+async function downloadStage(files) {
   const kept = {};
   await Promise.all(
     files.map(async (file) => {
+      const report = reporter(file);
       const stored = file.role === "snapshot" ? await readStoredSnapshot(file.url) : null;
       if (stored && (await sha256Hex(stored)) === file.sha256) {
-        report(file.bytes);
+        report.wire(1); // nothing travels; it counts as a finished file
+        report.bytes(file.bytes);
         kept[file.role] = stored;
         return;
       }
-      const bytes = await download(file.url, file.bytes, report);
+      const bytes = await download(file.url, file.bytes, report.bytes, report.wire);
       if (!file.keep) return;
       if ((await sha256Hex(bytes)) === file.sha256) {
         kept[file.role] = bytes;
@@ -233,38 +252,81 @@ async function startPython(pyodideURL, runtimeDownload) {
 
 // --- generating ----------------------------------------------------------------------------
 
-async function generate({ id, prompt, temperature, topp, seed, steps }) {
+async function generate({ id, prompt, temperature, topp, seed, steps, explain = false }) {
   if (!session) throw new Error("The model is not loaded yet.");
   if (run) {
     post({ type: "error", id, fatal: false, message: "A story is being written; stop it before starting another." });
     return;
   }
   warming = false;
-  const current = (run = { id, stopRequested: false });
+  const current = (run = { id, stopRequested: false, explain: Boolean(explain) });
   try {
-    const started = toJs(session.start(prompt, temperature, topp, seed, steps));
+    const started = toJs(session.start(prompt, temperature, topp, seed, steps, current.explain));
     if (started.error) {
       post({ type: "error", id, fatal: false, message: started.error });
       return;
     }
-    post({ type: "start", id, promptText: started.prompt_text });
-    let pending = "";
-    let lastPost = performance.now();
-    while (!current.stopRequested && !session.done) {
-      pending += session.advance(SLICE_SECONDS);
-      const now = performance.now();
-      if (pending && now - lastPost >= POST_EVERY_MS) {
-        post({ type: "tokens", id, text: pending });
-        pending = "";
-        lastPost = now;
-      }
-      await nextTurn();
-    }
-    if (pending) post({ type: "tokens", id, text: pending });
-    post({ type: "done", id, stopped: current.stopRequested && !session.done, stats: toJs(session.stats()) });
+    post({ type: "start", id, promptText: started.prompt_text, seed: started.seed, steps: started.steps });
+    await write(current);
   } finally {
     run = null;
   }
+}
+
+// Goes on with the last story (cut off by its length or stopped) up to the whole context: the
+// same tokens a longer Length would have written (Session.extend).
+async function continueStory({ id }) {
+  if (!session) throw new Error("The model is not loaded yet.");
+  if (run) {
+    post({ type: "error", id, fatal: false, message: "A story is being written; stop it before continuing." });
+    return;
+  }
+  const current = (run = { id, stopRequested: false, explain: false });
+  try {
+    const extended = toJs(session.extend(0));
+    if (extended.error) {
+      post({ type: "error", id, fatal: false, message: extended.error });
+      return;
+    }
+    current.explain = true; // explanations() is empty unless the story was started with them
+    post({ type: "continued", id, steps: extended.steps, takenBack: extended.taken_back });
+    await write(current);
+  } finally {
+    run = null;
+  }
+}
+
+// Writes in slices until the end or Stop, posting the text at most once a frame.
+async function write(current) {
+  const { id } = current;
+  let pending = "";
+  let pieces = [];
+  let lastPost = performance.now();
+  const flush = () => {
+    post(pieces.length ? { type: "tokens", id, text: pending, pieces } : { type: "tokens", id, text: pending });
+    pending = "";
+    pieces = [];
+  };
+  while (!current.stopRequested && !session.done) {
+    pending += session.advance(SLICE_SECONDS);
+    if (current.explain) pieces.push(...toJs(session.explanations()));
+    const now = performance.now();
+    if (pending && now - lastPost >= POST_EVERY_MS) {
+      flush();
+      lastPost = now;
+    }
+    await nextTurn();
+  }
+  if (pending || pieces.length) flush();
+  const ending = toJs(session.ending());
+  post({
+    type: "done",
+    id,
+    stopped: current.stopRequested && !session.done,
+    ended: ending.ended,
+    canContinue: ending.can_continue,
+    stats: toJs(session.stats()),
+  });
 }
 
 async function stop({ id }) {

@@ -6,7 +6,10 @@ model as one batch, and decoding may check several drafted tokens in one forward
 (speculation, see `draft.py`); neither changes a single token or RNG draw.
 
 `Story` is what callers use: the command line loops over `advance()`, the browser worker calls
-it with a small time budget so that JavaScript regains control between slices.
+it with a small time budget so that JavaScript regains control between slices. A story cut off
+by its length can be continued (`extend`): its token generator runs to the end of the context and
+the story merely stops asking it for tokens, so the generator sits just after the last token, with
+the sampler's RNG and the model's key/value cache where a longer length would have had them.
 """
 
 import time
@@ -14,7 +17,7 @@ from collections.abc import Iterator
 
 from llama2np.draft import Drafter
 from llama2np.errors import Llama2npError, PromptError, UsageError
-from llama2np.sampler import NonFiniteLogits, Sampler
+from llama2np.sampler import ExplainingSampler, NonFiniteLogits, Sampler
 from llama2np.tokenizer import BOS, TextStream, Tokenizer
 
 DRAFT_TOKENS = 4  # what `--draft` and the benchmark's speculative row use
@@ -102,7 +105,10 @@ class Story:
         seed: int | None = None,
         steps: int = 256,
         draft_tokens: int = DEFAULT_DRAFT_TOKENS,
+        explain: bool = False,
     ) -> None:
+        """`explain` records, for each generated token, its probability and the likeliest
+        alternatives (`explanations`); it changes no token and no RNG draw."""
         config = model.config
         if not seed:  # run.c: a seed of 0 means "from the clock"
             seed = int(time.time())
@@ -111,16 +117,25 @@ class Story:
         if draft_tokens < 0:
             raise UsageError(f"draft {draft_tokens} is negative; use 0 or more tokens.")
         self.seed = seed
+        self.seq_len = config.seq_len
         self.steps = clamp_steps(steps, config.seq_len)
-        sampler = Sampler(config.vocab_size, temperature, topp, seed,
-                          getattr(model, "logit_bound", None))
+        kind = ExplainingSampler if explain else Sampler
+        self._sampler = kind(config.vocab_size, temperature, topp, seed,
+                             getattr(model, "logit_bound", None))
         self.prompt_tokens = tokenizer.encode(prompt)
         check_prompt_fits(len(self.prompt_tokens), self.steps, config.seq_len)
         self.prompt_text = tokenizer.decode(self.prompt_tokens)
         self.tokens: list[int] = []
+        self.explanations: list[dict] | None = [] if explain else None
         self.done = False
+        self.ended: str | None = None  # "end" (the model wrote BOS) or "length"
+        self._tokenizer = tokenizer
         self._stream = TextStream(tokenizer, previous=self.prompt_tokens[-1])
-        self._generator = generate_tokens(model, self.prompt_tokens, sampler, self.steps, draft_tokens)
+        self._held: object = None  # the UTF-8 decoder's state before a length end's flush
+        self._tail_length = 0  # characters that flush gave out
+        # Bounded by the context, not by `steps`: the story stops asking at `steps` (see extend).
+        self._generator = generate_tokens(model, self.prompt_tokens, self._sampler, config.seq_len,
+                                          draft_tokens)
         self._busy_seconds = 0.0  # time spent inside advance(), i.e. computing
         self._first_token_seconds: float | None = None
 
@@ -131,19 +146,67 @@ class Story:
         start = time.perf_counter()
         pieces = []
         for _ in range(max_tokens):
+            if self.positions() >= self.steps:
+                pieces.append(self._end("length"))
+                break
             token = next(self._generator, None)
             if token is None:
-                self.done = True
-                pieces.append(self._stream.flush())
+                pieces.append(self._end("end" if self.positions() < self.seq_len else "length"))
                 break
             if self._first_token_seconds is None:
                 self._first_token_seconds = self._busy_seconds + time.perf_counter() - start
             self.tokens.append(token)
-            pieces.append(self._stream.push(token))
+            text = self._stream.push(token)
+            pieces.append(text)
+            if self.explanations is not None:
+                self.explanations.append(self._explain(token, text))
             if time.perf_counter() - start >= max_seconds:
                 break
         self._busy_seconds += time.perf_counter() - start
         return "".join(pieces)
+
+    def positions(self) -> int:
+        """Positions the model has been asked for so far, as run.c counts steps."""
+        return len(self.prompt_tokens) - 1 + len(self.tokens)
+
+    def _end(self, how: str) -> str:
+        """Mark the end and flush the text stream; returns the flushed text."""
+        self.done, self.ended = True, how
+        self._held = self._stream.utf8.getstate()
+        tail = self._stream.flush()
+        self._tail_length = len(tail)
+        return tail
+
+    @property
+    def can_continue(self) -> bool:
+        """Whether `extend` can write more: the story stopped before the model ended it and
+        before the context was full."""
+        return self.ended != "end" and self.positions() < self.seq_len
+
+    def extend(self, steps: int = 0) -> int:
+        """Go on writing up to `steps` positions (0 = the whole context), exactly as if the story
+        had been started with that length. Returns how many characters of the text already
+        handed out to take back: a length end flushed a character cut in the middle of its bytes
+        as U+FFFD, and the rest of its bytes now follow."""
+        steps = clamp_steps(steps, self.seq_len)
+        if not self.can_continue or steps <= self.positions():
+            raise UsageError(f"the story already has {self.positions()} positions; choose a "
+                             f"longer length, up to the context of {self.seq_len}.")
+        taken_back = 0
+        if self._held is not None:
+            self._stream.utf8.setstate(self._held)
+            taken_back, self._held = self._tail_length, None
+        self.steps, self.done, self.ended = steps, False, None
+        return taken_back
+
+    def _explain(self, token: int, text: str) -> dict:
+        """The token's probability and the likeliest alternatives, with their pieces as text."""
+        p, top = self._sampler.explained
+        previous = self.tokens[-2] if len(self.tokens) > 1 else self.prompt_tokens[-1]
+        piece = self._tokenizer.piece
+        return {"token": token, "text": text, "p": p,
+                "top": [{"token": t, "text": piece(previous, t).decode("utf-8", "replace"), "p": q}
+                        for t, q in top]}
 
     def text(self) -> str:
         """Write the whole story and return its continuation (without the prompt)."""

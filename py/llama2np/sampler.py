@@ -96,6 +96,37 @@ class Sampler:
         return sample_topp(probabilities, self.topp, coin, self.cutoff)
 
 
+class ExplainingSampler(Sampler):
+    """A Sampler that also records why: after each `sample`, `explained` holds the chosen token's
+    probability and the `ALTERNATIVES` likeliest tokens with theirs.
+
+    The probabilities are the softmax of the logits at the sampler's temperature (at temperature
+    0, of the logits themselves), before top-p narrows them. The choice itself is Sampler's,
+    untouched: the same tokens and RNG draws; the extra NumPy work is only on this path.
+    """
+
+    ALTERNATIVES = 5
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.explained: tuple[float, list[tuple[int, float]]] = (0.0, [])
+
+    def sample(self, logits: np.ndarray) -> int:
+        token = super().sample(logits)
+        self.explained = explain(logits, self.temperature, token, self.ALTERNATIVES)
+        return token
+
+
+def explain(logits: np.ndarray, temperature: np.float32, token: int,
+            alternatives: int) -> tuple[float, list[tuple[int, float]]]:
+    """`token`'s probability at `temperature` and the `alternatives` likeliest (token, p)."""
+    scaled = np.divide(logits, temperature if temperature > 0 else F32(1), dtype=F32)
+    probabilities = softmax(scaled)
+    likeliest = (-probabilities).argsort(kind="stable")[:alternatives]
+    return (float(probabilities[token]),
+            [(int(t), float(probabilities[t])) for t in likeliest])
+
+
 def argmax(logits: np.ndarray) -> int:
     """The first index of the largest logit (run.c keeps the first on ties, as NumPy does).
 

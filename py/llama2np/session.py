@@ -8,7 +8,7 @@ the sentence and never a Python traceback.
 
 from llama2np.benchmark import ENGINES, measure
 from llama2np.checkpoint import read_checkpoint
-from llama2np.errors import Llama2npError
+from llama2np.errors import Llama2npError, PromptError
 from llama2np.generate import Story
 from llama2np.model import Transformer
 from llama2np.tokenizer import Tokenizer
@@ -24,6 +24,7 @@ class Session:
         self.tokenizer = Tokenizer.from_bytes(tokenizer, self.checkpoint.config.vocab_size,
                                               tokenizer_name)
         self.story: Story | None = None
+        self._explained = 0  # explanations already handed out
 
     def info(self) -> dict:
         c = self.checkpoint.config
@@ -31,15 +32,60 @@ class Session:
                 "config": {k: getattr(c, k) for k in ("dim", "hidden_dim", "n_layers", "n_heads",
                                                       "n_kv_heads", "vocab_size", "seq_len")}}
 
-    def start(self, prompt: str, temperature: float, topp: float, seed: int, steps: int) -> dict:
-        """Begin a story: {"prompt_text": the prompt as run.c echoes it} or {"error": ...}."""
+    def start(self, prompt: str, temperature: float, topp: float, seed: int, steps: int,
+              explain: bool = False) -> dict:
+        """Begin a story: {"prompt_text": the prompt as run.c echoes it, "seed": the seed used
+        (the clock's for 0), "steps": the length used (the context's for 0)} or {"error": ...}.
+        With `explain`, `explanations()` hands out each token's probabilities."""
         self.story = None
+        self._explained = 0
         try:
             self.story = Story(self.model, self.tokenizer, prompt, temperature=float(temperature),
-                               topp=float(topp), seed=int(seed), steps=int(steps))
+                               topp=float(topp), seed=int(seed), steps=int(steps),
+                               explain=bool(explain))
+        except PromptError:
+            return {"error": self._prompt_too_long(prompt, int(steps))}
         except Llama2npError as error:
-            return {"error": str(error)}
-        return {"prompt_text": self.story.prompt_text}
+            return {"error": sentence(str(error))}
+        return {"prompt_text": self.story.prompt_text, "seed": self.story.seed,
+                "steps": self.story.steps}
+
+    def _prompt_too_long(self, prompt: str, steps: int) -> str:
+        """The prompt error in the page's own words (its field is Length, not steps)."""
+        n = len(self.tokenizer.encode(prompt)) - 1
+        context = self.checkpoint.config.seq_len
+        if n + 1 > context:
+            return (f"The prompt is {n} tokens long but the model's context is {context} tokens; "
+                    "shorten the prompt.")
+        return (f"The prompt is {n} tokens long, which fills the whole Length of {steps}; "
+                "raise Length (0 is the whole context) or shorten the prompt.")
+
+    def extend(self, steps: int = 0) -> dict:
+        """Continue the last story up to `steps` positions (0 = the context), exactly as that
+        length would have written it: {"steps", "taken_back": characters of the shown text to
+        remove first} or {"error": ...}. The model's cache holds this story's positions only
+        while no other story ran, which the worker guarantees: only `start` uses the model."""
+        if self.story is None:
+            return {"error": "There is no story to continue; write one first."}
+        try:
+            taken_back = self.story.extend(int(steps))
+        except Llama2npError as error:
+            return {"error": sentence(str(error))}
+        return {"steps": self.story.steps, "taken_back": taken_back}
+
+    def explanations(self) -> list[dict]:
+        """The probabilities of the tokens written since the last call (see Story)."""
+        if self.story is None or self.story.explanations is None:
+            return []
+        new = self.story.explanations[self._explained:]
+        self._explained += len(new)
+        return new
+
+    def ending(self) -> dict:
+        """How the story ended so far: {"ended": "end" | "length" | None, "can_continue"}."""
+        if self.story is None:
+            return {"ended": None, "can_continue": False}
+        return {"ended": self.story.ended, "can_continue": self.story.can_continue}
 
     def advance(self, max_seconds: float) -> str:
         """More of the story, after about `max_seconds` of work or at its end."""
@@ -57,3 +103,8 @@ class Session:
         """`llama2np.benchmark.measure` on this model, for `llama2np bench --browser`."""
         return measure(self.checkpoint, int(steps), int(prompt_tokens), int(repeats),
                        tuple(engines) if engines else tuple(ENGINES))
+
+
+def sentence(text: str) -> str:
+    """The runtime's messages start in lower case after "llama2np: "; the page shows them alone."""
+    return text[:1].upper() + text[1:]

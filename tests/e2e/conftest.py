@@ -89,15 +89,30 @@ class Visit:
 
 
 @pytest.fixture
-def visit(browser, site_url):
-    context = browser.new_context(viewport={"width": 1200, "height": 800})
-    page = context.new_page()
-    v = Visit(page, site_url)
-    yield v
-    context.close()
-    assert not v.foreign, f"requests left the local server: {v.foreign}"
-    if not v.expected_errors:
-        assert not v.errors, f"the page logged errors: {v.errors}"
+def visit_with(browser, site_url):
+    """Opens visits in fresh browser contexts with the given options (viewport, color_scheme,
+    has_touch, permissions...), each checked like `visit` when the test ends."""
+    visits = []
+
+    def open_context(url: str = site_url, **options) -> Visit:
+        options.setdefault("viewport", {"width": 1200, "height": 800})
+        context = browser.new_context(**options)
+        v = Visit(context.new_page(), url)
+        visits.append(v)
+        return v
+
+    yield open_context
+    for v in visits:
+        v.page.context.close()
+    for v in visits:
+        assert not v.foreign, f"requests left the local server: {v.foreign}"
+        if not v.expected_errors:
+            assert not v.errors, f"the page logged errors: {v.errors}"
+
+
+@pytest.fixture
+def visit(visit_with):
+    return visit_with()
 
 
 @pytest.fixture

@@ -82,7 +82,8 @@ def test_stop_ends_a_run_early_and_the_next_run_works(visit, golden, model_dir, 
     visit.wait_until_written()  # back to ready, within the bound of a whole run
     print(f"Stop: ready {time.monotonic() - clicked:.3f} s after the click")
     visit.page.screenshot(path=str(results_dir / "mid-story.png"))
-    assert "stopped" in visit.status()
+    assert visit.page.evaluate("() => document.body.dataset.ended") == "stopped"
+    assert "Stopped; Continue writes on." in visit.status()
     # What was written is the start of the full story, cut short.
     story = visit.output()
     assert full_story.startswith(story) and len(story) < len(full_story)
@@ -122,10 +123,11 @@ def test_a_prompt_longer_than_the_context_gets_a_message_and_stays(visit):
 
 def test_bad_length_gets_a_message(visit):
     visit.open()
-    visit.set(steps=0)
-    visit.page.click("#generate")
-    assert visit.state() == "ready"
-    assert "Length must be a whole number from 1 to 512" in visit.status()
+    for steps in ("-1", "513", "2.5", ""):
+        visit.page.fill("#steps", steps)
+        visit.page.click("#generate")
+        assert visit.state() == "ready"
+        assert visit.status() == "Length must be a whole number from 0 (the whole context) to 512."
 
 
 def test_a_missing_model_file_is_an_error_with_retry(visit):

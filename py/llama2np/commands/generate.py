@@ -1,6 +1,7 @@
 """`llama2np generate`: run.c's command line, streaming the story to standard output."""
 
 import argparse
+import json
 import sys
 
 from llama2np.checkpoint import load_checkpoint
@@ -43,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="check up to N tokens copied from earlier text in each forward pass "
                         "(speculative decoding; the same output; default 0, which is faster "
                         f"here; {DRAFT_TOKENS} is the benchmark's)")
+    parser.add_argument("--probs", action="store_true",
+                        help="instead of the text, print one JSON line per generated token: "
+                        "its text, id, probability p at the temperature (before top-p) and the "
+                        "five likeliest tokens with theirs; the same story as without it")
     parser.set_defaults(run=run)
 
 
@@ -52,21 +57,37 @@ def run(args: argparse.Namespace) -> int:
     story = Story(
         Transformer(checkpoint), tokenizer, args.prompt,
         temperature=args.temperature, topp=args.topp, seed=args.seed, steps=args.steps,
-        draft_tokens=args.draft,
+        draft_tokens=args.draft, explain=args.probs,
     )
     # The story's bytes go out as UTF-8 whatever the terminal's encoding (run.c prints bytes,
     # and a story is UTF-8 by contract); each token is flushed so that it shows as it comes.
     out = sys.stdout.buffer
-    out.write(story.prompt_text.encode("utf-8"))
-    out.flush()
-    while not story.done:
-        out.write(story.advance(max_tokens=1).encode("utf-8"))
+    if args.probs:
+        write_explanations(story, out)
+    else:
+        # Until the story is done, not until a token adds no text: the first byte token of a
+        # character adds none, and the story goes on after it.
+        out.write(story.prompt_text.encode("utf-8"))
         out.flush()
-    out.write(b"\n")
-    out.flush()
+        while not story.done:
+            out.write(story.advance(max_tokens=1).encode("utf-8"))
+            out.flush()
+        out.write(b"\n")
+        out.flush()
     stats = story.stats()
     if stats["generated_tokens"] > 1:
         print(f"achieved tok/s: {stats['tokens_per_second']:.1f} "
               f"({stats['generated_tokens']} tokens, first after "
               f"{stats['first_token_seconds'] * 1000:.1f} ms)", file=sys.stderr)
     return 0
+
+
+def write_explanations(story: Story, out: object) -> None:
+    """One JSON object a line for each generated token, as it is written (the page's
+    "why this word" view shows the same numbers)."""
+    while not story.done:
+        story.advance(max_tokens=1)
+        while story.explanations:
+            line = json.dumps(story.explanations.pop(0), ensure_ascii=False)
+            out.write(line.encode("utf-8") + b"\n")
+        out.flush()

@@ -12,7 +12,7 @@ import brotli
 import pytest
 from hostile import folder_state
 from llama2np.errors import Llama2npError
-from llama2np.tools.paths import DEFAULT_CACHE
+from llama2np.tools.paths import DEFAULT_CACHE, PROJECT_ROOT
 from llama2np.tools.site import sources
 from llama2np.tools.site.build import build_site
 from llama2np.tools.site.page_numpy import kept_in_page_numpy
@@ -293,3 +293,9 @@ def test_large_files_are_compressed_only_where_it_pays(tmp_path):
     assert brotli.decompress((tmp_path / "hardly.bin.br").read_bytes()) == hardly.tobytes()
     assert gzip.decompress((tmp_path / "hardly.bin.gz").read_bytes()) == hardly.tobytes()
     assert all(p.name.endswith(".q5.br") for p in (tmp_path / "cache").iterdir())
+
+
+def test_the_service_worker_sits_at_the_root_to_control_the_page(built_site):
+    source = PROJECT_ROOT / "web" / "service-worker.js"
+    assert (built_site / "service-worker.js").read_bytes() == source.read_bytes()
+    assert not (folder(built_site, "web") / "service-worker.js").exists()

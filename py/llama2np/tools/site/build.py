@@ -1,6 +1,8 @@
 """The demo as a self-contained static site (`llama2np build`):
 
-    dist/index.html                      the page; the only file not cached for good
+    dist/index.html                      the page; with service-worker.js, the only files not
+                                         cached for good
+    dist/service-worker.js               keeps the site for offline visits (web/service-worker.js)
     dist/web-<hash>/                     the page's scripts and styles (from web/)
     dist/pyodide-<hash>/                 Pyodide, a snapshot of its started interpreter, the
                                          page's NumPy wheel, the llama2np runtime wheel, the
@@ -42,6 +44,7 @@ from llama2np.tools.site.runtime_wheel import build_runtime_wheel
 from llama2np.tools.site.snapshot import make_snapshot
 from llama2np.tools.site.sources import RuntimeFiles, get_runtime, sha256_of
 
+SERVICE_WORKER = "service-worker.js"  # in web/ of the source; at the root of the site
 MARKER = ".llama2np-site"  # marks a folder this command wrote, so a rebuild may replace it
 
 
@@ -156,7 +159,10 @@ def copy_page(page_dir: Path, site: Path) -> None:
     if not page.is_file() or not web.is_dir():
         raise Llama2npError(f"{page_dir} has no index.html and web/ folder to build the page from.")
     shutil.copyfile(page, site / "index.html")
-    shutil.copytree(web, site / "web", ignore=shutil.ignore_patterns(".*", "*~"))
+    # The service worker controls only the folder it is served from and below: the site's root.
+    shutil.copytree(web, site / "web", ignore=shutil.ignore_patterns(".*", "*~", SERVICE_WORKER))
+    if (web / SERVICE_WORKER).is_file():
+        shutil.copyfile(web / SERVICE_WORKER, site / SERVICE_WORKER)
 
 
 def rewrite_page(page: Path, web: str, pyodide: str, model: str) -> None:

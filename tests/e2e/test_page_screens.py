@@ -1,0 +1,125 @@
+"""The page at a phone's, a tablet's and a desk's size, light and dark: the story in view, focus
+on a live control, no layout jump, no serious accessibility problem, and screenshots of each.
+
+The accessibility check is axe-core, from the pinned `axe-playwright-python` package: Playwright's
+`evaluate` injects its script (the page's Content-Security-Policy refuses an added <script> tag,
+and `evaluate` runs outside it, as the other tests' polling does)."""
+
+import pytest
+from llama2np.tools.bench.chromium import wait_for_state
+
+pytestmark = pytest.mark.e2e
+
+SCREENS = {"phone": (390, 844), "tablet": (820, 1180), "desktop": (1280, 800)}
+
+
+def serious_accessibility_problems(page) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [f"{v['id']}: {v['help']} ({len(v['nodes'])} elements)"
+            for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def box(page, selector: str) -> dict:
+    return page.eval_on_selector(selector, "e => e.getBoundingClientRect().toJSON()")
+
+
+def visible_and_uncovered(page, selector: str) -> bool:
+    """Whether the element's top-left corner is on the screen and not under the pinned bar."""
+    return page.eval_on_selector(selector, """e => {
+        const r = e.getBoundingClientRect();
+        const x = r.left + 8, y = r.top + 8;
+        if (y < 0 || y > innerHeight || x > innerWidth) return false;
+        const hit = document.elementFromPoint(x, y);
+        return e === hit || e.contains(hit);
+    }""")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("screen", SCREENS)
+def test_the_page_fits_the_screen(visit_with, results_dir, screen, scheme):
+    width, height = SCREENS[screen]
+    touch = {"has_touch": True} if screen == "phone" else {}
+    visit = visit_with(viewport={"width": width, "height": height}, color_scheme=scheme, **touch)
+    page = visit.page
+    page.goto(visit.url)
+    story_top_while_loading = box(page, ".story")["top"]
+    assert wait_for_state(page, ("ready", "error"), 90) == "ready", visit.status()
+    # Nothing moves when loading ends (by a whole pixel; text may round a fraction).
+    assert abs(box(page, ".story")["top"] - story_top_while_loading) < 1
+    assert serious_accessibility_problems(page) == []
+    # No field alone on its row: two rows of two, or one row of four.
+    tops = page.evaluate("() => [...document.querySelectorAll('.field')].map(f => f.getBoundingClientRect().top)")
+    rows = [tops.count(top) for top in sorted(set(tops))]
+    assert rows in ([2, 2], [4]), rows
+    # Any seed fits its field.
+    page.fill("#seed", "9007199254740991")
+    widths = page.eval_on_selector("#seed", "e => [e.scrollWidth, e.clientWidth]")
+    assert widths[0] <= widths[1], widths
+    page.screenshot(path=str(results_dir / f"page-{screen}-{scheme}-ready.png"))
+
+    visit.set(prompt="Tom had a red ball", temperature=0.8, seed=9, steps=400)
+    page.click("#generate")
+    assert page.evaluate("() => document.activeElement.id") == "stop"
+    while not visit.output():
+        page.wait_for_timeout(5)
+    page.wait_for_timeout(400)  # a phone scrolls smoothly
+    assert visible_and_uncovered(page, "#output"), "the story is written out of sight"
+    assert visible_and_uncovered(page, "#status")
+    visit.wait_until_written()
+    assert page.evaluate("() => document.activeElement.id") == "generate"
+    page.screenshot(path=str(results_dir / f"page-{screen}-{scheme}-story.png"))
+    assert serious_accessibility_problems(page) == []
+
+
+def test_the_keyboard_alone_writes_stops_and_writes_again(visit):
+    visit.open()
+    page = visit.page
+    visit.set(temperature=1.0, seed=12, steps=512)
+    page.focus("#generate")
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.id") == "stop"
+    while not visit.output():
+        page.wait_for_timeout(2)
+    page.keyboard.press("Escape")
+    visit.wait_until_written()
+    assert page.evaluate("() => document.body.dataset.ended") == "stopped"
+    # Focus never falls to <body>: Enter now continues or writes again.
+    focused = page.evaluate("() => document.activeElement.id")
+    assert focused in ("generate", "continue")
+    page.keyboard.press("Enter")
+    visit.wait_until_written()
+    assert page.evaluate("() => document.activeElement.tagName") != "BODY"
+    page.focus("#prompt")
+    page.keyboard.press("Meta+Enter")  # a Mac's Cmd+Enter
+    assert visit.state() == "generating"
+    visit.wait_until_written()
+
+
+def test_the_shortcut_hint_matches_the_device(visit_with):
+    desk = visit_with()
+    desk.open()
+    assert "Ctrl+Enter writes, Esc stops" in desk.text("shortcut-hint")
+    phone = visit_with(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    phone.open()
+    assert phone.text("shortcut-hint") == ""
+
+
+def test_one_load_bar_counts_the_bytes_on_the_wire_and_never_goes_back(visit):
+    page = visit.page
+    page.goto(visit.url)
+    seen = []
+    while visit.state() == "loading":
+        seen.append(page.evaluate("() => [document.getElementById('progress').value,"
+                                  " document.getElementById('progress-label').textContent]"))
+        page.wait_for_timeout(10)
+    assert visit.state() == "ready"
+    values = [value for value, _ in seen]
+    assert values == sorted(values), "the bar went back"
+    labels = " ".join(label for _, label in seen)
+    assert "Reading the model" in labels or "Installing" in labels
+    # The total is what travels (about 10.6 MB, brotli), not the 45 MB the files unpack to.
+    totals = {label.split(" of ")[1] for _, label in seen if " of " in label and "about" not in label}
+    assert totals and all(float(t.split()[0]) < 15 for t in totals), totals
+    assert page.eval_on_selector("#progress", "e => e.value") == 1

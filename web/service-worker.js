@@ -1,0 +1,83 @@
+// The site offline: `llama2np build` places this file at the site's root, so that it controls
+// the page and its worker. The page, once ready, sends the addresses its visit loaded ("keep");
+// they are stored here, and later requests are answered:
+//   - content-hashed folders (web-*, pyodide-*, model-*): from the store first, since their
+//     content never changes under one address; anything new is stored as it arrives;
+//   - everything else (the page itself): from the network first, so that a new version of the
+//     site takes effect on the next visit, and from the store when the network is gone.
+// Folders of older versions are dropped when a visit keeps a newer one.
+
+const STORE = "llama2np-offline";
+const HASHED = /\/(web|pyodide|model)-[0-9a-f]{8,}\//;
+
+self.addEventListener("install", () => self.skipWaiting());
+self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
+
+self.addEventListener("fetch", (event) => {
+  const { request } = event;
+  if (request.method !== "GET" || new URL(request.url).origin !== self.location.origin) return;
+  event.respondWith(HASHED.test(request.url) ? storeFirst(request) : networkFirst(request));
+});
+
+async function storeFirst(request) {
+  const store = await caches.open(STORE);
+  const stored = await store.match(request);
+  if (stored) return stored;
+  const response = await fetch(request);
+  if (response.ok) await store.put(request, response.clone()).catch(() => {});
+  return response;
+}
+
+async function networkFirst(request) {
+  try {
+    const response = await fetch(request);
+    if (response.ok && request.mode === "navigate") {
+      const copy = response.clone();
+      caches.open(STORE).then((store) => store.put(pageKey(request.url), copy)).catch(() => {});
+    }
+    return response;
+  } catch (error) {
+    const stored = await (await caches.open(STORE)).match(pageKey(request.url));
+    if (stored) return stored;
+    throw error;
+  }
+}
+
+// A page is stored under its address without query or fragment.
+const pageKey = (url) => {
+  const u = new URL(url);
+  u.search = "";
+  u.hash = "";
+  return u.href;
+};
+
+self.addEventListener("message", (event) => {
+  if (event.data?.type !== "keep" || !Array.isArray(event.data.urls)) return;
+  const [port] = event.ports;
+  event.waitUntil(
+    keep(event.data.urls.filter((url) => typeof url === "string")).then(
+      (count) => port?.postMessage({ kept: count }),
+      (error) => port?.postMessage({ kept: 0, error: String(error?.message ?? error) }),
+    ),
+  );
+});
+
+async function keep(urls) {
+  const store = await caches.open(STORE);
+  const wanted = urls.map((url) => new URL(url, self.location.href)).filter((url) => url.origin === self.location.origin);
+  for (const url of wanted) {
+    const key = pageKey(url.href);
+    if (await store.match(key)) continue;
+    const response = await fetch(key); // mostly from the browser's HTTP cache
+    if (!response.ok) throw new Error(`${key} answered HTTP ${response.status}`);
+    await store.put(key, response);
+  }
+  const folders = new Set(wanted.map((url) => url.pathname.match(HASHED)?.[0]).filter(Boolean));
+  for (const request of await store.keys()) {
+    const folder = new URL(request.url).pathname.match(HASHED)?.[0];
+    if (folder && !folders.has(folder) && [...folders].some((f) => f.split("-")[0] === folder.split("-")[0])) {
+      await store.delete(request);
+    }
+  }
+  return wanted.length;
+}

@@ -1,0 +1,54 @@
+// A story's settings as a link and as a file header. A link carries them in its fragment (after
+// "#"), which browsers never send to the server, so a static host sees no query strings.
+
+const FIELDS = ["prompt", "temperature", "topp", "seed", "steps"];
+const PROMPT_LIMIT = 20_000; // characters; far beyond any context, short enough for an address
+
+// The page's address with the story's settings; the seed is the one actually used, so a story
+// seeded from the clock is written again the same.
+export function shareURL(href, story) {
+  const url = new URL(href);
+  const params = new URLSearchParams();
+  for (const name of FIELDS) params.set(name, String(story[name]));
+  url.hash = params.toString();
+  return url.href;
+}
+
+// The settings in a fragment, each a string the page's field accepts, or null when the fragment
+// holds none. Anything out of range or malformed is left out: the field keeps its own value.
+export function decodeShare(hash) {
+  if (!hash || hash.length < 2) return null;
+  let params;
+  try {
+    params = new URLSearchParams(hash.slice(1));
+  } catch {
+    return null;
+  }
+  const number = (name, low, high, whole) => {
+    const text = params.get(name);
+    if (text === null || !/^\d+(\.\d+)?$/.test(text)) return undefined;
+    const value = Number(text);
+    if (!(value >= low && value <= high) || (whole && !Number.isInteger(value))) return undefined;
+    return text;
+  };
+  const values = {
+    prompt: params.has("prompt") && params.get("prompt").length <= PROMPT_LIMIT ? params.get("prompt") : undefined,
+    temperature: number("temperature", 0, 2, false),
+    topp: number("topp", 0, 1, false),
+    seed: number("seed", 0, Number.MAX_SAFE_INTEGER, true),
+    steps: number("steps", 0, 1 << 20, true),
+  };
+  return Object.values(values).some((v) => v !== undefined) ? values : null;
+}
+
+// The story as a .txt: a header of "# " lines with the settings and the link, then the text.
+export function storyFile(story, text, modelName, url) {
+  const header = [
+    "# A story written by llama2np",
+    `# model: ${modelName}`,
+    `# prompt: ${JSON.stringify(story.prompt)}`,
+    `# temperature: ${story.temperature}, top-p: ${story.topp}, seed: ${story.seed}, length: ${story.steps}`,
+    `# link: ${url}`,
+  ];
+  return { name: `llama2np-story-seed-${story.seed}.txt`, text: `${header.join("\n")}\n\n${text}\n` };
+}
