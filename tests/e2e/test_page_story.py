@@ -129,6 +129,20 @@ def test_copy_and_download_give_the_story_and_its_settings(visit_with):
     assert "# model: stories260K" in header
 
 
+def test_the_credits_link_the_source_this_site_runs(visit):
+    visit.open()
+    links = visit.page.evaluate(
+        "() => [...document.querySelectorAll('footer a')].map((a) => a.textContent.trim())")
+    for text in ("llama2.c", "TinyStories", "source code", "MIT licence"):
+        assert text in links, links
+    head = visit.page.evaluate("""async () => {
+        const response = await fetch(document.getElementById("source-code").href);
+        const bytes = new Uint8Array(await response.arrayBuffer());
+        return [response.status, Array.from(bytes.slice(0, 4))];
+    }""")
+    assert head == [200, [0x50, 0x4B, 0x03, 0x04]]  # a zip archive
+
+
 def test_why_this_word_agrees_with_the_command_line_and_changes_nothing(visit, model_dir,
                                                                         results_dir):
     flags = ["-t", "0.8", "-p", "0.9", "-s", "7", "-n", "70", "-i", "Tom saw a 🐸"]

@@ -299,3 +299,23 @@ def test_the_service_worker_sits_at_the_root_to_control_the_page(built_site):
     source = PROJECT_ROOT / "web" / "service-worker.js"
     assert (built_site / "service-worker.js").read_bytes() == source.read_bytes()
     assert not (folder(built_site, "web") / "service-worker.js").exists()
+
+
+def test_the_page_links_the_source_it_runs(built_site):
+    """The footer's source link reaches a zip of the package, the page, the pins and the
+    manifest, each file as it is in this checkout."""
+    from llama2np.tools.site.source_archive import ARCHIVE_NAME
+
+    web = folder(built_site, "web")
+    assert f'href="{web.name}/{ARCHIVE_NAME}"' in (built_site / "index.html").read_text()
+    with zipfile.ZipFile(web / ARCHIVE_NAME) as archive:
+        names = set(archive.namelist())
+        for name in ("py/llama2np/model.py", "py/llama2np/tools/site/build.py",
+                     "py/llama2np/tools/site/make_snapshot.mjs", "index.html", "web/app.js",
+                     "web/worker.js", "build/site.toml", "stories260K/manifest.json",
+                     "pyproject.toml"):
+            assert archive.read(name) == (PROJECT_ROOT / name).read_bytes(), name
+    assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
+    packaged = {f"py/{p.relative_to(PACKAGE_DIR.parent).as_posix()}"
+                for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts}
+    assert packaged <= names

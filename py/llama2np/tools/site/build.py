@@ -42,6 +42,7 @@ from llama2np.tools.site.assets import (
 from llama2np.tools.site.page_numpy import build_page_numpy, repack_stored
 from llama2np.tools.site.runtime_wheel import build_runtime_wheel
 from llama2np.tools.site.snapshot import make_snapshot
+from llama2np.tools.site.source_archive import ARCHIVE_NAME, write_source_archive
 from llama2np.tools.site.sources import RuntimeFiles, get_runtime, sha256_of
 
 SERVICE_WORKER = "service-worker.js"  # in web/ of the source; at the root of the site
@@ -163,6 +164,7 @@ def copy_page(page_dir: Path, site: Path) -> None:
     shutil.copytree(web, site / "web", ignore=shutil.ignore_patterns(".*", "*~", SERVICE_WORKER))
     if (web / SERVICE_WORKER).is_file():
         shutil.copyfile(web / SERVICE_WORKER, site / SERVICE_WORKER)
+    write_source_archive(site / "web" / ARCHIVE_NAME, page_dir, PROJECT_ROOT)
 
 
 def rewrite_page(page: Path, web: str, pyodide: str, model: str) -> None:
@@ -170,6 +172,7 @@ def rewrite_page(page: Path, web: str, pyodide: str, model: str) -> None:
         rewrite_references(page, {
             "web/style.css": f"{web}/style.css",
             "web/app.js": f"{web}/app.js",
+            f"web/{ARCHIVE_NAME}": f"{web}/{ARCHIVE_NAME}",
             "pyodide/": f"{pyodide}/",
             "model/manifest.json": f"{model}/manifest.json",
         })
