@@ -3,8 +3,9 @@
 // document.body.dataset.state is loading | ready | generating | error, dataset.ended is
 // end | length | stopped after a story, and the element ids (prompt, temperature, topp, seed,
 // steps, generate, stop, output, status, seed-used, continue, share, copy, download,
-// show-probabilities) are a public contract the end-to-end tests rely on.
+// show-probabilities, open-model) are a public contract the end-to-end tests rely on.
 
+import { listenForModelFiles } from "./own-model.js";
 import { loadMeter } from "./progress.js";
 import { decodeShare, shareURL, storyFile } from "./share.js";
 
@@ -36,6 +37,7 @@ const ui = {
   why: $("why"),
   shortcutHint: $("shortcut-hint"),
   offline: $("offline"),
+  openModel: $("open-model"),
 };
 const SETTINGS_KEY = "llama2np-settings"; // what the visitor typed survives a reload of the tab
 const RUNTIME_KEY = "llama2np-runtime"; // the runtime folder this browser downloaded whole before
@@ -137,9 +139,7 @@ const handlers = {
     window.llama2np.fromSnapshot = fromSnapshot;
     window.llama2np.readyMs = performance.now();
     remember(RUNTIME_KEY, siteURL("llama2np-pyodide"));
-    const c = info.config;
-    ui.model.textContent = `${info.name}: ${parameters(info.parameters)} parameters, ${megabytes(info.bytes)} MB, context of ${c.seq_len} tokens.`;
-    ui.steps.max = c.seq_len;
+    showModel(info);
     setState("ready");
     const next = fromShare
       ? "The settings of a shared story are filled in: press Generate to write it again."
@@ -199,11 +199,45 @@ const handlers = {
     if (document.body.dataset.state !== "loading") setState("ready");
     say(message, "error");
   },
+  opened({ model: info, seconds, heap }) {
+    model = info;
+    window.llama2np.model = info;
+    window.llama2np.openedHeap = heap;
+    showModel(info);
+    story = null;
+    ui.output.replaceChildren();
+    ui.seedUsed.textContent = "";
+    delete document.body.dataset.ended;
+    setState("ready");
+    say(`${info.name} is ready (read in ${seconds.toFixed(1)} s); it stays in this page and is sent nowhere.`);
+  },
+  "open-failed"({ message }) {
+    setState("ready"); // the model before stays loaded
+    say(message, "error");
+  },
   "bench-result"({ id, results }) {
     benchmarks.get(id)?.resolve(results);
     benchmarks.delete(id);
   },
 };
+
+// The model card: name, parameters, size and context.
+function showModel(info) {
+  const c = info.config;
+  ui.model.textContent = `${info.name}: ${parameters(info.parameters)} parameters, ${megabytes(info.bytes)} MB, context of ${c.seq_len} tokens.`;
+  ui.steps.max = c.seq_len;
+}
+
+// The visitor's own checkpoint and tokenizer, read by the worker (web/own-model.js).
+function openModel(files) {
+  if (document.body.dataset.state !== "ready") {
+    say(document.body.dataset.state === "generating" ? "Stop the story before opening a model." : "Open the model files once the page is ready.", "error");
+    return;
+  }
+  setState("loading");
+  say(`Reading ${files.map((file) => file.name).join(" and ")}…`);
+  worker.postMessage({ type: "open", files });
+}
 
 function fail(message) {
   current = null;
@@ -463,6 +497,7 @@ ui.copy.addEventListener("click", () => toClipboard(storyText(), "Story"));
 ui.download.addEventListener("click", download);
 ui.share.addEventListener("click", share);
 ui.showProbabilities.addEventListener("change", toggleProbabilities);
+listenForModelFiles(ui.openModel, openModel);
 ui.randomSeed.addEventListener("click", () => {
   ui.seed.value = String(1 + Math.floor(Math.random() * 2 ** 31));
   saveSettings();

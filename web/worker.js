@@ -3,12 +3,13 @@
 // Protocol (plain objects with a `type`; see web/app.js for the other side):
 //   in:  load {pyodideURL, modelURL, runtimeCached}
 //        | generate {id, prompt, temperature, topp, seed, steps, explain} | continue {id}
-//        | stop {id} | bench {id, steps, promptTokens, repeats, engines}
+//        | stop {id} | bench {id, steps, promptTokens, repeats, engines} | open {files: [File, File]}
 //   out: progress {stage: "file", url, bytes, done, wire} | progress {stage, label}
 //        | ready {model, seconds, fromSnapshot, stages, resources}
 //        | start {id, promptText, seed, steps} | continued {id, steps, takenBack}
 //        | tokens {id, text, pieces?} | done {id, stopped, ended, canContinue, stats}
 //        | bench-result {id, results} | error {id?, fatal, message}
+//        | opened {model, seconds, heap} | open-failed {message}
 //
 // `pieces` (with `explain`) are the tokens one by one with their probabilities (Session.explanations).
 //
@@ -17,6 +18,7 @@
 // Stop is seen within a few milliseconds.
 
 import { download, fetchJSON, sha256Hex } from "./download.js";
+import { WASM_MEMORY_LIMIT, checkFits, sortModelFiles } from "./own-model.js";
 
 const SLICE_SECONDS = 0.012; // Python's share of each turn; Stop waits at most this long
 const POST_EVERY_MS = 16; // at most one `tokens` message per frame
@@ -30,7 +32,7 @@ let warming = false; // a warm-up story is being written (see warmUp)
 const post = (message) => self.postMessage(message);
 
 self.onmessage = ({ data }) => {
-  const handlers = { load, generate, continue: continueStory, stop, bench };
+  const handlers = { load, generate, continue: continueStory, stop, bench, open: openOwnModel };
   const handler = handlers[data?.type];
   if (!handler) {
     post({ type: "error", fatal: false, message: `The worker does not know the request "${data?.type}".` });
@@ -250,6 +252,64 @@ async function startPython(pyodideURL, runtimeDownload) {
   return loadPyodide(options);
 }
 
+// --- the visitor's own model ---------------------------------------------------------------
+
+// Replaces the model with the visitor's files (see web/own-model.js). Until the new model is
+// read whole, the old one stays: a file that cannot be used leaves the page as it was, with a
+// sentence (`open-failed`). `heap` is the WebAssembly memory before and after, in bytes.
+async function openOwnModel({ files }) {
+  try {
+    if (!pyodide) throw new Error("The page is still loading; open the model files once it is ready.");
+    if (run) throw new Error("A story is being written; stop it before opening a model.");
+    const sorted = await sortModelFiles(files);
+    const heapBefore = wasmMemory();
+    checkFits(sorted, WASM_MEMORY_LIMIT - heapBefore);
+    warming = false;
+    const started = performance.now();
+    const [checkpointBytes, tokenizerBytes] = await Promise.all([sorted.checkpoint, sorted.tokenizer].map(readFile));
+    const { Session } = pyodide.pyimport("llama2np.session");
+    // toPy copies each file into Python's memory once; the JavaScript copies go with this call.
+    const checkpoint = pyodide.toPy(checkpointBytes);
+    const tokenizer = pyodide.toPy(tokenizerBytes);
+    let opened;
+    try {
+      opened = Session(checkpoint, tokenizer, sorted.checkpoint.name, sorted.tokenizer.name);
+    } finally {
+      checkpoint.destroy();
+      tokenizer.destroy();
+    }
+    const old = session;
+    session = opened;
+    old?.destroy(); // the last reference to the old model: Python frees it now
+    const info = toJs(session.info());
+    post({
+      type: "opened",
+      model: { ...info, name: sorted.checkpoint.name, bytes: sorted.checkpoint.size },
+      seconds: (performance.now() - started) / 1000,
+      heap: { before: heapBefore, after: wasmMemory() },
+    });
+    warmUp().catch(() => {});
+  } catch (error) {
+    post({ type: "open-failed", message: memorySentence(sentence(error, false)) });
+  }
+}
+
+async function readFile(file) {
+  try {
+    return new Uint8Array(await file.arrayBuffer());
+  } catch (error) {
+    throw new Error(`${file.name} could not be read (${error?.message ?? error}); open it again.`);
+  }
+}
+
+const wasmMemory = () => pyodide._module.HEAPU8.buffer.byteLength;
+
+function memorySentence(message) {
+  return /MemoryError|out of memory|Array buffer allocation failed/i.test(message)
+    ? "This page ran out of memory reading the model; use a smaller model, or run it with `llama2np generate`."
+    : message;
+}
+
 // --- generating ----------------------------------------------------------------------------
 
 async function generate({ id, prompt, temperature, topp, seed, steps, explain = false }) {
@@ -366,14 +426,16 @@ function toJs(value) {
 
 // A sentence a person can act on, never a traceback: Python errors arrive with the whole
 // traceback in their message; the last line holds the exception and its sentence.
-function sentence(error) {
+// Sentences that begin with a file's name (the visitor's own files) keep its spelling.
+function sentence(error, capital = true) {
   const text = String(error?.message ?? error ?? "unknown error").trim();
+  const start = capital ? capitalize : (words) => words;
   if (error?.type || text.startsWith("Traceback")) {
     const last = text.split("\n").filter(Boolean).pop() ?? text;
     const match = last.match(/^[\w.]+(?:Error|Exception): (.*)$/);
-    return match ? capitalize(match[1]) : `Python failed: ${last}`;
+    return match ? start(match[1]) : `Python failed: ${last}`;
   }
-  return capitalize(text);
+  return start(text);
 }
 
 const capitalize = (text) => text.charAt(0).toUpperCase() + text.slice(1);

@@ -109,6 +109,15 @@ def weight_shapes(c: Config) -> dict[str, tuple[int, ...]]:
     }
 
 
+def parameter_count(checkpoint: "Checkpoint") -> int:
+    """The model's parameters: a shared classifier is the embedding matrix, not parameters of
+    its own."""
+    shapes = weight_shapes(checkpoint.config)
+    if checkpoint.shared_classifier:
+        shapes.pop("wcls")
+    return sum(_count(shape) for shape in shapes.values())
+
+
 @dataclass
 class Checkpoint:
     config: Config

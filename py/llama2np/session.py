@@ -7,7 +7,7 @@ the sentence and never a Python traceback.
 """
 
 from llama2np.benchmark import ENGINES, measure
-from llama2np.checkpoint import read_checkpoint
+from llama2np.checkpoint import parameter_count, read_checkpoint
 from llama2np.errors import Llama2npError, PromptError
 from llama2np.generate import Story
 from llama2np.model import Transformer
@@ -29,6 +29,7 @@ class Session:
     def info(self) -> dict:
         c = self.checkpoint.config
         return {"name": self.name, "version": self.checkpoint.version,
+                "parameters": parameter_count(self.checkpoint),
                 "config": {k: getattr(c, k) for k in ("dim", "hidden_dim", "n_layers", "n_heads",
                                                       "n_kv_heads", "vocab_size", "seq_len")}}
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llama2np.checkpoint import Checkpoint, read_checkpoint, weight_shapes
+from llama2np.checkpoint import Checkpoint, parameter_count, read_checkpoint, weight_shapes
 from llama2np.errors import CheckpointError, Llama2npError
 from llama2np.files import read_file
 from llama2np.tokenizer import Tokenizer
@@ -124,10 +124,7 @@ def describe(parsed: Checkpoint, report: Report) -> None:
     report.config = {**dataclasses.asdict(c), "head_size": c.head_size}
     report.shared_classifier = parsed.shared_classifier
     report.group_size = parsed.group_size
-    shapes = weight_shapes(c)
-    if parsed.shared_classifier:
-        shapes.pop("wcls")  # the embedding matrix, not a parameter of its own
-    report.parameters = sum(math.prod(shape) for shape in shapes.values())
+    report.parameters = parameter_count(parsed)
 
 
 def check_tensors(parsed: Checkpoint, report: Report) -> None:
