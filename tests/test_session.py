@@ -1,5 +1,7 @@
 """The browser worker's Python side, run on CPython: same stories, errors as values."""
 
+import pytest
+from llama2np.errors import Llama2npError
 from llama2np.session import Session
 from support import GOLDEN_T1
 
@@ -12,6 +14,7 @@ def make_session(model_dir) -> Session:
 def test_sliced_story_is_run_c_s(model_dir, golden):
     session = make_session(model_dir)
     assert session.info()["config"]["seq_len"] == 512
+    assert session.info()["parameters"] == 260_032  # as `llama2np validate` counts them
     assert session.start("", 1.0, 0.9, 133742, 256) == {"prompt_text": "", "seed": 133742, "steps": 256}
     pieces = []
     while not session.done:
@@ -61,3 +64,9 @@ def test_prompt_errors_use_the_page_s_words(model_dir):
     while not session.done:
         session.advance(0.01)
     assert session.extend(4)["error"].startswith("The story already has")
+
+
+def test_a_broken_file_is_a_sentence_naming_it(model_dir):
+    data = (model_dir / "stories260K.bin").read_bytes()
+    with pytest.raises(Llama2npError, match=r"^mine\.bin is truncated"):
+        Session(data[:1000], (model_dir / "tok512.bin").read_bytes(), "mine.bin", "tok512.bin")

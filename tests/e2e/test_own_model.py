@@ -190,7 +190,9 @@ def test_a_q8_0_model_built_into_a_site(visit_with, files, tmp_path):
     try:
         visit = visit_with(url)
         visit.open()
-        assert visit.text("model").startswith(f"{checkpoint.stem}") or "2.3M parameters" in visit.text("model")
+        millions = parameter_count(synthetic_checkpoint(WIDE)) / 1e6
+        assert visit.text("model").startswith(f"{checkpoint.stem}: {millions:.1f}M parameters,")
+        assert visit.page.evaluate("() => window.llama2np.model.version") == 2
         assert_writes_like_the_cli(visit, checkpoint, tokenizer)
     finally:
         server.shutdown()
