@@ -219,6 +219,7 @@ const handlers = {
 // Reads the site's list of models and, with several, shows the picker. A share link's model
 // (`model=` in its fragment) is chosen when the site has it.
 async function findModels(sharedName) {
+  if (!document.querySelector('meta[name="llama2np-models"]')) return; // a page of one model
   models = await siteModels(siteURL("llama2np-models"), document.baseURI);
   chosen = models.find((m) => m.name === sharedName) ?? null;
   if (models.length < 2) return;

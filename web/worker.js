@@ -72,21 +72,13 @@ async function load({ pyodideURL, modelURL, runtimeCached = false }) {
   const modelFiles = await downloads.model;
   post({ type: "progress", stage: "model", label: "Reading the model" });
   openSession(manifest, modelFiles);
-  post({
-    type: "ready",
-    model: modelInfo(manifest, modelURL),
-    seconds: (performance.now() - started) / 1000,
-    fromSnapshot,
-    // What this worker fetched, for the page's service worker to keep for offline visits.
-    resources: performance.getEntriesByType("resource").map((entry) => entry.name),
-    // Where the load time went, for `llama2np bench --browser`: each stage counts from the end
-    // of the one before, so a stage that waited for its download includes the wait.
-    stages: {
-      download: (downloaded - started) / 1000,
-      python: (pythonStarted - downloaded) / 1000,
-      packages: (packagesLoaded - pythonStarted) / 1000,
-      model: (performance.now() - packagesLoaded) / 1000,
-    },
+  // Where the load time went, for `llama2np bench --browser`: each stage counts from the end
+  // of the one before, so a stage that waited for its download includes the wait.
+  postReady(manifest, modelURL, started, {
+    download: (downloaded - started) / 1000,
+    python: (pythonStarted - downloaded) / 1000,
+    packages: (packagesLoaded - pythonStarted) / 1000,
+    model: (performance.now() - packagesLoaded) / 1000,
   });
   warmUp().catch(() => {}); // a failure here would show, with its sentence, on the first story
 }
@@ -113,9 +105,17 @@ function openSession(manifest, files) {
   }
 }
 
-function modelInfo(manifest, modelURL) {
+function postReady(manifest, modelURL, started, stages) {
   const info = toJs(session.info());
-  return { ...info, name: manifest.name, bytes: manifest.checkpoint.bytes, parameters: manifest.parameters, manifest: modelURL };
+  post({
+    type: "ready",
+    model: { ...info, name: manifest.name, bytes: manifest.checkpoint.bytes, parameters: manifest.parameters, manifest: modelURL },
+    seconds: (performance.now() - started) / 1000,
+    fromSnapshot,
+    // What this worker fetched, for the page's service worker to keep for offline visits.
+    resources: performance.getEntriesByType("resource").map((entry) => entry.name),
+    stages,
+  });
 }
 
 // Another of the site's models, chosen in the page's picker: downloaded (or taken from the
@@ -131,18 +131,10 @@ async function switchModel({ modelURL }) {
   try {
     openSession(manifest, files);
   } catch (error) {
-    session = null;
-    error.fatal = true;
+    error.fatal = true; // no model is left: the one before was freed
     throw error;
   }
-  post({
-    type: "ready",
-    model: modelInfo(manifest, modelURL),
-    seconds: (performance.now() - started) / 1000,
-    fromSnapshot,
-    resources: performance.getEntriesByType("resource").map((entry) => entry.name),
-    stages: { model: (performance.now() - started) / 1000 },
-  });
+  postReady(manifest, modelURL, started, { model: (performance.now() - started) / 1000 });
   warmUp().catch(() => {});
 }
 

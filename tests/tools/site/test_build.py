@@ -173,7 +173,8 @@ def test_precompressed_files_decompress_to_the_original(built_site):
     for br in compressed:
         original = br.with_suffix("").read_bytes()
         assert brotli.decompress(br.read_bytes()) == original
-        assert gzip.decompress(br.with_suffix(".gz").read_bytes()) == original
+        gz = br.with_suffix(".gz")  # absent where gzip's larger header saves too little
+        assert not gz.exists() or gzip.decompress(gz.read_bytes()) == original
 
 
 def test_a_cached_build_needs_no_client_and_is_reproducible(built_site, tmp_path, monkeypatch):
