@@ -167,3 +167,25 @@ def test_a_kept_model_is_not_downloaded_again_and_a_damaged_one_is(visit_with, s
     assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
     visit.open()
     assert len([p for p in requested if p.endswith("stories260K.bin")]) == first + 1
+
+
+def test_a_model_the_picker_cannot_fetch_is_a_sentence_and_the_one_before_stays(visit_with, served,
+                                                                                 golden):
+    visit = visit_with(served)
+    visit.expected_errors = True  # the browser logs the failed request itself
+    context = visit.page.context
+    context.route("**/small32k.bin", lambda route: route.fulfill(status=404, body="gone"))
+    visit.open()
+    visit.page.select_option("#model-select", "1")
+    deadline = time.monotonic() + 60
+    while "small32k.bin" not in visit.status():
+        assert time.monotonic() < deadline, visit.status()
+        time.sleep(0.02)
+    assert "404" in visit.status() and "Traceback" not in visit.status()
+    assert visit.state() == "ready"
+    assert visit.page.input_value("#model-select") == "0"
+    assert visit.page.evaluate("() => window.llama2np.model.name") == "stories260K"
+    assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
+    context.unroute("**/small32k.bin")
+    choose(visit, 1)  # and once the file is there, it loads
+    assert visit.page.evaluate("() => window.llama2np.model.name") == "small32k"
