@@ -6,6 +6,7 @@
 // show-probabilities, open-model) are a public contract the end-to-end tests rely on.
 
 import { listenForModelFiles } from "./own-model.js";
+import { megabytes, modelPicker, parameters, siteModels } from "./models.js";
 import { loadMeter } from "./progress.js";
 import { decodeShare, shareURL, storyFile } from "./share.js";
 
@@ -50,6 +51,10 @@ let current = null; // the run being written: {id, continuation: Element, explai
 let story = null; // the story shown: {prompt, temperature, topp, seed, steps, explained, canContinue}
 let meter = null;
 const benchmarks = new Map(); // id -> {resolve, reject}
+let models = []; // the site's models (web/models.js); the picker shows when there are several
+let chosen = null; // the model the visitor chose, or null for the site's default
+let picker = null; // the <select id="model-select">
+let switching = null; // while another model loads in the same Python: the one before it
 
 // --- state ---------------------------------------------------------------------------------
 
@@ -59,6 +64,7 @@ function setState(state) {
   ui.generate.disabled = state !== "ready";
   ui.stop.disabled = !generating;
   ui.retry.hidden = state !== "error";
+  if (picker) picker.disabled = !(state === "ready" || state === "error");
   ui.continue.hidden = !(state === "ready" && story?.canContinue);
   ui.output.setAttribute("aria-busy", String(generating));
   const written = state === "ready" && Boolean(story?.finished);
@@ -101,7 +107,7 @@ function startWorker() {
   worker.postMessage({
     type: "load",
     pyodideURL: siteURL("llama2np-pyodide"),
-    modelURL: siteURL("llama2np-model"),
+    modelURL: chosen?.manifestURL ?? siteURL("llama2np-model"),
     runtimeCached: remembered(RUNTIME_KEY) === siteURL("llama2np-pyodide"),
   });
 }
@@ -132,6 +138,7 @@ const handlers = {
   },
   ready({ model: info, seconds, stages, fromSnapshot, resources }) {
     model = info;
+    switching = null;
     meter?.finish();
     window.llama2np.model = info;
     window.llama2np.loadSeconds = seconds;
@@ -193,6 +200,8 @@ const handlers = {
     say([`${stats.generated_tokens} tokens`, speed, `first token in ${firstMs} ms`].filter(Boolean).join(" · ") + `. ${endings[how]}`);
   },
   error({ id, fatal, message }) {
+    if (switching && !fatal) return switchFailed(message);
+    switching = null;
     if (fatal) return fail(message);
     if (id !== undefined && id === current?.id) current = null;
     markStale();
@@ -237,6 +246,47 @@ function openModel(files) {
   setState("loading");
   say(`Reading ${files.map((file) => file.name).join(" and ")}…`);
   worker.postMessage({ type: "open", files });
+}
+
+// --- the site's models ---------------------------------------------------------------------
+
+// Reads the site's list of models and, with several, shows the picker. A share link's model
+// (`model=` in its fragment) is chosen when the site has it.
+async function findModels(sharedName) {
+  if (!document.querySelector('meta[name="llama2np-models"]')) return; // a page of one model
+  models = await siteModels(siteURL("llama2np-models"), document.baseURI);
+  chosen = models.find((m) => m.name === sharedName) ?? null;
+  if (models.length < 2) return;
+  picker = modelPicker(ui.model, models, chosen ?? models[0], chooseModel);
+  setState(document.body.dataset.state);
+}
+
+// Another model, read by the same Python (the worker frees the one before); after a failure
+// the picker chooses it again through a fresh worker.
+function chooseModel(next) {
+  chosen = next;
+  if (document.body.dataset.state !== "ready") return startWorker();
+  switching = model;
+  model = null;
+  markStale();
+  setState("loading");
+  say("");
+  meter = loadMeter((fraction, label) => {
+    ui.progress.value = fraction;
+    ui.progressLabel.textContent = label;
+  });
+  worker.postMessage({ type: "model", modelURL: next.manifestURL });
+}
+
+// The other model could not be fetched: the one before is still loaded and stays chosen.
+function switchFailed(message) {
+  model = switching;
+  switching = null;
+  chosen = models.find((m) => m.manifestURL === model?.manifest) ?? chosen;
+  if (picker && chosen) picker.value = String(models.indexOf(chosen));
+  meter?.finish();
+  setState("ready");
+  say(message, "error");
 }
 
 function fail(message) {
@@ -300,6 +350,7 @@ function generate() {
     return;
   }
   const explain = ui.showProbabilities.checked;
+  if (picker && model) request.model = models.find((m) => m.manifestURL === model.manifest)?.name;
   current = { id: ++runId, continuation: null, explain, request };
   begin("Writing…");
   worker.postMessage({ type: "generate", id: current.id, explain, ...request });
@@ -363,6 +414,7 @@ function restoreSettings() {
     const value = shared?.[name] ?? saved[name];
     if (typeof value === "string") ui[name].value = value;
   }
+  sharedModel = shared?.model ?? null;
   return Boolean(shared);
 }
 
@@ -457,14 +509,14 @@ async function keepOffline(resources = []) {
         document.body.dataset.offline = "ready";
       }
     };
-    active.postMessage({ type: "keep", urls: [...new Set(urls)] }, [kept.port2]);
+    // The site's other models are not fetched for keeping, but those kept before stay.
+    const folders = models.map((m) => m.manifestURL);
+    active.postMessage({ type: "keep", urls: [...new Set(urls)], folders }, [kept.port2]);
   } catch (error) {
     console.warn(`This page will not work offline: ${error?.message ?? error}`);
   }
 }
 
-const megabytes = (bytes) => (bytes / 1e6).toFixed(1);
-const parameters = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : `${(n / 1000).toFixed(0)}K`);
 
 // --- for the benchmark and tests (no eval needed under the page's policy) -------------------
 
@@ -527,7 +579,14 @@ const touch = matchMedia("(pointer: coarse)").matches || navigator.maxTouchPoint
 const mac = /Mac|iPhone|iPad/.test(navigator.userAgentData?.platform ?? navigator.platform ?? "");
 ui.shortcutHint.textContent = touch ? "" : mac ? "; ⌘+Return writes, Esc stops" : "; Ctrl+Enter writes, Esc stops";
 
+let sharedModel = null; // the model a share link names (restoreSettings)
 const fromShare = restoreSettings();
 showValues();
 document.body.classList.toggle("probabilities", ui.showProbabilities.checked); // kept over a reload
-startWorker();
+// A share link naming a model waits for the list to load that model first; otherwise the
+// default loads at once and the picker appears meanwhile.
+if (sharedModel) findModels(sharedModel).finally(startWorker);
+else {
+  startWorker();
+  findModels(null);
+}

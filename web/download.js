@@ -2,10 +2,10 @@
 
 const nameOf = (url) => decodeURIComponent(new URL(url).pathname.split("/").pop() || String(url));
 
-async function request(url) {
+async function request(url, init) {
   let response;
   try {
-    response = await fetch(url);
+    response = await fetch(url, init);
   } catch {
     throw new Error(`Could not reach the server for ${nameOf(url)}; check that it is still running and retry.`);
   }
@@ -26,8 +26,9 @@ export async function fetchJSON(url) {
 
 // The body as bytes, calling onBytes(n) as chunks arrive; checks the expected size. `onWire`
 // learns how many bytes the response takes on the wire (its Content-Length, compressed), or 0.
-export async function download(url, expectedBytes, onBytes, onWire = () => {}) {
-  const response = await request(url);
+// `init` is fetch's (`{cache: "reload"}` passes by every stored copy).
+export async function download(url, expectedBytes, onBytes, onWire = () => {}, init = undefined) {
+  const response = await request(url, init);
   onWire(Number(response.headers.get("Content-Length")) || 0);
   const bytes = new Uint8Array(expectedBytes);
   let received = 0;

@@ -1,14 +1,17 @@
 // The site offline: `llama2np build` places this file at the site's root, so that it controls
 // the page and its worker. The page, once ready, sends the addresses its visit loaded ("keep");
 // they are stored here, and later requests are answered:
-//   - content-hashed folders (web-*, pyodide-*, model-*): from the store first, since their
-//     content never changes under one address; anything new is stored as it arrives;
+//   - content-hashed folders (web-*, pyodide-*, model-*, models-*): from the store first, since
+//     their content never changes under one address; anything new is stored as it arrives. A
+//     request made with `cache: "reload"` (the worker's, after a stored file failed its sha256)
+//     goes to the network and replaces the stored copy;
 //   - everything else (the page itself): from the network first, so that a new version of the
 //     site takes effect on the next visit, and from the store when the network is gone.
-// Folders of older versions are dropped when a visit keeps a newer one.
+// Folders of older versions are dropped when a visit keeps a newer one; the models of the site
+// that this visit did not load (its picker's other choices) are listed in `folders` and stay.
 
 const STORE = "llama2np-offline";
-const HASHED = /\/(web|pyodide|model)-[0-9a-f]{8,}\//;
+const HASHED = /\/(web|pyodide|models?)-[0-9a-f]{8,}\//;
 
 self.addEventListener("install", () => self.skipWaiting());
 self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
@@ -21,7 +24,7 @@ self.addEventListener("fetch", (event) => {
 
 async function storeFirst(request) {
   const store = await caches.open(STORE);
-  const stored = await store.match(request);
+  const stored = request.cache === "reload" ? null : await store.match(request);
   if (stored) return stored;
   const response = await fetch(request);
   if (response.ok) await store.put(request, response.clone()).catch(() => {});
@@ -55,14 +58,14 @@ self.addEventListener("message", (event) => {
   if (event.data?.type !== "keep" || !Array.isArray(event.data.urls)) return;
   const [port] = event.ports;
   event.waitUntil(
-    keep(event.data.urls.filter((url) => typeof url === "string")).then(
+    keep(event.data.urls.filter((url) => typeof url === "string"), Array.isArray(event.data.folders) ? event.data.folders : []).then(
       (count) => port?.postMessage({ kept: count }),
       (error) => port?.postMessage({ kept: 0, error: String(error?.message ?? error) }),
     ),
   );
 });
 
-async function keep(urls) {
+async function keep(urls, otherFolders = []) {
   const store = await caches.open(STORE);
   const wanted = urls.map((url) => new URL(url, self.location.href)).filter((url) => url.origin === self.location.origin);
   for (const url of wanted) {
@@ -72,7 +75,8 @@ async function keep(urls) {
     if (!response.ok) throw new Error(`${key} answered HTTP ${response.status}`);
     await store.put(key, response);
   }
-  const folders = new Set(wanted.map((url) => url.pathname.match(HASHED)?.[0]).filter(Boolean));
+  const current = [...wanted, ...otherFolders.filter((url) => typeof url === "string").map((url) => new URL(url, self.location.href))];
+  const folders = new Set(current.map((url) => url.pathname.match(HASHED)?.[0]).filter(Boolean));
   for (const request of await store.keys()) {
     const folder = new URL(request.url).pathname.match(HASHED)?.[0];
     if (folder && !folders.has(folder) && [...folders].some((f) => f.split("-")[0] === folder.split("-")[0])) {

@@ -10,6 +10,7 @@ export function shareURL(href, story) {
   const url = new URL(href);
   const params = new URLSearchParams();
   for (const name of FIELDS) params.set(name, String(story[name]));
+  if (story.model) params.set("model", story.model); // on a site with several models
   url.hash = params.toString();
   return url.href;
 }
@@ -37,6 +38,7 @@ export function decodeShare(hash) {
     topp: number("topp", 0, 1, false),
     seed: number("seed", 0, Number.MAX_SAFE_INTEGER, true),
     steps: number("steps", 0, 1 << 20, true),
+    model: params.has("model") && params.get("model").length <= 200 ? params.get("model") : undefined,
   };
   return Object.values(values).some((v) => v !== undefined) ? values : null;
 }

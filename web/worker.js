@@ -1,7 +1,8 @@
 // The model's home: Pyodide runs the llama2np Python package here, off the page's thread.
 //
 // Protocol (plain objects with a `type`; see web/app.js for the other side):
-//   in:  load {pyodideURL, modelURL, runtimeCached}
+//   in:  load {pyodideURL, modelURL, runtimeCached} | model {modelURL} (another of the site's
+//        models, in the same Python; answered by progress and ready, or a non-fatal error)
 //        | generate {id, prompt, temperature, topp, seed, steps, explain} | continue {id}
 //        | stop {id} | bench {id, steps, promptTokens, repeats, engines} | open {files: [File, File]}
 //   out: progress {stage: "file", url, bytes, done, wire} | progress {stage, label}
@@ -32,13 +33,13 @@ let warming = false; // a warm-up story is being written (see warmUp)
 const post = (message) => self.postMessage(message);
 
 self.onmessage = ({ data }) => {
-  const handlers = { load, generate, continue: continueStory, stop, bench, open: openOwnModel };
+  const handlers = { load, model: switchModel, generate, continue: continueStory, stop, bench, open: openOwnModel };
   const handler = handlers[data?.type];
   if (!handler) {
     post({ type: "error", fatal: false, message: `The worker does not know the request "${data?.type}".` });
     return;
   }
-  handler(data).catch((error) => post({ type: "error", id: data.id, fatal: data.type === "load", message: sentence(error) }));
+  handler(data).catch((error) => post({ type: "error", id: data.id, fatal: data.type === "load" || Boolean(error?.fatal), message: sentence(error) }));
 };
 
 // --- loading -------------------------------------------------------------------------------
@@ -72,35 +73,77 @@ async function load({ pyodideURL, modelURL, runtimeCached = false }) {
   const packagesLoaded = performance.now();
   const modelFiles = await downloads.model;
   post({ type: "progress", stage: "model", label: "Reading the model" });
+  openSession(manifest, modelFiles);
+  // Where the load time went, for `llama2np bench --browser`: each stage counts from the end
+  // of the one before, so a stage that waited for its download includes the wait.
+  postReady(manifest, modelURL, started, {
+    download: (downloaded - started) / 1000,
+    python: (pythonStarted - downloaded) / 1000,
+    packages: (packagesLoaded - pythonStarted) / 1000,
+    model: (performance.now() - packagesLoaded) / 1000,
+  });
+  warmUp().catch(() => {}); // a failure here would show, with its sentence, on the first story
+}
+
+// The model of these files as the worker's session. toPy copies the bytes into Python's memory
+// once, as a memoryview the model's weights are views of; the JavaScript copies are dropped
+// here. The session of the model before is freed first, so two large models never share the
+// WebAssembly memory.
+function openSession(manifest, files) {
+  warming = false;
   const { Session } = pyodide.pyimport("llama2np.session");
-  // toPy copies the bytes into Python's memory once, as a memoryview.
-  const checkpoint = pyodide.toPy(modelFiles.checkpoint);
-  const tokenizer = pyodide.toPy(modelFiles.tokenizer);
+  session?.destroy();
+  session = null;
+  pyodide.runPython("import gc; gc.collect()");
+  const checkpoint = pyodide.toPy(files.checkpoint);
+  const tokenizer = pyodide.toPy(files.tokenizer);
+  delete files.checkpoint;
+  delete files.tokenizer;
   try {
     session = Session(checkpoint, tokenizer, manifest.checkpoint.file, manifest.tokenizer.file);
   } finally {
     checkpoint.destroy();
     tokenizer.destroy();
   }
+}
+
+function postReady(manifest, modelURL, started, stages) {
   const info = toJs(session.info());
   post({
     type: "ready",
-    model: { ...info, name: manifest.name, bytes: manifest.checkpoint.bytes, parameters: manifest.parameters },
+    model: { ...info, name: manifest.name, bytes: manifest.checkpoint.bytes, parameters: manifest.parameters, manifest: modelURL },
     seconds: (performance.now() - started) / 1000,
     fromSnapshot,
     // What this worker fetched, for the page's service worker to keep for offline visits.
     resources: performance.getEntriesByType("resource").map((entry) => entry.name),
-    // Where the load time went, for `llama2np bench --browser`: each stage counts from the end
-    // of the one before, so a stage that waited for its download includes the wait.
-    stages: {
-      download: (downloaded - started) / 1000,
-      python: (pythonStarted - downloaded) / 1000,
-      packages: (packagesLoaded - pythonStarted) / 1000,
-      model: (performance.now() - packagesLoaded) / 1000,
-    },
+    stages,
   });
-  warmUp().catch(() => {}); // a failure here would show, with its sentence, on the first story
 }
+
+// Another of the site's models, chosen in the page's picker: downloaded (or taken from the
+// browser's store) and checked like the first, then read into the same Python. A failure leaves
+// no model loaded (the old one was freed to make room) and is reported as fatal: Retry reloads.
+async function switchModel({ modelURL }) {
+  if (!pyodide) throw new Error("Python is not started yet; wait for the page to be ready.");
+  if (run) throw new Error("A story is being written; stop it before choosing another model.");
+  const started = performance.now();
+  const manifest = await fetchJSON(new URL(modelURL));
+  const files = await downloadStage(modelEntries(manifest, modelURL));
+  post({ type: "progress", stage: "model", label: "Reading the model" });
+  try {
+    openSession(manifest, files);
+  } catch (error) {
+    error.fatal = true; // no model is left: the one before was freed
+    throw error;
+  }
+  postReady(manifest, modelURL, started, { model: (performance.now() - started) / 1000 });
+  warmUp().catch(() => {});
+}
+
+const modelEntries = (manifest, modelURL) => [
+  { ...manifest.checkpoint, url: new URL(manifest.checkpoint.file, modelURL), keep: true, role: "checkpoint" },
+  { ...manifest.tokenizer, url: new URL(manifest.tokenizer.file, modelURL), keep: true, role: "tokenizer" },
+];
 
 // V8 runs new WebAssembly in its baseline tier and optimises the hot functions only after they
 // have run a while, so a visitor's first story would be written at a third of the speed of the
@@ -138,10 +181,7 @@ function downloadAll(pyodideURL, files, modelURL, manifest, runtimeCached) {
     (byStage[stageOf(file.name)] ??= []).push(entry);
   }
   const stage = (name) => downloadStage(byStage[name] ?? []);
-  const model = downloadStage([
-    { ...manifest.checkpoint, url: new URL(manifest.checkpoint.file, modelURL), keep: true, role: "checkpoint" },
-    { ...manifest.tokenizer, url: new URL(manifest.tokenizer.file, modelURL), keep: true, role: "tokenizer" },
-  ]);
+  const model = downloadStage(modelEntries(manifest, modelURL));
   const downloads = { runtime: stage("runtime"), packages: Promise.all([stage("numpy"), stage("llama2np")]), model };
   // A failure is reported once, by whichever step awaits it first; the others must not reject
   // unobserved meanwhile.
@@ -159,6 +199,10 @@ function reporter(file) {
   return {
     wire(bytes) {
       state.wire = bytes;
+      post(state);
+    },
+    restart() {
+      state.done = 0;
       post(state);
     },
     bytes(n) {
@@ -184,9 +228,18 @@ async function downloadStage(files) {
         kept[file.role] = stored;
         return;
       }
-      const bytes = await download(file.url, file.bytes, report.bytes, report.wire);
+      let bytes = await download(file.url, file.bytes, report.bytes, report.wire);
       if (!file.keep) return;
-      if ((await sha256Hex(bytes)) === file.sha256) {
+      let intact = (await sha256Hex(bytes)) === file.sha256;
+      if (!intact && !file.optional) {
+        // A copy the browser kept (the service worker's store, the HTTP cache) may have been
+        // damaged since: fetched once more past every stored copy, which replaces it.
+        console.warn(`${file.file} failed its sha256 check; downloading it again.`);
+        report.restart();
+        bytes = await download(file.url, file.bytes, report.bytes, report.wire, { cache: "reload" });
+        intact = (await sha256Hex(bytes)) === file.sha256;
+      }
+      if (intact) {
         kept[file.role] = bytes;
         if (file.role === "snapshot") storeSnapshot(file.url, bytes);
       } else if (file.optional) {

@@ -16,6 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_SITE, help="output folder (default: dist/)")
     parser.add_argument("--checkpoint", type=Path, help="llama2.c model (default: stories260K)")
     parser.add_argument("--tokenizer", type=Path, help="its llama2.c tokenizer .bin")
+    parser.add_argument("--model", nargs=2, type=Path, action="append", default=[],
+                        metavar=("CHECKPOINT", "TOKENIZER"),
+                        help="one more model for the page's picker (repeatable); the first "
+                        "model of the site (--checkpoint, else the first --model) is the default")
     parser.add_argument("--numpy-wheel", type=Path,
                         help="a local copy of the NumPy wheel built for Pyodide 0.27.7")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
@@ -28,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from llama2np.tools.site.build import build_site
 
     site = build_site(args.out, args.checkpoint, args.tokenizer, numpy_wheel=args.numpy_wheel,
-                      cache=args.cache)
+                      cache=args.cache, models=[tuple(pair) for pair in args.model])
     plain, wire = wire_bytes(site)
     print(f"Built {site}: {plain:,} bytes of files, {wire:,} bytes on the wire with brotli.")
     return 0

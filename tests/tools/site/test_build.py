@@ -14,7 +14,7 @@ from hostile import folder_state
 from llama2np.errors import Llama2npError
 from llama2np.tools.paths import DEFAULT_CACHE, PROJECT_ROOT
 from llama2np.tools.site import sources
-from llama2np.tools.site.build import build_site
+from llama2np.tools.site.build import build_site, write_model_list
 from llama2np.tools.site.page_numpy import kept_in_page_numpy
 from llama2np.tools.site.runtime_wheel import PACKAGE_DIR, RUNTIME_MODULES
 from llama2np.tools.site.sources import load_pins
@@ -36,10 +36,10 @@ def quiet(*_):
 
 def test_layout_and_page_references(built_site):
     names = sorted(p.name.split("-")[0] for p in built_site.iterdir() if p.is_dir())
-    assert names == ["model", "pyodide", "web"]
+    assert names == ["model", "models", "pyodide", "web"]
     page = (built_site / "index.html").read_text()
     for prefix, reference in (("web", "style.css"), ("web", "app.js"), ("pyodide", ""),
-                              ("model", "manifest.json")):
+                              ("model", "manifest.json"), ("models", "models.json")):
         assert f'"{folder(built_site, prefix).name}/{reference}"' in page
     assert '"web/app.js"' not in page and '"pyodide/"' not in page
 
@@ -173,7 +173,8 @@ def test_precompressed_files_decompress_to_the_original(built_site):
     for br in compressed:
         original = br.with_suffix("").read_bytes()
         assert brotli.decompress(br.read_bytes()) == original
-        assert gzip.decompress(br.with_suffix(".gz").read_bytes()) == original
+        gz = br.with_suffix(".gz")  # absent where gzip's larger header saves too little
+        assert not gz.exists() or gzip.decompress(gz.read_bytes()) == original
 
 
 def test_a_cached_build_needs_no_client_and_is_reproducible(built_site, tmp_path, monkeypatch):
@@ -236,6 +237,42 @@ def test_any_validated_model_can_be_bundled(tmp_path):
     assert manifest["name"] == "tiny" and manifest["format"] == "llama2.c version 0 (legacy fp32)"
     assert manifest["config"]["dim"] == 16 and manifest["parameters"] == 6736
     assert manifest["checkpoint"]["sha256"] == sha256(model)
+
+
+def test_the_site_lists_its_models_for_the_picker(built_site, model_dir):
+    (models,) = json.loads((folder(built_site, "models") / "models.json").read_text()).values()
+    model = folder(built_site, "model")
+    size = (model_dir / "stories260K.bin").stat().st_size + (model_dir / "tok512.bin").stat().st_size
+    parameters = json.loads((model / "manifest.json").read_text())["parameters"]
+    assert models == [{"name": "stories260K", "parameters": parameters, "bytes": size,
+                       "manifest": f"{model.name}/manifest.json"}]
+
+
+def test_models_of_one_name_are_told_apart_in_the_list(tmp_path):
+    folders = []
+    for digest in ("aaaaaaaaaa", "bbbbbbbbbb"):
+        model = tmp_path / f"model-{digest}"
+        model.mkdir()
+        (model / "manifest.json").write_text(json.dumps({
+            "name": "mine", "parameters": 5, "checkpoint": {"bytes": 10}, "tokenizer": {"bytes": 2}}))
+        folders.append(model)
+    listed = json.loads((write_model_list(folders, tmp_path / "models") / "models.json").read_text())
+    assert [m["name"] for m in listed["models"]] == ["mine (aaaaaaaa)", "mine (bbbbbbbb)"]
+    assert [m["bytes"] for m in listed["models"]] == [12, 12]
+
+
+def test_each_model_is_validated_and_named_once(tmp_path, model_dir):
+    model = (model_dir / "stories260K.bin", model_dir / "tok512.bin")
+    result = run_cli("build", "--out", tmp_path / "out", "--checkpoint", model[0], "--tokenizer",
+                     model[1], "--model", *model)
+    assert result.returncode == 2 and "is named twice" in result.stderr
+    broken = tmp_path / "broken.bin"
+    broken.write_bytes(model[0].read_bytes()[:-100])
+    result = run_cli("build", "--out", tmp_path / "out", "--model", *model, "--model", broken, model[1])
+    assert result.returncode == 1 and "is not a usable model" in result.stderr
+    assert not (tmp_path / "out").exists()
+    result = run_cli("build", "--out", tmp_path / "out", "--model", model[0])
+    assert result.returncode == 2 and "--model" in result.stderr
 
 
 def test_a_tokenizer_that_does_not_fit_is_refused(tmp_path, model_dir):

@@ -7,7 +7,10 @@
     dist/pyodide-<hash>/                 Pyodide, a snapshot of its started interpreter, the
                                          page's NumPy wheel, the llama2np runtime wheel, the
                                          site's pyodide-lock.json and files.json
-    dist/model-<hash>/                   checkpoint, tokenizer, manifest.json (sizes, sha256)
+    dist/model-<hash>/                   checkpoint, tokenizer, manifest.json (sizes, sha256);
+                                         one folder for each model, the default first
+    dist/models-<hash>/models.json       the site's models (name, parameters, bytes, manifest),
+                                         the default first, for the page's model picker
 
 Nothing is fetched from anywhere at run time: the worker loads all of it from the site.
 The build happens in a uniquely named scratch folder beside the output, which replaces the output
@@ -20,7 +23,7 @@ import json
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,24 +60,32 @@ def build_site(
     page_dir: Path = PROJECT_ROOT,
     cache: Path = DEFAULT_CACHE,
     numpy_wheel: Path | None = None,
+    models: Sequence[tuple[Path, Path]] = (),
     log: object = print,
 ) -> Path:
-    """Build the site into `out` from the page in `page_dir` (index.html and web/)."""
-    checkpoint, tokenizer = model_files(checkpoint, tokenizer)
+    """Build the site into `out` from the page in `page_dir` (index.html and web/), with the
+    model `checkpoint` and `tokenizer` (the demo's when neither is given and `models` is empty)
+    followed by each (checkpoint, tokenizer) of `models`; the first is the page's default."""
+    pairs = site_models(checkpoint, tokenizer, models)
     check_output_folder(out)
     with staging_folder(out) as staging:  # made first: an unwritable folder fails before work
-        log(f"Validating {checkpoint.name} with {tokenizer.name}")
-        report = require_valid(checkpoint, tokenizer)
+        reports = []
+        for checkpoint, tokenizer in pairs:
+            log(f"Validating {checkpoint.name} with {tokenizer.name}")
+            reports.append(require_valid(checkpoint, tokenizer))
         log("Getting the pinned runtime")
         runtime = get_runtime(cache, numpy_wheel, log)
         log("Writing the site")
         try:
             copy_page(page_dir, staging)
             pyodide_dir = write_runtime(runtime, staging / "pyodide")
-            model_dir = write_model(checkpoint, tokenizer, report, staging / "model")
+            model_dirs = [hash_folder_name(write_model(checkpoint, tokenizer, report, staging / "model"))
+                          for (checkpoint, tokenizer), report in zip(pairs, reports, strict=True)]
+            models_dir = hash_folder_name(write_model_list(model_dirs, staging / "models"))
             web_dir = hash_folder_name(staging / "web")
-            pyodide_dir, model_dir = hash_folder_name(pyodide_dir), hash_folder_name(model_dir)
-            rewrite_page(staging / "index.html", web_dir.name, pyodide_dir.name, model_dir.name)
+            pyodide_dir = hash_folder_name(pyodide_dir)
+            rewrite_page(staging / "index.html", web_dir.name, pyodide_dir.name, model_dirs[0].name,
+                         models_dir.name)
             log("Compressing (the first build takes about a minute; later ones reuse the results)")
             precompress(staging, cache.with_name("compressed"))
             (staging / MARKER).write_text("built by llama2np build\n")
@@ -83,6 +94,27 @@ def build_site(
             raise Llama2npError(f"cannot write the site beside {out}: {error.strerror} "
                                 f"({error.filename}).") from None
     return out
+
+
+def site_models(checkpoint: Path | None, tokenizer: Path | None,
+                models: Sequence[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """The site's models in order, the default first: --checkpoint/--tokenizer (or the demo's
+    when they and `models` are absent), then each --model. The same pair twice is refused:
+    the picker would offer one model under two names."""
+    pairs = [] if (checkpoint is None and tokenizer is None and models) else \
+        [model_files(checkpoint, tokenizer)]
+    for pair in models:
+        if len(pair) != 2:
+            raise UsageError("--model takes two files: a checkpoint and its tokenizer.")
+        pairs.append(model_files(Path(pair[0]), Path(pair[1])))
+    seen = set()
+    for checkpoint, tokenizer in pairs:
+        key = (checkpoint.resolve(), tokenizer.resolve())
+        if key in seen:
+            raise UsageError(f"the model {checkpoint} with {tokenizer} is named twice; name each "
+                             "model once.")
+        seen.add(key)
+    return pairs
 
 
 def model_files(checkpoint: Path | None, tokenizer: Path | None) -> tuple[Path, Path]:
@@ -167,7 +199,7 @@ def copy_page(page_dir: Path, site: Path) -> None:
     write_source_archive(site / "web" / ARCHIVE_NAME, page_dir, PROJECT_ROOT)
 
 
-def rewrite_page(page: Path, web: str, pyodide: str, model: str) -> None:
+def rewrite_page(page: Path, web: str, pyodide: str, model: str, models: str) -> None:
     try:
         rewrite_references(page, {
             "web/style.css": f"{web}/style.css",
@@ -175,6 +207,7 @@ def rewrite_page(page: Path, web: str, pyodide: str, model: str) -> None:
             f"web/{ARCHIVE_NAME}": f"{web}/{ARCHIVE_NAME}",
             "pyodide/": f"{pyodide}/",
             "model/manifest.json": f"{model}/manifest.json",
+            "models/models.json": f"{models}/models.json",
         })
     except ValueError as error:
         raise Llama2npError(f"cannot build the page: {error}.") from None
@@ -235,4 +268,26 @@ def write_model(checkpoint: Path, tokenizer: Path, report: Report, folder: Path)
         "format": report.format,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return folder
+
+
+def write_model_list(model_dirs: list[Path], folder: Path) -> Path:
+    """The site's list of models for the page's picker: what each option shows and where its
+    manifest is, relative to the site's root; the first is the default. Two models of the same
+    file name are told apart by their folder's hash."""
+    folder.mkdir()
+    entries = []
+    for model_dir in model_dirs:
+        manifest = json.loads((model_dir / "manifest.json").read_text())
+        entries.append({
+            "name": manifest["name"],
+            "parameters": manifest["parameters"],
+            "bytes": manifest["checkpoint"]["bytes"] + manifest["tokenizer"]["bytes"],
+            "manifest": f"{model_dir.name}/manifest.json",
+        })
+    names = [entry["name"] for entry in entries]
+    for entry, model_dir in zip(entries, model_dirs, strict=True):
+        if names.count(entry["name"]) > 1:
+            entry["name"] = f"{entry['name']} ({model_dir.name.removeprefix('model-')[:8]})"
+    (folder / "models.json").write_text(json.dumps({"models": entries}, indent=1) + "\n")
     return folder
