@@ -6,7 +6,7 @@ import pytest
 from llama2np.draft import Drafter
 from llama2np.errors import Llama2npError, PromptError, UsageError
 from llama2np.generate import Story, generate_tokens
-from llama2np.model import Transformer
+from llama2np.model import FusedTransformer, Transformer
 from llama2np.sampler import Sampler
 
 PROMPTS = ["", "Once upon a time", "The dog and the cat", "Lily was sad. Lily was sad. Lily",
@@ -32,7 +32,7 @@ def test_drafts_leave_every_story_unchanged(checkpoint, tokenizer, temperature, 
 def test_drafts_are_accepted_on_repetitive_text(checkpoint, tokenizer):
     calls = []
 
-    class Counting(Transformer):
+    class Counting(FusedTransformer):
         def forward(self, tokens, pos):
             calls.append(len(tokens))
             return super().forward(tokens, pos)
@@ -80,7 +80,7 @@ def test_story_text_is_the_prompt_then_the_continuation(model, tokenizer, checkp
 
 
 def test_generation_stops_at_bos(checkpoint):
-    class BosAtTen(Transformer):
+    class BosAtTen(FusedTransformer):
         """The real model, except that from position 10 on BOS is the likeliest token."""
 
         def forward(self, tokens, pos):
@@ -118,7 +118,7 @@ def test_steps_are_clamped_to_the_context(model, tokenizer):
 
 
 def test_nan_logits_end_the_story_with_a_sentence_naming_the_position(checkpoint):
-    class NanAtSeven(Transformer):
+    class NanAtSeven(FusedTransformer):
         def forward(self, tokens, pos):
             logits = super().forward(tokens, pos)
             logits[max(0, 7 - pos) :, 3] = float("nan")  # rows at position 7 and after

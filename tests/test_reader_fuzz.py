@@ -7,14 +7,12 @@ versions) and tok512.bin: header fields set to edge values, bytes flipped, files
 extended. HYPOTHESIS_PROFILE=thorough runs ten times as many cases.
 """
 
-import dataclasses
 import math
 import struct
 import tracemalloc
 from functools import cache
 
 import numpy as np
-import pytest
 from fuzzing import cases
 from hypothesis import given
 from hypothesis import strategies as st
@@ -212,39 +210,3 @@ def test_mutated_tok512_is_a_tokenizer_or_its_error(model_dir, mutations, vocab_
     if scores[entry % len(scores)] + 4 <= len(data):
         struct.pack_into("<f", data, scores[entry % len(scores)], score)
     check_tokenizer(bytes(data), vocab_size, measure=False)
-
-
-# -- the growing KV cache -------------------------------------------------------------------
-
-@given(calls=st.lists(st.tuples(st.integers(0, 1_000), st.integers(1, 40)), min_size=1,
-                      max_size=12),
-       seed=st.integers(0, 2**32 - 1))
-@cases(40)
-def test_a_growing_cache_gives_the_logits_of_a_whole_one(checkpoint, calls, seed):
-    """Batches and single steps at random positions (going back, as rejected drafts do, or on
-    to the end of what was written): the cache that doubles as it goes, in a model whose header
-    claims 10^9 positions, gives the same logits bit for bit as one that held the whole
-    context from the start, and never holds more than twice the positions reached."""
-    c = checkpoint.config
-    tokens = np.random.default_rng(seed).integers(0, c.vocab_size, c.seq_len).tolist()
-    huge = dataclasses.replace(checkpoint, config=dataclasses.replace(c, seq_len=10**9))
-    growing, whole = Transformer(huge), Transformer(checkpoint)
-    whole.reserve(c.seq_len)
-    written = reached = 0  # positions below `written` hold this case's keys and values
-    for where, size in calls:
-        pos = where % (min(written, c.seq_len - 1) + 1)
-        batch = tokens[pos : pos + size]
-        np.testing.assert_array_equal(growing.forward(batch, pos), whole.forward(batch, pos))
-        written = pos + len(batch)
-        reached = max(reached, written)
-    assert reached <= growing.positions <= max(16, 2 * reached)
-
-
-@pytest.mark.parametrize("positions", [1, 16, 17, 300, 511])
-def test_rope_tables_of_any_length_agree_with_the_whole_context(checkpoint, positions):
-    from llama2np.model import rope_rotations
-
-    short, whole = rope_rotations(checkpoint.config, positions), rope_rotations(
-        checkpoint.config, checkpoint.config.seq_len)
-    for part, full in zip(short, whole, strict=True):
-        np.testing.assert_array_equal(part, full[:positions])

@@ -19,9 +19,11 @@
 // Stop is seen within a few milliseconds.
 
 import { download, fetchJSON, sha256Hex } from "./download.js";
-import { WASM_MEMORY_LIMIT, checkFits, sortModelFiles } from "./own-model.js";
 
 const SLICE_SECONDS = 0.012; // Python's share of each turn; Stop waits at most this long
+// Pyodide 0.27's WebAssembly memory can grow to 4 GiB; Python and NumPy hold part of it already.
+const WASM_MEMORY_LIMIT = 4 * 2 ** 30;
+const HEADER_BYTES = 256; // of a visitor's file, enough for llama2np.checkpoint.read_header
 const POST_EVERY_MS = 16; // at most one `tokens` message per frame
 
 let pyodide = null;
@@ -85,22 +87,27 @@ async function load({ pyodideURL, modelURL, runtimeCached = false }) {
   warmUp().catch(() => {}); // a failure here would show, with its sentence, on the first story
 }
 
-// The model of these files as the worker's session. toPy copies the bytes into Python's memory
-// once, as a memoryview the model's weights are views of; the JavaScript copies are dropped
-// here. The session of the model before is freed first, so two large models never share the
-// WebAssembly memory.
+// The site's model of these files as the worker's session. The session of the model before is
+// freed first, so two large models never share the WebAssembly memory.
 function openSession(manifest, files) {
   warming = false;
-  const { Session } = pyodide.pyimport("llama2np.session");
   session?.destroy();
   session = null;
   pyodide.runPython("import gc; gc.collect()");
-  const checkpoint = pyodide.toPy(files.checkpoint);
-  const tokenizer = pyodide.toPy(files.tokenizer);
-  delete files.checkpoint;
+  const { checkpoint, tokenizer } = files;
+  delete files.checkpoint; // the JavaScript copies go with newSession's call
   delete files.tokenizer;
+  session = newSession(checkpoint, tokenizer, manifest.checkpoint.file, manifest.tokenizer.file);
+}
+
+// A Python Session of a checkpoint's and a tokenizer's bytes. toPy copies each into Python's
+// memory once, as a memoryview the model's weights are views of; the proxies are freed here.
+function newSession(checkpointBytes, tokenizerBytes, checkpointName, tokenizerName) {
+  const { Session } = pyodide.pyimport("llama2np.session");
+  const checkpoint = pyodide.toPy(checkpointBytes);
+  const tokenizer = pyodide.toPy(tokenizerBytes);
   try {
-    session = Session(checkpoint, tokenizer, manifest.checkpoint.file, manifest.tokenizer.file);
+    return Session(checkpoint, tokenizer, checkpointName, tokenizerName);
   } finally {
     checkpoint.destroy();
     tokenizer.destroy();
@@ -121,8 +128,9 @@ function postReady(manifest, modelURL, started, stages) {
 }
 
 // Another of the site's models, chosen in the page's picker: downloaded (or taken from the
-// browser's store) and checked like the first, then read into the same Python. A failure leaves
-// no model loaded (the old one was freed to make room) and is reported as fatal: Retry reloads.
+// browser's store) and checked like the first, then read into the same Python. A failed
+// download leaves the model before loaded; a model that fails once downloaded leaves none (the
+// old one was freed to make room) and is reported as fatal: Retry reloads.
 async function switchModel({ modelURL }) {
   if (!pyodide) throw new Error("Python is not started yet; wait for the page to be ready.");
   if (run) throw new Error("A story is being written; stop it before choosing another model.");
@@ -307,37 +315,38 @@ async function startPython(pyodideURL, runtimeDownload) {
 
 // --- the visitor's own model ---------------------------------------------------------------
 
-// Replaces the model with the visitor's files (see web/own-model.js). Until the new model is
-// read whole, the old one stays: a file that cannot be used leaves the page as it was, with a
-// sentence (`open-failed`). `heap` is the WebAssembly memory before and after, in bytes.
+// Replaces the model with the visitor's files (web/own-model.js hands them over). They are told
+// apart and sized by Python from their first bytes (llama2np.own_files), so what cannot fit is
+// refused before either is read. Until the new model is read whole, the old one stays: a file
+// that cannot be used leaves the page as it was, with a sentence (`open-failed`). `heap` is the
+// WebAssembly memory before and after, in bytes.
 async function openOwnModel({ files }) {
   try {
     if (!pyodide) throw new Error("The page is still loading; open the model files once it is ready.");
     if (run) throw new Error("A story is being written; stop it before opening a model.");
-    const sorted = await sortModelFiles(files);
     const heapBefore = wasmMemory();
-    checkFits(sorted, WASM_MEMORY_LIMIT - heapBefore);
+    const starts = await Promise.all(files.map((file) => readFile(file.slice(0, HEADER_BYTES), file.name)));
+    const { plan_opening } = pyodide.pyimport("llama2np.own_files");
+    const lists = [files.map((file) => file.name), files.map((file) => file.size), starts].map((list) => pyodide.toPy(list));
+    let plan;
+    try {
+      plan = toJs(plan_opening(...lists, WASM_MEMORY_LIMIT - heapBefore, WASM_MEMORY_LIMIT));
+    } finally {
+      for (const list of lists) list.destroy();
+    }
+    if (plan.error) throw new Error(plan.error);
+    const [checkpointFile, tokenizerFile] = [files[plan.checkpoint], files[plan.tokenizer]];
     warming = false;
     const started = performance.now();
-    const [checkpointBytes, tokenizerBytes] = await Promise.all([sorted.checkpoint, sorted.tokenizer].map(readFile));
-    const { Session } = pyodide.pyimport("llama2np.session");
-    // toPy copies each file into Python's memory once; the JavaScript copies go with this call.
-    const checkpoint = pyodide.toPy(checkpointBytes);
-    const tokenizer = pyodide.toPy(tokenizerBytes);
-    let opened;
-    try {
-      opened = Session(checkpoint, tokenizer, sorted.checkpoint.name, sorted.tokenizer.name);
-    } finally {
-      checkpoint.destroy();
-      tokenizer.destroy();
-    }
+    const [checkpointBytes, tokenizerBytes] = await Promise.all([checkpointFile, tokenizerFile].map((file) => readFile(file)));
+    const opened = newSession(checkpointBytes, tokenizerBytes, checkpointFile.name, tokenizerFile.name);
     const old = session;
     session = opened;
     old?.destroy(); // the last reference to the old model: Python frees it now
     const info = toJs(session.info());
     post({
       type: "opened",
-      model: { ...info, name: sorted.checkpoint.name, bytes: sorted.checkpoint.size },
+      model: { ...info, name: checkpointFile.name, bytes: checkpointFile.size },
       seconds: (performance.now() - started) / 1000,
       heap: { before: heapBefore, after: wasmMemory() },
     });
@@ -347,11 +356,12 @@ async function openOwnModel({ files }) {
   }
 }
 
-async function readFile(file) {
+// A File's bytes, or of a slice of it (which has no name of its own).
+async function readFile(file, name = file.name) {
   try {
     return new Uint8Array(await file.arrayBuffer());
   } catch (error) {
-    throw new Error(`${file.name} could not be read (${error?.message ?? error}); open it again.`);
+    throw new Error(`${name} could not be read (${error?.message ?? error}); open it again.`);
   }
 }
 

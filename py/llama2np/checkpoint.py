@@ -134,23 +134,91 @@ NORMS = ("rms_att", "rms_ffn", "rms_final")
 EXPORT_MATRICES = ("token_embedding", "wq", "wk", "wv", "wo", "w1", "w2", "w3")
 
 
+@dataclass(frozen=True)
+class Header:
+    """What a checkpoint's first bytes say: its format, its shapes and the bytes they need."""
+
+    version: int  # 0 (legacy), 1 (fp32) or 2 (Q8_0)
+    config: Config
+    shared_classifier: bool
+    group_size: int | None  # Q8_0 group size, version 2 only
+    offset: int  # where the weights begin
+    size: int  # the file's size that the header implies
+
+    @property
+    def kind(self) -> str:
+        return {0: "version 0 (legacy)", 1: "version 1 (fp32)", 2: "version 2 (Q8_0)"}[self.version]
+
+
+# Enough of a file's start for `read_header`, whatever its version.
+HEADER_BYTES = EXPORT_HEADER_SIZE
+
+
 def read_checkpoint(data: bytes | bytearray | memoryview, name: str = "checkpoint") -> Checkpoint:
     """Parse a llama2.c checkpoint of any version; `name` appears in error messages."""
     data = memoryview(data).cast("B")
-    if len(data) == 0:
-        raise CheckpointError(f"{name} is empty; it is not a llama2.c checkpoint.")
-    if len(data) < LEGACY_HEADER.size:
-        raise CheckpointError(
-            f"{name} is only {len(data)} bytes, too short for a llama2.c checkpoint header."
-        )
-    if struct.unpack_from("<I", data)[0] == MAGIC:
-        return _read_export(data, name)
-    return _read_legacy(data, name)
+    header = read_header(data, name)
+    check_size(header, len(data), name)
+    reader = _Reader(data, header.offset)
+    shapes = weight_shapes(header.config)
+    if header.version == 0:
+        arrays = {key: reader.fp32(shapes[key]) for key in LEGACY_ORDER}
+        reader.skip(4 * _rope_floats(header.config))
+        matrices = [] if header.shared_classifier else ["wcls"]
+    else:
+        arrays = {key: reader.fp32(shapes[key]) for key in NORMS}
+        matrices = [*EXPORT_MATRICES, *([] if header.shared_classifier else ["wcls"])]
+    for key in matrices:
+        arrays[key] = (reader.q8_0(shapes[key], header.group_size) if header.version == 2
+                       else reader.fp32(shapes[key]))
+    if header.shared_classifier:
+        arrays["wcls"] = arrays["token_embedding"]
+    return Checkpoint(header.config, Weights(**arrays), header.version, header.shared_classifier,
+                      header.group_size)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint file, turning file-system failures into one-sentence errors."""
     return read_checkpoint(read_file(path, "checkpoint", CheckpointError), str(path))
+
+
+def read_header(start: bytes | bytearray | memoryview, name: str = "checkpoint") -> Header:
+    """The header of a checkpoint of any version from the file's first bytes (HEADER_BYTES
+    suffice), checked for consistency; raises CheckpointError with a sentence naming `name`."""
+    start = memoryview(start).cast("B")
+    if len(start) == 0:
+        raise CheckpointError(f"{name} is empty; it is not a llama2.c checkpoint.")
+    if len(start) < LEGACY_HEADER.size:
+        raise CheckpointError(
+            f"{name} is only {len(start)} bytes, too short for a llama2.c checkpoint header."
+        )
+    if struct.unpack_from("<I", start)[0] == MAGIC:
+        return _export_header(start, name)
+    return _legacy_header(start, name)
+
+
+def check_size(header: Header, size: int, name: str) -> None:
+    """The file's size is what its header implies, or a sentence says how it differs."""
+    if size < header.size:
+        raise CheckpointError(
+            f"{name} is truncated: a llama2.c {header.kind} checkpoint with this header needs "
+            f"{header.size:,} bytes but the file has {size:,}."
+        )
+    if size > header.size:
+        raise CheckpointError(
+            f"{name} has {size - header.size:,} bytes more than a llama2.c {header.kind} "
+            f"checkpoint with this header ({header.size:,}); the header does not match the weights."
+        )
+
+
+def float32_bytes(header: Header) -> int:
+    """What the weights take once read: a view of the file for versions 0 and 1, float32 copies
+    of the Q8_0 matrices for version 2 (the file itself is then no longer needed)."""
+    if header.version != 2:
+        return 0
+    shapes = weight_shapes(header.config)
+    matrices = [*EXPORT_MATRICES, *([] if header.shared_classifier else ["wcls"])]
+    return 4 * sum(_count(shapes[k]) for k in matrices)
 
 
 def _check_config(config: Config, name: str) -> None:
@@ -162,32 +230,30 @@ def _check_config(config: Config, name: str) -> None:
         )
 
 
-def _read_legacy(data: memoryview, name: str) -> Checkpoint:
-    dim, hidden, layers, heads, kv_heads, vocab, seq_len = LEGACY_HEADER.unpack_from(data)
+def _rope_floats(config: Config) -> int:
+    """The legacy format's two RoPE tables of seq_len * head_size / 2, which run.c skips."""
+    return config.seq_len * config.head_size
+
+
+def _legacy_header(start: memoryview, name: str) -> Header:
+    dim, hidden, layers, heads, kv_heads, vocab, seq_len = LEGACY_HEADER.unpack_from(start)
     # run.c's convention: a negative vocabulary size means the classifier is stored separately.
     shared = vocab > 0
     config = Config(dim, hidden, layers, heads, kv_heads, abs(vocab), seq_len)
     _check_config(config, name)
     shapes = weight_shapes(config)
-    rope_tables = config.seq_len * config.head_size  # two tables of seq_len * head_size / 2
-    floats = sum(_count(shapes[k]) for k in LEGACY_ORDER) + rope_tables
+    floats = sum(_count(shapes[k]) for k in LEGACY_ORDER) + _rope_floats(config)
     if not shared:
         floats += _count(shapes["wcls"])
-    _check_size(data, LEGACY_HEADER.size + 4 * floats, name, "version 0 (legacy)")
-
-    reader = _Reader(data, LEGACY_HEADER.size)
-    arrays = {key: reader.fp32(shapes[key]) for key in LEGACY_ORDER}
-    reader.skip(4 * rope_tables)
-    arrays["wcls"] = arrays["token_embedding"] if shared else reader.fp32(shapes["wcls"])
-    return Checkpoint(config, Weights(**arrays), 0, shared)
+    return Header(0, config, shared, None, LEGACY_HEADER.size, LEGACY_HEADER.size + 4 * floats)
 
 
-def _read_export(data: memoryview, name: str) -> Checkpoint:
-    if len(data) < EXPORT_HEADER_SIZE:
+def _export_header(start: memoryview, name: str) -> Header:
+    if len(start) < EXPORT_PREFIX.size + GROUP_SIZE.size:
         raise CheckpointError(
-            f"{name} is only {len(data)} bytes, shorter than the 256-byte header of its format."
+            f"{name} is only {len(start)} bytes, shorter than the 256-byte header of its format."
         )
-    _, version, *sizes, shared_flag = EXPORT_PREFIX.unpack_from(data)
+    _, version, *sizes, shared_flag = EXPORT_PREFIX.unpack_from(start)
     if version not in (1, 2):
         raise CheckpointError(
             f"{name} is llama2.c export version {version}; only versions 0, 1 and 2 are known."
@@ -197,27 +263,15 @@ def _read_export(data: memoryview, name: str) -> Checkpoint:
     shared = bool(shared_flag)
     shapes = weight_shapes(config)
     matrices = list(EXPORT_MATRICES) + ([] if shared else ["wcls"])
-    group_size = None
+    norms = sum(_count(shapes[k]) for k in NORMS)
     if version == 1:
-        floats = sum(_count(shapes[k]) for k in NORMS + tuple(matrices))
-        _check_size(data, EXPORT_HEADER_SIZE + 4 * floats, name, "version 1 (fp32)")
-    else:
-        (group_size,) = GROUP_SIZE.unpack_from(data, EXPORT_PREFIX.size)
-        _check_groups(config, shapes, matrices, group_size, name)
-        norms = sum(_count(shapes[k]) for k in NORMS)
-        quantized = sum(_count(shapes[k]) for k in matrices)
-        size = EXPORT_HEADER_SIZE + 4 * norms + quantized + 4 * (quantized // group_size)
-        _check_size(data, size, name, "version 2 (Q8_0)")
-
-    reader = _Reader(data, EXPORT_HEADER_SIZE)
-    arrays = {key: reader.fp32(shapes[key]) for key in NORMS}
-    for key in matrices:
-        arrays[key] = (
-            reader.fp32(shapes[key]) if version == 1 else reader.q8_0(shapes[key], group_size)
-        )
-    if shared:
-        arrays["wcls"] = arrays["token_embedding"]
-    return Checkpoint(config, Weights(**arrays), version, shared, group_size)
+        floats = norms + sum(_count(shapes[k]) for k in matrices)
+        return Header(1, config, shared, None, EXPORT_HEADER_SIZE, EXPORT_HEADER_SIZE + 4 * floats)
+    (group_size,) = GROUP_SIZE.unpack_from(start, EXPORT_PREFIX.size)
+    _check_groups(config, shapes, matrices, group_size, name)
+    quantized = sum(_count(shapes[k]) for k in matrices)
+    size = EXPORT_HEADER_SIZE + 4 * norms + quantized + 4 * (quantized // group_size)
+    return Header(2, config, shared, group_size, EXPORT_HEADER_SIZE, size)
 
 
 def _check_groups(
@@ -233,19 +287,6 @@ def _check_groups(
                 f"{name} has Q8_0 groups of {group_size}, which do not divide {key}'s "
                 f"{count} values; the file is inconsistent."
             )
-
-
-def _check_size(data: memoryview, expected: int, name: str, kind: str) -> None:
-    if len(data) < expected:
-        raise CheckpointError(
-            f"{name} is truncated: a llama2.c {kind} checkpoint with this header needs "
-            f"{expected:,} bytes but the file has {len(data):,}."
-        )
-    if len(data) > expected:
-        raise CheckpointError(
-            f"{name} has {len(data) - expected:,} bytes more than a llama2.c {kind} checkpoint "
-            f"with this header ({expected:,}); the header does not match the weights."
-        )
 
 
 def _count(shape: tuple[int, ...]) -> int:

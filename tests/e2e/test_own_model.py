@@ -8,7 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
-from llama2np.checkpoint import Config, parameter_count
+from llama2np.checkpoint import (
+    EXPORT_PREFIX,
+    HEADER_BYTES,
+    MAGIC,
+    Config,
+    parameter_count,
+    read_header,
+)
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from llama2np.tools.models.synthetic import synthetic_checkpoint, synthetic_tokenizer_bytes
 from llama2np.tools.site.serve import start_server
@@ -164,15 +171,26 @@ def test_damaged_files_get_a_sentence_and_the_page_keeps_its_model(visit, files,
 
 
 def test_an_oversized_file_is_refused_before_it_is_read(visit, files, golden):
+    """Files too large for the page, or whose size their header contradicts, are refused from
+    their first bytes; sparse files make them gigabytes on paper and nothing on disk."""
     checkpoint, tokenizer = write_model(files, TINY, 1)
-    huge = files / "huge.bin"  # sparse: 5 GB on paper, nothing on disk
+    big = Config(dim=2048, hidden_dim=5632, n_layers=28, n_heads=32, n_kv_heads=4,
+                 vocab_size=32000, seq_len=2048)  # 1.3B parameters: 5.2 GB of float32
+    header = EXPORT_PREFIX.pack(MAGIC, 1, *vars(big).values(), 1).ljust(HEADER_BYTES, b"\0")
+    huge = files / "huge.bin"
     with huge.open("wb") as out:
-        out.write(checkpoint.read_bytes()[:64])
-        out.truncate(5 * 10**9)
+        out.write(header)
+        out.truncate(read_header(header).size)
     visit.open()
     open_files(visit, huge, tokenizer)
     message = error_shown(visit)
     assert "huge.bin needs about" in message and "WebAssembly" in message, message
+    lying = files / "lying.bin"  # the tiny model's header on 5 GB
+    with lying.open("wb") as out:
+        out.write(checkpoint.read_bytes()[:HEADER_BYTES])
+        out.truncate(5 * 10**9)
+    open_files(visit, lying, tokenizer)
+    assert "lying.bin has 4,999,892,864 bytes more than" in error_shown(visit)
     huge_tokenizer = files / "huge-tok.bin"
     with huge_tokenizer.open("wb") as out:
         out.truncate(100 * MB)

@@ -17,11 +17,12 @@ import llama2np
 from llama2np.errors import Llama2npError
 
 PACKAGE_DIR = Path(llama2np.__file__).parent
-# The runtime's modules; tests check that they import nothing outside the standard library and
+# The runtime's modules, as paths below the package; tests check that they import nothing outside the standard library and
 # NumPy, so that this list is all the browser needs.
 RUNTIME_MODULES = (
-    "__init__", "baseline", "benchmark", "checkpoint", "draft", "errors", "files", "generate", "model",
-    "sampler", "session", "tokenizer",
+    "__init__", "baseline", "benchmark", "checkpoint", "draft", "errors", "files", "generate",
+    "model/__init__", "model/float32", "model/fused", "model/rope", "model/transformer",
+    "own_files", "sampler", "session", "tokenizer",
 )
 # A fixed timestamp makes the wheel's bytes, and so the site's content hashes, reproducible.
 REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip file can hold

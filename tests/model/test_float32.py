@@ -12,11 +12,10 @@ from hostile import run_bounded
 from llama2np.baseline import BaselineTransformer
 from llama2np.checkpoint import Config, read_checkpoint
 from llama2np.generate import generate_tokens
-from llama2np.model import Float32Transformer, Transformer
+from llama2np.model import Transformer
 from llama2np.sampler import Sampler
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from llama2np.tools.models.synthetic import (
-    SHAPES,
     synthetic_checkpoint,
     synthetic_tokenizer_bytes,
     write_synthetic_checkpoint,
@@ -41,15 +40,6 @@ def story(model: object, checkpoint, prompt: list[int], temperature: float, seed
     sampler = Sampler(checkpoint.config.vocab_size, temperature, 0.9, seed,
                       getattr(model, "logit_bound", None))
     return list(generate_tokens(model, prompt, sampler, steps, draft_tokens))
-
-
-def test_the_engine_follows_the_model_size(narrow, checkpoint):
-    assert type(Transformer(narrow)) is Float32Transformer
-    assert type(Transformer(checkpoint)) is Transformer  # stories260K keeps float64
-    assert type(Transformer(narrow, precision=64)) is Transformer
-    assert type(Transformer(checkpoint, precision=32)) is Float32Transformer
-    with pytest.raises(ValueError, match="neither 32 nor 64"):
-        Transformer(checkpoint, precision=16)
 
 
 @pytest.mark.parametrize("config", [NARROW, WIDER], ids=["gqa", "mha"])
@@ -156,31 +146,10 @@ def test_peak_memory_of_generate_follows_the_checkpoint(tmp_path, version):
     assert outcome.peak_rss_mb <= 1.5 * float32_mb + 100, (outcome.peak_rss_mb, float32_mb)
 
 
-def test_shapes_are_llama2c_stories_models():
-    """The bench's shapes: parameter counts as published (15M, 42M, 110M)."""
-    def parameters(c: Config) -> int:
-        layer = 2 * c.dim * c.dim + 2 * c.dim * c.kv_dim + 3 * c.dim * c.hidden_dim + 2 * c.dim
-        return c.vocab_size * c.dim + c.n_layers * layer + c.dim
-
-    counts = {name: parameters(config) / 1e6 for name, config in SHAPES.items()}
-    assert round(counts["15M"]) == 15 and round(counts["42M"]) == 42
-    assert round(counts["110M"]) == 110, counts
-
-
-def test_synthetic_tokenizer_reads_as_llama2c_tokenizer(tmp_path):
-    from llama2np.tokenizer import Tokenizer
-
-    path = tmp_path / "tok.bin"
-    path.write_bytes(synthetic_tokenizer_bytes(VOCAB))
-    tokenizer = Tokenizer.load(path, VOCAB)
-    tokens = tokenizer.encode("abc zz")
-    assert tokens[0] == 1 and tokenizer.decode(tokens) == "abc zz"
-
-
 def test_pyodide_s_products_write_the_same_story(narrow, monkeypatch):
     """The page runs the float32 engine's products as einsum (no BLAS there); on CPython the
     same code with those products writes the port's story too."""
-    from llama2np import model as engine
+    from llama2np.model import float32 as engine
 
     expected = story(BaselineTransformer(narrow), narrow, [1, 77, 78], 1.0, 21, NARROW.seq_len)
     monkeypatch.setattr(engine, "matvec", engine.einsum_matvec)

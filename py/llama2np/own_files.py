@@ -1,0 +1,66 @@
+"""A visitor's own model files in the page, told apart and sized from their first bytes before
+either is read whole: what cannot fit in the page's memory is refused before a byte is copied.
+
+The worker (web/worker.js) hands over each file's name, size and first HEADER_BYTES; the
+checkpoint's header is read and checked by the very code that reads checkpoints everywhere.
+"""
+
+import struct
+
+from llama2np.checkpoint import MAGIC, check_size, float32_bytes, read_header
+from llama2np.errors import Llama2npError
+from llama2np.model import memory_needed
+
+# No llama2.c tokenizer comes near it (Llama 2's 32,000 pieces take 424 KB).
+TOKENIZER_LIMIT = 64 << 20
+
+
+def plan_opening(names: list[str], sizes: list[int], starts: list[bytes], free: int,
+                 limit: int) -> dict:
+    """{"checkpoint": index of the checkpoint among the two files, "tokenizer": the other's} when
+    they can be read into the `free` bytes of the page's memory (at most `limit`) that are
+    left, else {"error": a sentence}."""
+    try:
+        if len(names) != 2:
+            given = f"{len(names)} {'was' if len(names) == 1 else 'were'} given"
+            raise Llama2npError(f"Open two files together: a llama2.c checkpoint and its "
+                                f"tokenizer .bin ({given}).")
+        checkpoint = checkpoint_index(sizes, [bytes(start) for start in starts])
+        tokenizer = 1 - checkpoint
+        if sizes[tokenizer] > TOKENIZER_LIMIT:
+            raise Llama2npError(f"{names[tokenizer]} is {megabytes(sizes[tokenizer])}, too large "
+                                f"for a llama2.c tokenizer (at most {megabytes(TOKENIZER_LIMIT)}); "
+                                "open the tokenizer .bin that belongs to the model.")
+        need = model_memory(names[checkpoint], sizes[checkpoint], bytes(starts[checkpoint]))
+        need += sizes[tokenizer]
+        if need > free:
+            raise Llama2npError(f"{names[checkpoint]} needs about {megabytes(need)} of memory, "
+                                f"but this page has {megabytes(max(0, free))} left of the "
+                                f"{megabytes(limit)} WebAssembly can address; use a smaller model, "
+                                "or run it with `llama2np generate`.")
+    except Llama2npError as error:
+        return {"error": str(error)}
+    return {"checkpoint": checkpoint, "tokenizer": tokenizer}
+
+
+def checkpoint_index(sizes: list[int], starts: list[bytes]) -> int:
+    """Which of two files is the checkpoint: the one with llama2.c's export magic; between two
+    without (a legacy checkpoint has none) or two with, the larger, as weights outweigh any
+    tokenizer. If that guess is wrong, reading the files says what does not fit."""
+    magic = [len(start) >= 4 and struct.unpack_from("<I", start)[0] == MAGIC for start in starts]
+    if magic[0] != magic[1]:
+        return magic.index(True)
+    return 0 if sizes[0] >= sizes[1] else 1
+
+
+def model_memory(name: str, size: int, start: bytes) -> int:
+    """What reading a checkpoint of `size` bytes that begins with `start` costs: the file, its
+    weights as float32 when they are Q8_0, and the engine's own memory for a whole context.
+    Raises CheckpointError for a header that is inconsistent or does not match the size."""
+    header = read_header(start, name)
+    check_size(header, size, name)
+    return size + float32_bytes(header) + memory_needed(header.config)
+
+
+def megabytes(count: int) -> str:
+    return f"{count / 1e9:.2f} GB" if count >= 1e9 else f"{count / 1e6:.1f} MB"
