@@ -1,9 +1,10 @@
 """Helpers the tests import (fixtures live in conftest.py)."""
 
-import struct
 import subprocess
 import sys
 from pathlib import Path
+
+from llama2np.tokenizer import Tokenizer
 
 GOLDEN_T0 = "expected_t0.txt"
 GOLDEN_T1 = "expected_t1_p0.9_s133742.txt"
@@ -21,6 +22,5 @@ def run_cli(*args: str, input: str | None = None) -> subprocess.CompletedProcess
 def write_tokenizer(path: Path, size: int) -> None:
     """A tokenizer with `size` single-letter pieces (enough to generate from a random model)."""
     pieces = [b"<unk>", b"\n<s>\n", b"\n</s>\n"] + [bytes([97 + i % 26]) * (1 + i // 26) for i in range(size - 3)]
-    data = struct.pack("<i", max(map(len, pieces))) + b"".join(
-        struct.pack("<fi", -float(i), len(p)) + p for i, p in enumerate(pieces))
-    path.write_bytes(data)
+    scores = [-float(i) for i in range(size)]
+    path.write_bytes(Tokenizer(pieces, scores, max(map(len, pieces))).to_bytes())

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 from hostile import assert_refused, run_bounded
 from llama2np.baseline import BaselineTransformer
-from llama2np.benchmark import measure
+from llama2np.benchmark import PORT, measure
 from llama2np.errors import UsageError
 from llama2np.generate import generate_tokens
 from llama2np.model import Transformer
 from llama2np.sampler import Sampler
 from llama2np.tokenizer import BOS
 
-PORT = ("straightforward port",)
+PORT_ONLY = (PORT,)
 
 
 @pytest.mark.parametrize(("flags", "phrase"), [
@@ -28,13 +28,16 @@ def test_bench_refuses_settings_that_measure_nothing(model_dir, flags, phrase):
     assert_refused(outcome, 2, phrase, "use")
 
 
-def test_steps_beyond_the_context_decode_the_whole_greedy_story(checkpoint):
-    results = measure(checkpoint, steps=10**9, prompt_length=4, repeats=1, engines=PORT)
-    # The port decodes the greedy story of the whole context, as the runtime writes it.
+def test_the_whole_context_decodes_the_whole_greedy_story_and_no_more(checkpoint):
     c = checkpoint.config
+    with pytest.raises(UsageError, match=f"steps {c.seq_len + 1} is beyond the {c.seq_len}-token "
+                       "context of the model; use -n 512 or fewer."):
+        measure(checkpoint, steps=c.seq_len + 1, prompt_length=4, repeats=1, engines=PORT_ONLY)
+    results = measure(checkpoint, steps=c.seq_len, prompt_length=4, repeats=1, engines=PORT_ONLY)
+    # The port decodes the greedy story of the whole context, as the runtime writes it.
     story = generate_tokens(Transformer(checkpoint), [BOS], Sampler(c.vocab_size, 0.0, 0.9, 1),
                             c.seq_len, 0)
-    assert results[PORT[0]]["decode_tokens"] == len(list(story))
+    assert results[PORT]["decode_tokens"] == len(list(story))
 
 
 def test_rates_are_positive_and_count_what_ran(checkpoint):

@@ -1,8 +1,12 @@
 """The browser worker's Python side, run on CPython: same stories, errors as values."""
 
 import pytest
+from llama2np.checkpoint import Config
 from llama2np.errors import Llama2npError
 from llama2np.session import Session
+from llama2np.tokenizer import Tokenizer
+from llama2np.tools.models.checkpoint_writer import write_checkpoint
+from llama2np.tools.models.synthetic import synthetic_checkpoint
 from support import GOLDEN_T1
 
 
@@ -58,8 +62,20 @@ def test_continue_and_probabilities_through_the_session(model_dir):
 def test_prompt_errors_use_the_page_s_words(model_dir):
     session = make_session(model_dir)
     message = session.start("a b c d e f g", 0.0, 0.9, 1, 4)["error"]
-    assert message == ("The prompt is 7 tokens long, which fills the whole Length of 4; "
-                       "raise Length (0 is the whole context) or shorten the prompt.")
+    assert message == ("The start of the story is 7 tokens long, which fills the whole Length of "
+                       "4 (Length counts its tokens too); raise Length (0 is the whole context) "
+                       "or shorten the start.")
+    message = session.start("word " * 600, 0.0, 0.9, 1, 0)["error"]
+    assert message == ("The start of the story is 1801 tokens long, but the model's context is "
+                       "512 tokens; shorten it.")
+
+    # A character the tokenizer cannot spell is the runtime's own sentence.
+    config = Config(dim=8, hidden_dim=16, n_layers=1, n_heads=2, n_kv_heads=2, vocab_size=7,
+                    seq_len=16)
+    pieces = [b"<unk>", b"\n<s>\n", b"\n</s>\n", b"a", b"b", b" ", b"ab"]
+    tokenizer = Tokenizer(pieces, [0.0] * 7, max(map(len, pieces))).to_bytes()
+    small = Session(write_checkpoint(synthetic_checkpoint(config), 1), tokenizer)
+    assert "can neither find nor spell" in small.start("a~", 0.0, 0.9, 1, 8)["error"]
     assert session.start("", 1.0, 0.9, 1, 8)["prompt_text"] == ""
     while not session.done:
         session.advance(0.01)

@@ -15,10 +15,11 @@ from llama2np.model import Transformer
 from llama2np.sampler import Sampler
 from llama2np.tokenizer import BOS
 
-ENGINES = {
-    "llama2np, speculative": (Transformer, DRAFT_TOKENS),
-    "llama2np, plain": (Transformer, 0),
-    "straightforward port": (BaselineTransformer, 0),
+SPECULATIVE, PLAIN, PORT = "llama2np, speculative", "llama2np, plain", "straightforward port"
+ENGINES = {  # name -> (the model's class, drafted tokens a forward)
+    SPECULATIVE: (Transformer, DRAFT_TOKENS),
+    PLAIN: (Transformer, 0),
+    PORT: (BaselineTransformer, 0),
 }
 
 
@@ -30,6 +31,18 @@ def check_settings(steps: int, prompt_length: int, repeats: int) -> None:
         raise UsageError(f"--prompt-tokens {prompt_length} measures no prompt; use 1 or more.")
     if repeats < 1:
         raise UsageError(f"--repeat {repeats} runs nothing; use 1 or more.")
+
+
+def check_lengths(name: str, seq_len: int, steps: int, prompt_tokens: int) -> None:
+    """Refuse lengths the model's context cannot hold, before anything is measured: the decode
+    run forwards `steps` positions, the prompt run the prompt and one token after it."""
+    if steps > seq_len:
+        raise UsageError(f"steps {steps} is beyond the {seq_len}-token context of {name}; "
+                         f"use -n {seq_len} or fewer.")
+    if prompt_tokens >= seq_len:
+        raise UsageError(f"prompt tokens {prompt_tokens} leave no room to generate in the "
+                         f"{seq_len}-token context of {name}; use --prompt-tokens {seq_len - 1} "
+                         "or fewer.")
 
 
 def _greedy(checkpoint: Checkpoint, make_model: type, prompt: list[int], steps: int,
@@ -49,17 +62,15 @@ def _greedy(checkpoint: Checkpoint, make_model: type, prompt: list[int], steps: 
 
 
 def measure(checkpoint: Checkpoint, steps: int = 256, prompt_length: int = 100,
-            repeats: int = 3, engines: tuple[str, ...] = tuple(ENGINES)) -> dict:
+            repeats: int = 3, engines: tuple[str, ...] = tuple(ENGINES),
+            name: str = "the model") -> dict:
     """Decode tokens/s (greedy, empty prompt, `steps` positions), prompt tokens/s and time to
     first token for a `prompt_length`-token prompt, for each engine, best of `repeats`.
 
-    Steps beyond the model's context are clamped to it, as `generate` does."""
+    Lengths the context cannot hold are refused with a sentence naming `name`."""
     check_settings(steps, prompt_length, repeats)
-    vocab, seq_len = checkpoint.config.vocab_size, checkpoint.config.seq_len
-    steps = min(steps, seq_len)
-    if prompt_length >= seq_len:
-        raise UsageError(f"--prompt-tokens {prompt_length} leaves no position of the model's "
-                         f"{seq_len}-token context to generate; use fewer than {seq_len}.")
+    vocab = checkpoint.config.vocab_size
+    check_lengths(name, checkpoint.config.seq_len, steps, prompt_length)
     # The prompt is the model's own greedy story, so it is realistic text and needs no file.
     # A story that ends early gives a shorter prompt; the rate counts the tokens it has.
     story = [BOS, *generate_tokens(Transformer(checkpoint), [BOS], Sampler(vocab, 0.0, 0.9, 1),

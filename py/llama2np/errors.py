@@ -27,7 +27,20 @@ class TokenizerError(Llama2npError):
 
 
 class PromptError(Llama2npError):
-    """A prompt that cannot be generated from, such as one longer than the context."""
+    """A prompt that cannot be generated from, such as one the tokenizer cannot spell."""
+
+
+class PromptTooLong(PromptError):
+    """A prompt longer than the context, or filling `steps`. It carries the numbers, so that the
+    page can say the same in its own words."""
+
+    def __init__(self, sentence: str, prompt_tokens: int, steps: int, context: int) -> None:
+        super().__init__(sentence)
+        self.prompt_tokens, self.steps, self.context = prompt_tokens, steps, context
+
+    @property
+    def too_long_for_context(self) -> bool:
+        return self.prompt_tokens + 1 > self.context  # BOS takes a position too
 
 
 class OutputError(Llama2npError):

@@ -5,6 +5,7 @@ opened without blocking, checked with fstat on the very descriptor that is read 
 swap), and read up to the size that fstat reported.
 """
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -57,3 +58,12 @@ def require_regular_file(path: str | Path, what: str, error: type[Llama2npError]
         return os.fstat(fd).st_size
     finally:
         os.close(fd)
+
+
+def sha256_of(path: str | Path, what: str = "model") -> str:
+    """The sha256 of a regular file's bytes (hex), read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with os.fdopen(open_regular(path, what), "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

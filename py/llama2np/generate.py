@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 
 from llama2np.draft import Drafter
-from llama2np.errors import Llama2npError, PromptError, UsageError
+from llama2np.errors import Llama2npError, PromptTooLong, UsageError
 from llama2np.sampler import ExplainingSampler, NonFiniteLogits, Sampler
 from llama2np.tokenizer import BOS, TextStream, Tokenizer
 
@@ -38,14 +38,14 @@ def clamp_steps(steps: int, seq_len: int) -> int:
 def check_prompt_fits(n_prompt: int, steps: int, seq_len: int) -> None:
     """A prompt must leave at least one position to generate from (n_prompt counts BOS)."""
     if n_prompt > seq_len:
-        raise PromptError(
+        raise PromptTooLong(
             f"the prompt is {n_prompt - 1} tokens long but the model's context is {seq_len} tokens; "
-            "shorten the prompt."
+            "shorten the prompt.", n_prompt - 1, steps, seq_len
         )
     if n_prompt > steps:
-        raise PromptError(
+        raise PromptTooLong(
             f"the prompt is {n_prompt - 1} tokens long, which fills all {steps} steps; "
-            "raise the number of steps or shorten the prompt."
+            "raise the number of steps or shorten the prompt.", n_prompt - 1, steps, seq_len
         )
 
 
@@ -127,6 +127,7 @@ class Story:
         self.prompt_text = tokenizer.decode(self.prompt_tokens)
         self.tokens: list[int] = []
         self.explanations: list[dict] | None = [] if explain else None
+        self._explained = 0  # explanations already handed out by new_explanations()
         self.done = False
         self.ended: str | None = None  # "end" (the model wrote BOS) or "length"
         self._tokenizer = tokenizer
@@ -207,6 +208,14 @@ class Story:
         return {"token": token, "text": text, "p": p,
                 "top": [{"token": t, "text": piece(previous, t).decode("utf-8", "replace"), "p": q}
                         for t, q in top]}
+
+    def new_explanations(self) -> list[dict]:
+        """The explanations of the tokens written since the last call (none without `explain`)."""
+        if self.explanations is None:
+            return []
+        new = self.explanations[self._explained :]
+        self._explained = len(self.explanations)
+        return new
 
     def text(self) -> str:
         """Write the whole story and return its continuation (without the prompt)."""

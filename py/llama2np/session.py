@@ -8,7 +8,7 @@ the sentence and never a Python traceback.
 
 from llama2np.benchmark import ENGINES, measure
 from llama2np.checkpoint import parameter_count, read_checkpoint
-from llama2np.errors import Llama2npError, PromptError
+from llama2np.errors import Llama2npError, PromptTooLong
 from llama2np.generate import Story
 from llama2np.model import Transformer
 from llama2np.tokenizer import Tokenizer
@@ -24,7 +24,6 @@ class Session:
         self.tokenizer = Tokenizer.from_bytes(tokenizer, self.checkpoint.config.vocab_size,
                                               tokenizer_name)
         self.story: Story | None = None
-        self._explained = 0  # explanations already handed out
 
     def info(self) -> dict:
         c = self.checkpoint.config
@@ -39,27 +38,16 @@ class Session:
         (the clock's for 0), "steps": the length used (the context's for 0)} or {"error": ...}.
         With `explain`, `explanations()` hands out each token's probabilities."""
         self.story = None
-        self._explained = 0
         try:
             self.story = Story(self.model, self.tokenizer, prompt, temperature=float(temperature),
                                topp=float(topp), seed=int(seed), steps=int(steps),
                                explain=bool(explain))
-        except PromptError:
-            return {"error": self._prompt_too_long(prompt, int(steps))}
+        except PromptTooLong as error:
+            return {"error": prompt_too_long(error)}
         except Llama2npError as error:
             return {"error": sentence(str(error))}
         return {"prompt_text": self.story.prompt_text, "seed": self.story.seed,
                 "steps": self.story.steps}
-
-    def _prompt_too_long(self, prompt: str, steps: int) -> str:
-        """The prompt error in the page's own words (its field is Length, not steps)."""
-        n = len(self.tokenizer.encode(prompt)) - 1
-        context = self.checkpoint.config.seq_len
-        if n + 1 > context:
-            return (f"The prompt is {n} tokens long but the model's context is {context} tokens; "
-                    "shorten the prompt.")
-        return (f"The prompt is {n} tokens long, which fills the whole Length of {steps}; "
-                "raise Length (0 is the whole context) or shorten the prompt.")
 
     def extend(self, steps: int = 0) -> dict:
         """Continue the last story up to `steps` positions (0 = the context), exactly as that
@@ -76,11 +64,7 @@ class Session:
 
     def explanations(self) -> list[dict]:
         """The probabilities of the tokens written since the last call (see Story)."""
-        if self.story is None or self.story.explanations is None:
-            return []
-        new = self.story.explanations[self._explained:]
-        self._explained += len(new)
-        return new
+        return self.story.new_explanations() if self.story else []
 
     def ending(self) -> dict:
         """How the story ended so far: {"ended": "end" | "length" | None, "can_continue"}."""
@@ -104,6 +88,18 @@ class Session:
         """`llama2np.benchmark.measure` on this model, for `llama2np bench --browser`."""
         return measure(self.checkpoint, int(steps), int(prompt_tokens), int(repeats),
                        tuple(engines) if engines else tuple(ENGINES))
+
+
+def prompt_too_long(error: PromptTooLong) -> str:
+    """The prompt error in the page's own words: its field is "Start of the story" and its
+    length "Length", which counts the start's tokens too."""
+    n = error.prompt_tokens
+    if error.too_long_for_context:
+        return (f"The start of the story is {n} tokens long, but the model's context is "
+                f"{error.context} tokens; shorten it.")
+    return (f"The start of the story is {n} tokens long, which fills the whole Length of "
+            f"{error.steps} (Length counts its tokens too); raise Length (0 is the whole "
+            "context) or shorten the start.")
 
 
 def sentence(text: str) -> str:

@@ -90,6 +90,13 @@ class Tokenizer:
         data = read_file(path, "tokenizer", TokenizerError)
         return cls.from_bytes(data, vocab_size, str(path))
 
+    def to_bytes(self) -> bytes:
+        """The llama2.c tokenizer file of this vocabulary: the longest piece's length, then each
+        piece's merge score, length and bytes (what `from_bytes` reads)."""
+        entries = (struct.pack("<fi", score, len(piece)) + piece
+                   for score, piece in zip(self.scores, self.vocab, strict=True))
+        return struct.pack("<i", self.max_token_length) + b"".join(entries)
+
     # -- encoding ---------------------------------------------------------------------------
 
     def encode(self, text: str, bos: bool = True, eos: bool = False) -> list[int]:

@@ -65,8 +65,9 @@ def test_errors_mark_the_old_story_and_speak_the_page_s_words(visit):
     visit.set(prompt="Tom went to the park and played with his ball.", steps=5)
     visit.page.click("#generate")
     visit.wait_until_written()
-    assert re.fullmatch(r"The prompt is \d+ tokens long, which fills the whole Length of 5; raise "
-                        r"Length \(0 is the whole context\) or shorten the prompt\.", visit.status())
+    assert re.fullmatch(r"The start of the story is \d+ tokens long, which fills the whole Length "
+                        r"of 5 \(Length counts its tokens too\); raise Length \(0 is the whole "
+                        r"context\) or shorten the start\.", visit.status())
     assert visit.page.evaluate("() => document.getElementById('output').dataset.stale") == "true"
     assert ended(visit) is None
     visit.write(prompt="Tom", temperature=0, steps=30)

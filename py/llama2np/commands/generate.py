@@ -3,6 +3,7 @@
 import argparse
 import json
 import sys
+from typing import BinaryIO
 
 from llama2np.checkpoint import load_checkpoint
 from llama2np.commands.arguments import real_number, whole_number
@@ -82,12 +83,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_explanations(story: Story, out: object) -> None:
+def write_explanations(story: Story, out: BinaryIO) -> None:
     """One JSON object a line for each generated token, as it is written (the page's
     "why this word" view shows the same numbers)."""
     while not story.done:
         story.advance(max_tokens=1)
-        while story.explanations:
-            line = json.dumps(story.explanations.pop(0), ensure_ascii=False)
-            out.write(line.encode("utf-8") + b"\n")
+        for explanation in story.new_explanations():
+            out.write(json.dumps(explanation, ensure_ascii=False).encode("utf-8") + b"\n")
         out.flush()

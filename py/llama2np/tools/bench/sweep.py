@@ -19,10 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from llama2np.benchmark import measure
-from llama2np.checkpoint import load_checkpoint
+from llama2np.benchmark import PLAIN, PORT, measure
+from llama2np.checkpoint import load_checkpoint, parameter_count
 from llama2np.errors import UsageError
 from llama2np.model import Transformer
+from llama2np.tools.bench.table import format_sweep
 from llama2np.tools.models.fetch import fetch
 from llama2np.tools.models.synthetic import (
     SHAPES,
@@ -33,7 +34,6 @@ from llama2np.tools.paths import DEFAULT_MODEL_DIR
 
 DEMO = "260K"
 ALL_SHAPES = (DEMO, *SHAPES)
-PLAIN, PORT = "llama2np, plain", "straightforward port"
 # A tiny Python between the bench and the measured command: the peak that wait4 reports for a
 # child starts at the resident set of the process that forked it, so the bench (holding the
 # models it measured) must not fork the command itself.
@@ -77,14 +77,13 @@ def measure_shape(name: str, checkpoint: Path, tokenizer: Path, steps: int,
     engine = type(Transformer(model)).__name__
     load = time.perf_counter() - start
     c = model.config
+    # One length for shapes of different contexts: each is measured within its own.
     results = measure(model, min(steps, c.seq_len), min(prompt_tokens, c.seq_len - 1), repeats,
-                      (PLAIN, PORT))
+                      (PLAIN, PORT), name)
     generate = [sys.executable, "-m", "llama2np.cli", "generate", str(checkpoint), "-z",
                 str(tokenizer), "-t", "1", "-s", "1", "-n", str(c.seq_len)]
     size = checkpoint.stat().st_size
-    parameters = sum(getattr(model.weights, field).size for field in vars(model.weights)
-                     if not (field == "wcls" and model.shared_classifier))
-    return {"shape": name, "engine": engine, "parameters": parameters, "bytes": size,
+    return {"shape": name, "engine": engine, "parameters": parameter_count(model), "bytes": size,
             "load_seconds": load, "peak_mb": peak_rss_mb(generate),
             "bound_mb": 1.5 * size / 2**20 + 100, "results": results}
 
@@ -107,21 +106,3 @@ def sweep(shapes: list[str], steps: int, prompt_tokens: int, repeats: int) -> st
     return format_sweep(rows, f"llama2np bench --shapes, {where}, {steps} decode steps, "
                               f"{prompt_tokens}-token prompt, best of {repeats}")
 
-
-def format_sweep(rows: list[dict], title: str) -> str:
-    lines = [title, "",
-             "| shape | params | file MB | engine | load s | peak MB | goal MB | decode tok/s "
-             "| port | x port | prompt tok/s | port | x port | first token ms |",
-             "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-             "| ---: | ---: |"]
-    for row in rows:
-        ours, port = row["results"][PLAIN], row["results"][PORT]
-        decode, port_decode = ours["decode_tokens_per_second"], port["decode_tokens_per_second"]
-        prompt, port_prompt = ours["prompt_tokens_per_second"], port["prompt_tokens_per_second"]
-        lines.append(
-            f"| {row['shape']} | {row['parameters'] / 1e6:,.1f}M | {row['bytes'] / 2**20:,.1f} | "
-            f"{row['engine']} | {row['load_seconds']:.2f} | {row['peak_mb']:,.0f} | "
-            f"{row['bound_mb']:,.0f} | {decode:,.0f} | {port_decode:,.0f} | "
-            f"{decode / port_decode:.2f} | {prompt:,.0f} | {port_prompt:,.0f} | "
-            f"{prompt / port_prompt:.2f} | {ours['first_token_ms']:.1f} |")
-    return "\n".join(lines)

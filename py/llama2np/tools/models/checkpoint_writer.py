@@ -1,13 +1,14 @@
 """Writing llama2.c checkpoints: version 0 (legacy), 1 (fp32) and 2 (Q8_0), as llama2.c's export.py
 lays them out, so that run.c, runq.c and the runtime's reader all take them."""
 
-import struct
 
 import numpy as np
 
 from llama2np.checkpoint import (
     EXPORT_HEADER_SIZE,
     EXPORT_MATRICES,
+    EXPORT_PREFIX,
+    GROUP_SIZE,
     LEGACY_HEADER,
     LEGACY_ORDER,
     MAGIC,
@@ -62,10 +63,10 @@ def legacy_bytes(checkpoint: Checkpoint) -> bytes:
 
 def export_header(checkpoint: Checkpoint, version: int, group_size: int | None) -> bytes:
     c = checkpoint.config
-    header = struct.pack("<Ii7iB", MAGIC, version, *config_ints(c, c.vocab_size),
-                         int(checkpoint.shared_classifier))
+    header = EXPORT_PREFIX.pack(MAGIC, version, *config_ints(c, c.vocab_size),
+                                int(checkpoint.shared_classifier))
     if version == 2:
-        header += struct.pack("<i", group_size)
+        header += GROUP_SIZE.pack(group_size)
     return header.ljust(EXPORT_HEADER_SIZE, b"\0")
 
 

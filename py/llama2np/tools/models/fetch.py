@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 
 from llama2np.errors import Llama2npError
-from llama2np.files import open_regular, read_file
+from llama2np.files import open_regular, read_file, sha256_of
 from llama2np.tools.outputs import atomic_output
 from llama2np.tools.paths import DEFAULT_MODEL_DIR, place_packaged_manifest
 
@@ -38,15 +38,6 @@ MAX_NAME_LENGTH = 200  # below every file system's 255-byte limit, with room for
 TIMEOUT_SECONDS = 30  # for connecting and for every read: a silent server does not hang fetch
 BLOCK = 1 << 20
 SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    fd = open_regular(path, "model")
-    with os.fdopen(fd, "rb") as file:
-        for block in iter(lambda: file.read(BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(model_dir: Path) -> dict:

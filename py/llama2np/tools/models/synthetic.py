@@ -6,12 +6,12 @@ Random weights write random text, so a greedy story soon repeats a token; compar
 seeded sampling as well.
 """
 
-import struct
 from pathlib import Path
 
 import numpy as np
 
 from llama2np.checkpoint import Checkpoint, Config, Weights, weight_shapes
+from llama2np.tokenizer import Tokenizer
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from llama2np.tools.outputs import write_atomic
 
@@ -79,6 +79,5 @@ def synthetic_tokenizer_bytes(vocab_size: int) -> bytes:
                 break
         pieces.append((" " + word).encode() if index % 2 else word.encode())
         index += 1
-    longest = max(map(len, pieces))
-    return struct.pack("<i", longest) + b"".join(
-        struct.pack("<fi", -float(i), len(piece)) + piece for i, piece in enumerate(pieces))
+    scores = [-float(i) for i in range(len(pieces))]
+    return Tokenizer(pieces, scores, max(map(len, pieces))).to_bytes()

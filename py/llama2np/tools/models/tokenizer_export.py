@@ -5,13 +5,13 @@ The .bin holds, after the longest piece's length (int32), every piece in id orde
 turned into a space and BOS/EOS written as "\\n<s>\\n" and "\\n</s>\\n", as llama2.c does.
 """
 
-import struct
 from pathlib import Path
 
 import sentencepiece
 
 from llama2np.errors import TokenizerError
 from llama2np.files import read_file, require_regular_file
+from llama2np.tokenizer import Tokenizer
 from llama2np.tools.outputs import check_output, write_atomic
 
 WORD_START = "\u2581"  # SentencePiece's mark for "a space precedes this piece"
@@ -39,7 +39,7 @@ def parse_model(data: bytes, name: object) -> sentencepiece.SentencePieceProcess
 
 def tokenizer_bin(processor: sentencepiece.SentencePieceProcessor) -> bytes:
     """The llama2.c tokenizer file's bytes for a loaded SentencePiece model."""
-    pieces = []
+    pieces, scores = [], []
     for token in range(processor.GetPieceSize()):
         if token == processor.bos_id():
             text = "\n<s>\n"
@@ -47,12 +47,9 @@ def tokenizer_bin(processor: sentencepiece.SentencePieceProcessor) -> bytes:
             text = "\n</s>\n"
         else:
             text = processor.IdToPiece(token).replace(WORD_START, " ")
-        pieces.append((processor.GetScore(token), text.encode("utf-8")))
-    out = [struct.pack("<i", max(len(piece) for _, piece in pieces))]
-    for score, piece in pieces:
-        out.append(struct.pack("<fi", score, len(piece)))
-        out.append(piece)
-    return b"".join(out)
+        pieces.append(text.encode("utf-8"))
+        scores.append(processor.GetScore(token))
+    return Tokenizer(pieces, scores, max(map(len, pieces))).to_bytes()
 
 
 def export_tokenizer(model: Path, out: Path | None = None, force: bool = False) -> Path:

@@ -31,7 +31,7 @@ from pyodide_lock import PackageSpec, PyodideLockSpec
 
 import llama2np
 from llama2np.errors import CheckpointError, Llama2npError, TokenizerError, UsageError
-from llama2np.files import require_regular_file
+from llama2np.files import require_regular_file, sha256_of
 from llama2np.tools.models.fetch import fetch
 from llama2np.tools.models.validation import Report, require_valid
 from llama2np.tools.paths import DEFAULT_CACHE, DEFAULT_MODEL_DIR, PROJECT_ROOT
@@ -46,7 +46,7 @@ from llama2np.tools.site.page_numpy import build_page_numpy, repack_stored
 from llama2np.tools.site.runtime_wheel import build_runtime_wheel
 from llama2np.tools.site.snapshot import make_snapshot
 from llama2np.tools.site.source_archive import ARCHIVE_NAME, write_source_archive
-from llama2np.tools.site.sources import RuntimeFiles, get_runtime, sha256_of
+from llama2np.tools.site.sources import RuntimeFiles, get_runtime
 
 SERVICE_WORKER = "service-worker.js"  # in web/ of the source; at the root of the site
 MARKER = ".llama2np-site"  # marks a folder this command wrote, so a rebuild may replace it

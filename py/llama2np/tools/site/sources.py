@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llama2np.errors import Llama2npError
-from llama2np.tools.models.fetch import sha256_of
+from llama2np.files import sha256_of
 from llama2np.tools.paths import DEFAULT_CACHE, PINS_FILE
 
 
