@@ -1,7 +1,8 @@
 """llama2np: llama2.c's Llama-2 inference in NumPy, token for token the same as run.c.
 
-The runtime (this package, minus `tools` and `commands`) imports only the standard library and
-NumPy, so the browser's Pyodide runs the very modules the command line runs.
+The runtime (this package, less the command line: `cli`, `console`, `extras`, `commands/` and
+the tool chain in `tools/`) imports only the standard library and NumPy, so the browser's
+Pyodide runs the very modules the command line runs (tools/site/runtime_wheel.py lists them).
 
 The names below are imported on first use (PEP 562), not with the package: `llama2np.cli` is
 inside this package, and importing NumPy here would put a tenth of a second of start-up before

@@ -14,8 +14,8 @@ However a run ends, the user sees at most one sentence on standard error, never 
 - not enough memory: one sentence; status 1;
 - anything else is a bug: one line naming it and how to see the traceback (LLAMA2NP_DEBUG=1).
 
-This module imports only the standard library at module level: the console script imports it
-before `main` runs, and NumPy's import (a tenth of a second) must happen inside `main`'s guard
+This module imports only the standard library at module level (and `console`, which does the
+same): the console script imports it before `main` runs, and NumPy's import (a tenth of a second) must happen inside `main`'s guard
 so that Ctrl+C during start-up ends as quietly as Ctrl+C mid-story.
 """
 

@@ -1,7 +1,8 @@
 """What the browser worker calls: one loaded model, one story at a time, plain values back.
 
-The worker (web/worker.js) only moves bytes and messages; everything it asks of Python goes
-through this class, so the page runs the same code the command line and the tests run. Errors
+The worker (web/worker.js) only moves bytes and messages; all it asks of the model goes through
+this class (and sizing a visitor's own files through `own_files`), so the page runs the same
+code the command line and the tests run. Errors
 of the product come back as `{"error": sentence}` rather than exceptions, so JavaScript shows
 the sentence and never a Python traceback.
 """

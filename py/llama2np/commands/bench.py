@@ -1,5 +1,5 @@
 """`llama2np bench`: decode and prompt speed of the runtime beside the straightforward port, on
-this CPython or, with --browser, inside Chromium's Pyodide."""
+this CPython or, with --browser, inside Chromium's Pyodide; --shapes sweeps llama2.c's sizes."""
 
 import argparse
 from pathlib import Path
@@ -52,7 +52,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.browser:
         from llama2np.tools.bench.browser import bench_browser
 
-        print(bench_browser(args.site, args.checkpoint, args.steps, args.prompt_tokens, args.repeat))
+        if args.checkpoint is not None:
+            raise UsageError("bench --browser measures the built site's model; pass --site to "
+                             "measure a site built with `llama2np build --checkpoint ...`.")
+        print(bench_browser(args.site, args.steps, args.prompt_tokens, args.repeat))
     else:
         from llama2np.tools.bench.cpython import bench_cpython
 

@@ -1,11 +1,14 @@
-"""`llama2np export IN OUT [--version 0|1|2] [--force]`: a train.py .pt or any llama2.c .bin,
-rewritten in the chosen llama2.c version (2 quantises to Q8_0)."""
+"""`llama2np export IN OUT [--version 0|1|2] [--group-size N] [--force]`: a train.py .pt or any
+llama2.c .bin, rewritten in the chosen llama2.c version (2 quantises to Q8_0)."""
 
 import argparse
 from pathlib import Path
 
+from llama2np.commands.arguments import whole_number
 from llama2np.tools.models.checkpoint_writer import DEFAULT_GROUP_SIZE
 from llama2np.tools.models.export import export_checkpoint
+
+GROUP_SIZE = whole_number("group size", 1, 2**31 - 1, advice="use a positive number such as 64.")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("output", type=Path, help="the .bin to write")
     parser.add_argument("--version", type=int, choices=(0, 1, 2), default=0,
                         help="llama2.c checkpoint version (default 0, run.c's format)")
-    parser.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE,
+    parser.add_argument("--group-size", type=GROUP_SIZE, default=DEFAULT_GROUP_SIZE,
                         help="Q8_0 group size for version 2 (default 64; halved until it fits)")
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     parser.set_defaults(run=run)

@@ -3,9 +3,16 @@
 import argparse
 from pathlib import Path
 
-from llama2np.errors import UsageError
+from llama2np.checkpoint import MAX_SIZES
+from llama2np.commands.arguments import whole_number
 
-MIN_VOCAB_SIZE = 260  # 256 byte-fallback pieces plus <unk>, <s>, </s> come before any learned piece
+# 256 byte-fallback pieces plus <unk>, <s>, </s> come before any learned piece.
+MIN_VOCAB_SIZE = 260
+VOCAB_SIZE = whole_number("vocab size", MIN_VOCAB_SIZE, MAX_SIZES["vocab_size"],
+                          advice="byte fallback alone needs 259 tokens, so a smaller one is too "
+                          f"small; use {MIN_VOCAB_SIZE} to {MAX_SIZES['vocab_size']:,}.")
+SENTENCES = whole_number("max sentences", 1, advice="use 1 or more.")
+THREADS = whole_number("threads", 1, 1024, advice="use 1 to 1024 (1 trains reproducibly).")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,12 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--input", nargs="+", type=Path, required=True, metavar="FILE",
                         help="plain-text files (one sentence or story per line) or JSON shards "
                         "(a list of objects with a 'story' field)")
-    parser.add_argument("--vocab-size", type=int, required=True, help="number of tokens")
+    parser.add_argument("--vocab-size", type=VOCAB_SIZE, required=True,
+                        help=f"number of tokens ({MIN_VOCAB_SIZE} or more)")
     parser.add_argument("--out", type=Path, required=True, metavar="PREFIX",
                         help="output prefix: writes PREFIX.model and PREFIX.bin")
-    parser.add_argument("--max-sentences", type=int, default=2_000_000,
+    parser.add_argument("--max-sentences", type=SENTENCES, default=2_000_000,
                         help="train on at most this many sentences, sampled (default 2,000,000)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=THREADS, default=1,
                         help="training threads (default 1, which makes training reproducible)")
     parser.add_argument("--force", action="store_true",
                         help="replace PREFIX.model and PREFIX.bin if they exist")
@@ -31,11 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.vocab_size < MIN_VOCAB_SIZE:
-        raise UsageError(f"--vocab-size {args.vocab_size} is too small; byte fallback alone needs "
-                         f"259 tokens, use {MIN_VOCAB_SIZE} or more.")
-    if args.max_sentences < 1 or args.threads < 1:
-        raise UsageError("--max-sentences and --threads must be positive.")
     from llama2np.tools.models.tokenizer_training import train_tokenizer
 
     model, tokenizer = train_tokenizer(args.input, args.vocab_size, args.out, args.max_sentences,

@@ -3,9 +3,9 @@ non-zero exit with the reasons when anything is wrong. The checks live in `tools
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from llama2np.console import say
 from llama2np.tools.models.validation import format_report, validate_model
 
 
@@ -30,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
         print(format_report(report))
     if not report.ok:
         for problem in report.problems:
-            print(f"llama2np: {problem}", file=sys.stderr)
+            say(problem)
         return 1
     return 0

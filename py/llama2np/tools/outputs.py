@@ -74,7 +74,12 @@ def atomic_output(target: Path) -> Iterator[Path]:
 def write_atomic(target: Path, data: bytes) -> None:
     """`data` as the whole content of `target`, all or nothing."""
     with atomic_output(target) as temporary:
-        try:
-            temporary.write_bytes(data)
-        except OSError as error:
-            raise Llama2npError(f"cannot write {target}: {error.strerror}.") from None
+        write_temporary(temporary, data, target)
+
+
+def write_temporary(temporary: Path, data: bytes, target: Path) -> None:
+    """`data` into `atomic_output`'s temporary file; a full disk is a sentence naming `target`."""
+    try:
+        temporary.write_bytes(data)
+    except OSError as error:
+        raise Llama2npError(f"cannot write {target}: {error.strerror}.") from None

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llama2np.errors import Llama2npError, UsageError
+from llama2np.errors import Llama2npError
 from llama2np.tools.bench.table import format_table
 
 LOAD_TIMEOUT = 120.0  # seconds; a cold Pyodide start takes a few
@@ -26,12 +26,8 @@ THINKING_SECONDS = 1.0
 BETWEEN_VISITS_SECONDS = 3.0
 
 
-def bench_browser(site: Path | None, checkpoint: Path | None, steps: int, prompt_tokens: int,
-                  repeats: int) -> str:
+def bench_browser(site: Path | None, steps: int, prompt_tokens: int, repeats: int) -> str:
     """The table and load figures for a built site (default: the demo, built for the run)."""
-    if checkpoint is not None:
-        raise UsageError("bench --browser measures the built site's model; pass --site to "
-                         "measure a site built with `llama2np build --checkpoint ...`.")
     with tempfile.TemporaryDirectory(prefix="llama2np-bench-") as scratch:
         if site is None:
             from llama2np.tools.site.build import build_site

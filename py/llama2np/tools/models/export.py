@@ -5,7 +5,7 @@ from pathlib import Path
 from llama2np.errors import Llama2npError
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from llama2np.tools.models.validation import Report, read_any, validate_model
-from llama2np.tools.outputs import atomic_output, check_output
+from llama2np.tools.outputs import atomic_output, check_output, write_temporary
 
 
 def export_checkpoint(source: Path, target: Path, version: int, group_size: int,
@@ -21,10 +21,7 @@ def export_checkpoint(source: Path, target: Path, version: int, group_size: int,
     checkpoint, source_format = read_any(source)
     data = write_checkpoint(checkpoint, version, group_size)
     with atomic_output(target) as temporary:
-        try:
-            temporary.write_bytes(data)
-        except OSError as error:
-            raise Llama2npError(f"cannot write {target}: {error.strerror}.") from None
+        write_temporary(temporary, data, target)
         report = validate_model(temporary)
         if not report.ok:
             raise Llama2npError(f"the exported file did not validate: {' '.join(report.problems)}")

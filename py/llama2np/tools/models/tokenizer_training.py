@@ -23,7 +23,7 @@ import sentencepiece
 from llama2np.errors import Llama2npError, UsageError
 from llama2np.files import open_regular, read_file, require_regular_file
 from llama2np.tools.models.tokenizer_export import parse_model, tokenizer_bin
-from llama2np.tools.outputs import atomic_output, check_output
+from llama2np.tools.outputs import atomic_output, check_output, write_temporary
 
 PROGRESS_EVERY = 100_000
 SAMPLE_SEED = 42
@@ -58,11 +58,8 @@ def train_tokenizer(inputs: list[Path], vocab_size: int, prefix: Path, max_sente
     # The temporary files exist from the start, so an unwritable folder is found before training.
     with atomic_output(outputs[0]) as model_file, atomic_output(outputs[1]) as bin_file:
         model = train(inputs, vocab_size, max_sentences, threads)
-        try:
-            model_file.write_bytes(model)
-            bin_file.write_bytes(tokenizer_bin(parse_model(model, outputs[0])))
-        except OSError as error:
-            raise Llama2npError(f"cannot write {prefix}.*: {error.strerror}.") from None
+        write_temporary(model_file, model, outputs[0])
+        write_temporary(bin_file, tokenizer_bin(parse_model(model, outputs[0])), outputs[1])
     return outputs
 
 

@@ -2,8 +2,9 @@
 
 One gate: what validation accepts, the runtime loads. A llama2.c checkpoint is read by the
 runtime's own reader (which checks the header, the Q8_0 groups and the exact file size) and the
-tokenizer by the very call `generate` and the page make (`Tokenizer.load` with the model's
-vocabulary size), so the two can never disagree; validation only adds checks (NaN/Inf, all-zero
+tokenizer by the very parser `generate` and the page use (`Tokenizer.load` reads the file and
+hands its bytes to `Tokenizer.from_bytes`, which the page calls with the downloaded bytes, with
+the model's vocabulary size), so the two can never disagree; validation only adds checks (NaN/Inf, all-zero
 tensors). A train.py `.pt` is read by the restricted `.pt` reader and checked the same way, but
 it is never accepted as it is: the runtime reads llama2.c files only, so the report says to
 convert it with `llama2np export`.
@@ -155,7 +156,8 @@ def check_tensors(parsed: Checkpoint, report: Report) -> None:
 
 
 def check_tokenizer(path: Path, vocab_size: int, report: Report) -> None:
-    """The tokenizer read exactly as `generate` and the page read it, for this model."""
+    """The tokenizer read as `generate` reads it (and, past the file, as the page does), for
+    this model."""
     report.tokenizer = str(path)
     try:
         report.tokenizer_vocab_size = Tokenizer.load(path, vocab_size).vocab_size

@@ -1,2 +1,3 @@
 """The static site: the pinned sources, the page's NumPy, the runtime wheel, Python's snapshot,
-the bundler that puts them together with the page and a model, and the local server."""
+content-hashed and compressed assets, the zip of the site's own source, the bundler that puts
+them together with the page and its models, and the local server."""
