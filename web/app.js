@@ -5,10 +5,13 @@
 // steps, generate, stop, output, status, seed-used, continue, share, copy, download,
 // show-probabilities, open-model) are a public contract the end-to-end tests rely on.
 
-import { listenForModelFiles } from "./own-model.js";
 import { megabytes, modelPicker, parameters, siteModels } from "./models.js";
+import { keepOffline } from "./offline.js";
+import { listenForModelFiles } from "./own-model.js";
 import { loadMeter } from "./progress.js";
-import { decodeShare, shareURL, storyFile } from "./share.js";
+import { SETTINGS, readSettings, remember, remembered, restoreSettings, saveSettings } from "./settings.js";
+import { shareURL, storyFile } from "./share.js";
+import { explainer, tokenSpan } from "./why.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -39,10 +42,11 @@ const ui = {
   shortcutHint: $("shortcut-hint"),
   offline: $("offline"),
   openModel: $("open-model"),
+  footerModel: $("footer-model"),
+  sourceCode: $("source-code"),
+  actions: document.querySelector(".actions-bar"),
 };
-const SETTINGS_KEY = "llama2np-settings"; // what the visitor typed survives a reload of the tab
 const RUNTIME_KEY = "llama2np-runtime"; // the runtime folder this browser downloaded whole before
-const SETTINGS = ["prompt", "temperature", "topp", "seed", "steps"];
 
 let worker = null;
 let model = null;
@@ -55,6 +59,10 @@ let models = []; // the site's models (web/models.js); the picker shows when the
 let chosen = null; // the model the visitor chose, or null for the site's default
 let picker = null; // the <select id="model-select">
 let switching = null; // while another model loads in the same Python: the one before it
+let interacted = false; // whether the visitor has used a key or a pointer on this page yet
+let following = false; // whether the page scrolls along as the story grows (see follow)
+let shared = null; // the settings of the share link the page was opened with, if any
+const why = explainer(ui.output, ui.why, () => ui.showProbabilities.checked && ui.output.classList.contains("explained"));
 
 // --- state ---------------------------------------------------------------------------------
 
@@ -68,15 +76,18 @@ function setState(state) {
   ui.continue.hidden = !(state === "ready" && story?.canContinue);
   ui.output.setAttribute("aria-busy", String(generating));
   const written = state === "ready" && Boolean(story?.finished);
-  for (const button of [ui.copy, ui.download, ui.share]) button.disabled = !written;
+  for (const button of [ui.copy, ui.download]) button.disabled = !written;
+  ui.share.disabled = !written || story.own; // a link cannot carry the visitor's own files
   keepFocus(generating ? ui.stop : state === "error" ? ui.retry : ui.generate);
 }
 
 // A control that was just disabled or hidden drops the keyboard focus to <body>, where Enter
-// does nothing; the focus moves to the control that does the next sensible thing instead.
+// does nothing; the focus moves to the control that does the next sensible thing instead. A
+// page that nobody has touched yet keeps its focus where the browser put it.
 function keepFocus(next) {
   const active = document.activeElement;
-  if (!active || active === document.body || active.disabled || active.hidden || active.closest("[hidden]")) {
+  const lost = !active || active === document.body;
+  if (lost ? interacted : active.disabled || active.hidden || active.closest("[hidden]")) {
     next.focus({ preventScroll: true });
   }
 }
@@ -92,12 +103,10 @@ function startWorker() {
   worker?.terminate();
   model = null;
   current = null;
+  ui.model.textContent = "Loading the model…";
   setState("loading");
   say("");
-  meter = loadMeter((fraction, label) => {
-    ui.progress.value = fraction;
-    ui.progressLabel.textContent = label;
-  });
+  startMeter();
   worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   worker.onmessage = ({ data }) => handlers[data.type]?.(data);
   worker.onerror = (event) => {
@@ -112,25 +121,16 @@ function startWorker() {
   });
 }
 
+// The load bar, from the first progress message to `ready` (web/progress.js).
+function startMeter() {
+  meter = loadMeter((fraction, label) => {
+    ui.progress.value = fraction;
+    ui.progressLabel.textContent = label;
+  });
+}
+
 // Where a <meta> tag of the page says a part of the site is, as an absolute address.
 const siteURL = (name) => new URL(document.querySelector(`meta[name="${name}"]`).content, document.baseURI).href;
-
-// Storage may be disabled or full; then nothing is remembered.
-function remembered(key) {
-  try {
-    return localStorage.getItem(key);
-  } catch {
-    return null;
-  }
-}
-
-function remember(key, value) {
-  try {
-    localStorage.setItem(key, value);
-  } catch {
-    // the next visit counts the runtime's bytes again; nothing else changes
-  }
-}
 
 const handlers = {
   progress(message) {
@@ -148,15 +148,23 @@ const handlers = {
     remember(RUNTIME_KEY, siteURL("llama2np-pyodide"));
     showModel(info);
     setState("ready");
-    const next = fromShare
+    const next = shared
       ? "The settings of a shared story are filled in: press Generate to write it again."
       : "Type the start of a story, or just press Generate.";
     say(`Ready in ${seconds.toFixed(1)} s. ${next}`);
-    keepOffline(resources);
+    keepOffline({
+      resources,
+      extra: [ui.sourceCode.href],
+      folders: models.map((m) => m.manifestURL), // the site's other models: kept if they were
+      onKept() {
+        ui.offline.hidden = false;
+        document.body.dataset.offline = "ready";
+      },
+    });
   },
   start({ id, promptText, seed, steps }) {
     if (id !== current?.id) return;
-    story = { ...current.request, seed, steps, explained: current.explain, canContinue: false, finished: false };
+    story = { ...current.request, seed, steps, explained: current.explain, canContinue: false, finished: false, own: Boolean(model?.own) };
     ui.seedUsed.textContent = `· seed ${seed}`;
     const prompt = document.createElement("span");
     prompt.className = "prompt";
@@ -166,6 +174,7 @@ const handlers = {
     ui.output.replaceChildren(prompt, current.continuation);
     ui.output.classList.toggle("explained", current.explain);
     delete ui.output.dataset.stale;
+    why.reset();
     showStory();
   },
   continued({ id, steps, takenBack }) {
@@ -175,11 +184,17 @@ const handlers = {
   },
   tokens({ id, text, pieces }) {
     if (id !== current?.id || !current.continuation) return;
-    if (!pieces) return current.continuation.append(text);
-    current.continuation.append(...pieces.map(tokenSpan));
-    // a length end can flush a cut character (U+FFFD) that belongs to no token
-    const tokensText = pieces.map((piece) => piece.text).join("");
-    if (text.length > tokensText.length) current.continuation.append(text.slice(tokensText.length));
+    if (!pieces) {
+      current.continuation.append(text);
+    } else {
+      const spans = pieces.map(tokenSpan);
+      current.continuation.append(...spans);
+      if (spans.length && !ui.output.querySelector('.token[tabindex="0"]')) spans[0].tabIndex = 0;
+      // a length end can flush a cut character (U+FFFD) that belongs to no token
+      const tokensText = pieces.map((piece) => piece.text).join("");
+      if (text.length > tokensText.length) current.continuation.append(text.slice(tokensText.length));
+    }
+    follow();
   },
   done({ id, stopped, ended, canContinue, stats }) {
     if (id !== current?.id) return;
@@ -187,17 +202,23 @@ const handlers = {
     window.llama2np.lastStats = stats;
     story.canContinue = canContinue;
     story.finished = true;
+    // A stopped story is shared and saved as the Length it reached, which writes it again.
+    story.written = stats.prompt_tokens + stats.generated_tokens;
     const how = stopped ? "stopped" : ended;
     document.body.dataset.ended = how;
     setState("ready");
+    const start = stats.prompt_tokens ? ` (${stats.prompt_tokens} of them the start's)` : "";
     const endings = {
       end: "The model ended the story.",
-      length: canContinue ? `Cut off at Length ${story.steps}; Continue writes on.` : "The context is full.",
+      length: canContinue ? `Cut off at Length ${story.steps}${start}; Continue writes on.` : "The context is full.",
       stopped: "Stopped; Continue writes on.",
     };
-    const firstMs = (stats.first_token_seconds * 1000).toFixed(0);
-    const speed = stats.tokens_per_second ? `${stats.tokens_per_second.toFixed(0)} tokens/s` : "";
-    say([`${stats.generated_tokens} tokens`, speed, `first token in ${firstMs} ms`].filter(Boolean).join(" · ") + `. ${endings[how]}`);
+    const speed = stats.tokens_per_second ? ` at ${Math.round(stats.tokens_per_second).toLocaleString("en")} tokens/s` : "";
+    const first = `${(stats.first_token_seconds * 1000).toFixed(0)} ms`;
+    const count = `${stats.generated_tokens} token${stats.generated_tokens === 1 ? "" : "s"}`;
+    say(`Wrote ${count}${speed}, the first after ${first}. ${endings[how]}`);
+    follow(); // the status may have grown the pinned bar over the story's last line
+    following = false;
   },
   error({ id, fatal, message }) {
     if (switching && !fatal) return switchFailed(message);
@@ -209,7 +230,7 @@ const handlers = {
     say(message, "error");
   },
   opened({ model: info, seconds, heap }) {
-    model = info;
+    model = { ...info, own: true };
     window.llama2np.model = info;
     window.llama2np.openedHeap = heap;
     showModel(info);
@@ -218,7 +239,7 @@ const handlers = {
     ui.seedUsed.textContent = "";
     delete document.body.dataset.ended;
     setState("ready");
-    say(`${info.name} is ready (read in ${seconds.toFixed(1)} s); it stays in this page and is sent nowhere.`);
+    say(`${info.name} is ready (read in ${seconds.toFixed(1)} s); it stays in this page and is sent nowhere, so Share is off for its stories.`);
   },
   "open-failed"({ message }) {
     setState("ready"); // the model before stays loaded
@@ -230,10 +251,11 @@ const handlers = {
   },
 };
 
-// The model card: name, parameters, size and context.
+// The model card (name, parameters, size and context) and the footer's credit.
 function showModel(info) {
   const c = info.config;
   ui.model.textContent = `${info.name}: ${parameters(info.parameters)} parameters, ${megabytes(info.bytes)} MB, context of ${c.seq_len} tokens.`;
+  ui.footerModel.textContent = info.name;
   ui.steps.max = c.seq_len;
 }
 
@@ -271,10 +293,7 @@ function chooseModel(next) {
   markStale();
   setState("loading");
   say("");
-  meter = loadMeter((fraction, label) => {
-    ui.progress.value = fraction;
-    ui.progressLabel.textContent = label;
-  });
+  startMeter();
   worker.postMessage({ type: "model", modelURL: next.manifestURL });
 }
 
@@ -291,6 +310,8 @@ function switchFailed(message) {
 
 function fail(message) {
   current = null;
+  following = false;
+  if (!model) ui.model.textContent = "The model could not be loaded.";
   markStale();
   setState("error");
   say(message, "error");
@@ -300,6 +321,7 @@ function fail(message) {
 
 // An error leaves the last story on the page, marked as the one before it, not as its result.
 function markStale() {
+  following = false;
   if (ui.output.textContent) ui.output.dataset.stale = "true";
   delete document.body.dataset.ended;
   if (story) story.canContinue = false;
@@ -319,30 +341,11 @@ function takeBack(element, count) {
 
 // --- the controls --------------------------------------------------------------------------
 
-function settings() {
-  const steps = Number(ui.steps.value);
-  const seed = Number(ui.seed.value);
-  const maxSteps = model?.config.seq_len ?? 512;
-  if (ui.steps.value.trim() === "" || !Number.isInteger(steps) || steps < 0 || steps > maxSteps) {
-    throw new Error(`Length must be a whole number from 0 (the whole context) to ${maxSteps}.`);
-  }
-  if (ui.seed.value.trim() === "" || !Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER) {
-    throw new Error(`Seed must be a whole number from 0 (from the clock) to ${Number.MAX_SAFE_INTEGER}.`);
-  }
-  return {
-    prompt: ui.prompt.value,
-    temperature: Number(ui.temperature.value),
-    topp: Number(ui.topp.value),
-    seed,
-    steps,
-  };
-}
-
 function generate() {
   if (document.body.dataset.state !== "ready") return; // a second click while writing does nothing
   let request;
   try {
-    request = settings();
+    request = readSettings(model?.config.seq_len ?? 512);
   } catch (error) {
     markStale();
     setState("ready");
@@ -366,56 +369,74 @@ function continueStory() {
 
 function begin(message) {
   delete document.body.dataset.ended;
-  hideWhy();
+  why.hide();
   setState("generating");
   say(message);
+  following = true;
   showStory();
 }
+
+// The bottom of what the visitor can see of the page: the top of the bar pinned to a phone's
+// screen, or the screen's bottom.
+function visibleBottom() {
+  return getComputedStyle(ui.actions).position === "fixed" ? ui.actions.getBoundingClientRect().top : innerHeight;
+}
+
+const motion = () => (matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth");
 
 // On a small screen the settings fill the first view: the story is brought up to be seen.
 function showStory() {
   if (!matchMedia("(max-width: 40rem)").matches) return;
   const top = ui.output.getBoundingClientRect().top;
-  if (top > window.innerHeight * 0.5 || top < 0) {
-    ui.output.scrollIntoView({ block: "start", behavior: matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth" });
-  }
+  if (top > innerHeight * 0.5 || top < 0) ui.output.scrollIntoView({ block: "start", behavior: motion() });
+}
+
+// While a story is written, the line being written stays in view: the page scrolls as the story
+// grows past the bottom of what can be seen, until the visitor scrolls it themselves.
+function follow() {
+  if (!following) return;
+  const end = ui.output.getBoundingClientRect().bottom;
+  const room = visibleBottom() - 8;
+  if (end > room) window.scrollBy({ top: end - room, behavior: "instant" });
 }
 
 function stop() {
   if (current) worker.postMessage({ type: "stop", id: current.id });
 }
 
+// The sliders' values as shown beside them and as a screen reader says them.
 function showValues() {
   const t = Number(ui.temperature.value);
   ui.temperatureValue.textContent = t === 0 ? "0 (greedy)" : t.toFixed(2);
+  ui.temperature.setAttribute("aria-valuetext", t === 0 ? "0, greedy" : t.toFixed(2));
   const p = Number(ui.topp.value);
-  ui.toppValue.textContent = p <= 0 || p >= 1 ? "off" : p.toFixed(2);
+  const off = p <= 0 || p >= 1;
+  ui.toppValue.textContent = off ? "off" : p.toFixed(2);
+  ui.topp.setAttribute("aria-valuetext", off ? `${p}, off` : p.toFixed(2));
 }
 
-function saveSettings() {
-  const values = Object.fromEntries(SETTINGS.map((name) => [name, ui[name].value]));
-  try {
-    sessionStorage.setItem(SETTINGS_KEY, JSON.stringify(values));
-  } catch {
-    // storage may be disabled; the settings then last as long as the page
-  }
+// Settings changed by hand after Share: the address no longer names this story, so that a
+// reload keeps what the visitor typed.
+function forgetSharedLink() {
+  if (!location.hash) return;
+  history.replaceState(null, "", location.pathname + location.search);
+  delete ui.share.dataset.url;
 }
 
-function restoreSettings() {
-  let saved = {};
-  try {
-    saved = JSON.parse(sessionStorage.getItem(SETTINGS_KEY) ?? "{}") ?? {};
-  } catch {
-    // nothing saved, or storage disabled
+// A share link opened in this tab (only the part after # changed): its settings are filled in.
+function openSharedLink() {
+  const link = restoreSettings(location.hash);
+  if (!link) return;
+  shared = link;
+  showValues();
+  saveSettings();
+  const other = link.model && models.find((m) => m.name === link.model);
+  if (other && other.manifestURL !== model?.manifest && picker) {
+    picker.value = String(models.indexOf(other));
+    chooseModel(other);
+  } else if (document.body.dataset.state === "ready") {
+    say("The settings of a shared story are filled in: press Generate to write it again.");
   }
-  // A shared link's settings come first: that is what the visitor came to see.
-  const shared = decodeShare(location.hash);
-  for (const name of SETTINGS) {
-    const value = shared?.[name] ?? saved[name];
-    if (typeof value === "string") ui[name].value = value;
-  }
-  sharedModel = shared?.model ?? null;
-  return Boolean(shared);
 }
 
 // --- what to do with a story ---------------------------------------------------------------
@@ -434,15 +455,20 @@ async function toClipboard(text, what) {
   }
 }
 
+// The story's settings as a link writes it again: a stopped story's Length is what it reached.
+const storySettings = () => ({ ...story, steps: document.body.dataset.ended === "stopped" ? story.written : story.steps });
+
 async function share() {
-  const url = shareURL(location.href, story);
+  const url = shareURL(location.href, storySettings());
   history.replaceState(null, "", url);
   ui.share.dataset.url = url;
-  if (await toClipboard(url, "Link")) say("Link copied, and in the address bar: it opens this page with this story's prompt and settings.");
+  if (await toClipboard(url, "Link")) say("Link copied, and in the address bar: it opens this page with this story's start and settings.");
 }
 
 function download() {
-  const { name, text } = storyFile(story, storyText(), model?.name ?? "model", shareURL(location.href, story));
+  const settings = storySettings();
+  const url = story.own ? null : shareURL(location.href, settings);
+  const { name, text } = storyFile(settings, storyText(), model?.name ?? "model", url);
   const link = document.createElement("a");
   link.href = URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" }));
   link.download = name;
@@ -455,68 +481,13 @@ function download() {
 
 // --- why this word -------------------------------------------------------------------------
 
-const percent = (p) => (p >= 0.995 ? "100%" : p >= 0.001 ? `${(p * 100).toFixed(1)}%` : "<0.1%");
-const shownPiece = (text) => JSON.stringify(text);
-
-function tokenSpan({ text, p, top }) {
-  const span = document.createElement("span");
-  span.className = "token";
-  span.textContent = text;
-  span.dataset.p = String(p);
-  span.dataset.band = String(Math.min(4, Math.floor(p * 5)));
-  span.dataset.top = JSON.stringify(top.map((t) => [t.text, t.p]));
-  span.tabIndex = 0;
-  return span;
-}
-
-function showWhy(span) {
-  if (!span?.dataset.p || !ui.output.classList.contains("explained") || !ui.showProbabilities.checked) return;
-  const top = JSON.parse(span.dataset.top);
-  const alternatives = top.map(([text, p]) => `${shownPiece(text)} ${percent(p)}`).join(", ");
-  ui.why.textContent = `${shownPiece(span.textContent)}: ${percent(Number(span.dataset.p))}. Likeliest at this point: ${alternatives}.`;
-  ui.why.hidden = false;
-  for (const old of ui.output.querySelectorAll(".token.chosen")) old.classList.remove("chosen");
-  span.classList.add("chosen");
-}
-
-function hideWhy() {
-  ui.why.hidden = true;
-}
-
 function toggleProbabilities() {
   document.body.classList.toggle("probabilities", ui.showProbabilities.checked);
-  if (!ui.showProbabilities.checked) return hideWhy();
+  if (!ui.showProbabilities.checked) return why.hide();
   if (story && !story.explained && document.body.dataset.state === "ready") {
     say("Generate again to see how likely each word was; the story stays the same.");
   }
 }
-
-// --- offline -------------------------------------------------------------------------------
-
-// The service worker (at the site's root) keeps what this visit loaded, so that the next visit
-// works without a network. The worker's own requests are listed by the worker (`resources`).
-async function keepOffline(resources = []) {
-  if (!("serviceWorker" in navigator)) return;
-  try {
-    const registration = await navigator.serviceWorker.register(new URL("service-worker.js", document.baseURI), { scope: "./" });
-    const active = registration.active ?? (await navigator.serviceWorker.ready).active;
-    const page = performance.getEntriesByType("resource").map((entry) => entry.name);
-    const urls = [new URL(".", document.baseURI).href, ...page, ...resources].filter((url) => url.startsWith(location.origin));
-    const kept = new MessageChannel();
-    kept.port1.onmessage = ({ data }) => {
-      if (data?.kept) {
-        ui.offline.hidden = false;
-        document.body.dataset.offline = "ready";
-      }
-    };
-    // The site's other models are not fetched for keeping, but those kept before stay.
-    const folders = models.map((m) => m.manifestURL);
-    active.postMessage({ type: "keep", urls: [...new Set(urls)], folders }, [kept.port2]);
-  } catch (error) {
-    console.warn(`This page will not work offline: ${error?.message ?? error}`);
-  }
-}
-
 
 // --- for the benchmark and tests (no eval needed under the page's policy) -------------------
 
@@ -566,26 +537,35 @@ document.addEventListener("keydown", (event) => {
     stop();
   }
 });
-for (const type of ["mouseover", "focusin", "click"]) {
-  ui.output.addEventListener(type, (event) => showWhy(event.target.closest?.(".token")));
-}
 ui.form.addEventListener("input", () => {
   showValues();
   saveSettings();
+  forgetSharedLink();
+});
+ui.randomSeed.addEventListener("click", forgetSharedLink);
+window.addEventListener("hashchange", openSharedLink);
+for (const type of ["keydown", "pointerdown"]) {
+  document.addEventListener(type, () => { interacted = true; }, { capture: true, once: true });
+}
+// The visitor scrolling while a story is written: the page stops following it.
+for (const type of ["wheel", "touchmove"]) {
+  window.addEventListener(type, () => { following = false; }, { passive: true });
+}
+document.addEventListener("keydown", (event) => {
+  if (["PageUp", "PageDown", "ArrowUp", "ArrowDown", "Home", "End", " "].includes(event.key) && event.target === document.body) following = false;
 });
 
 // The shortcut as this platform writes it, and none on a touch screen, which has no such keys.
 const touch = matchMedia("(pointer: coarse)").matches || navigator.maxTouchPoints > 0;
-const mac = /Mac|iPhone|iPad/.test(navigator.userAgentData?.platform ?? navigator.platform ?? "");
+const mac = /mac|iphone|ipad/i.test(navigator.userAgentData?.platform || navigator.platform || "");
 ui.shortcutHint.textContent = touch ? "" : mac ? "; ⌘+Return writes, Esc stops" : "; Ctrl+Enter writes, Esc stops";
 
-let sharedModel = null; // the model a share link names (restoreSettings)
-const fromShare = restoreSettings();
+shared = restoreSettings(location.hash);
 showValues();
 document.body.classList.toggle("probabilities", ui.showProbabilities.checked); // kept over a reload
 // A share link naming a model waits for the list to load that model first; otherwise the
 // default loads at once and the picker appears meanwhile.
-if (sharedModel) findModels(sharedModel).finally(startWorker);
+if (shared?.model) findModels(shared.model).finally(startWorker);
 else {
   startWorker();
   findModels(null);

@@ -7,10 +7,10 @@ async function request(url, init) {
   try {
     response = await fetch(url, init);
   } catch {
-    throw new Error(`Could not reach the server for ${nameOf(url)}; check that it is still running and retry.`);
+    throw new Error(`Could not reach the server for ${nameOf(url)}; check the connection, then press Retry.`);
   }
   if (!response.ok) {
-    throw new Error(`Could not download ${nameOf(url)} (HTTP ${response.status}); the site may be incomplete: rebuild it or retry.`);
+    throw new Error(`Could not download ${nameOf(url)} (HTTP ${response.status}); the site may be incomplete. Press Retry, or tell the site's owner.`);
   }
   return response;
 }
@@ -20,7 +20,7 @@ export async function fetchJSON(url) {
   try {
     return await response.json();
   } catch {
-    throw new Error(`The file ${nameOf(url)} is not valid JSON; rebuild the site.`);
+    throw new Error(`The file ${nameOf(url)} is not valid JSON; the site is damaged. Press Retry, or tell the site's owner.`);
   }
 }
 
@@ -38,14 +38,14 @@ export async function download(url, expectedBytes, onBytes, onWire = () => {}, i
     if (done) break;
     if (received + value.length > expectedBytes) {
       reader.cancel();
-      throw new Error(`The file ${nameOf(url)} is larger than the site's manifest says; rebuild the site.`);
+      throw new Error(`The file ${nameOf(url)} is larger than the site's manifest says; the site is damaged. Press Retry, or tell the site's owner.`);
     }
     bytes.set(value, received);
     received += value.length;
     onBytes(value.length);
   }
   if (received !== expectedBytes) {
-    throw new Error(`The file ${nameOf(url)} arrived incomplete (${received} of ${expectedBytes} bytes); reload the page.`);
+    throw new Error(`The file ${nameOf(url)} arrived incomplete (${received} of ${expectedBytes} bytes); press Retry.`);
   }
   return bytes;
 }

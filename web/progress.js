@@ -2,7 +2,11 @@
 // response is in, how many bytes it takes on the wire (Content-Length of a compressed response);
 // the bar counts wire bytes, so it ends at what actually travelled. The stages after the
 // downloads (starting Python, installing packages, reading the model) take the last stretch.
-// The bar never goes back: a file whose size becomes known later only slows it down.
+// The bar never goes back: a file whose size becomes known later only slows it down. The label
+// gives a total only once every file's wire size is known (before, it would be a guess from
+// the files' unpacked sizes, several times too large).
+
+import { megabytes } from "./models.js";
 
 const DOWNLOAD_SHARE = 0.85; // of the bar; the rest is the stages after the downloads
 const STAGES = { start: 0.88, install: 0.93, model: 0.97 };
@@ -23,7 +27,8 @@ export function loadMeter(show) {
     const downloaded = wire ? wireDone / wire : 0;
     const floor = STAGES[stage.key] ?? 0;
     shown = Math.max(shown, Math.min(DOWNLOAD_SHARE * downloaded, DOWNLOAD_SHARE), floor);
-    const bytes = files.size && wireDone < wire ? ` (${megabytes(wireDone)} of ${known ? "" : "about "}${megabytes(wire)} MB)` : "";
+    const counted = known ? `${megabytes(wireDone)} of ${megabytes(wire)} MB` : `${megabytes(wireDone)} MB so far`;
+    const bytes = files.size && wireDone < wire ? ` (${counted})` : "";
     show(shown, `${stage.label}${bytes}…`);
   };
   return {
@@ -43,4 +48,3 @@ export function loadMeter(show) {
   };
 }
 
-const megabytes = (bytes) => (bytes / 1e6).toFixed(1);

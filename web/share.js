@@ -43,14 +43,15 @@ export function decodeShare(hash) {
   return Object.values(values).some((v) => v !== undefined) ? values : null;
 }
 
-// The story as a .txt: a header of "# " lines with the settings and the link, then the text.
+// The story as a .txt: a header of "# " lines with the settings and the link (none for a
+// visitor's own model, which a link cannot carry), then the text.
 export function storyFile(story, text, modelName, url) {
   const header = [
     "# A story written by llama2np",
     `# model: ${modelName}`,
     `# prompt: ${JSON.stringify(story.prompt)}`,
     `# temperature: ${story.temperature}, top-p: ${story.topp}, seed: ${story.seed}, length: ${story.steps}`,
-    `# link: ${url}`,
+    ...(url ? [`# link: ${url}`] : []),
   ];
   return { name: `llama2np-story-seed-${story.seed}.txt`, text: `${header.join("\n")}\n\n${text}\n` };
 }

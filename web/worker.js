@@ -70,7 +70,7 @@ async function load({ pyodideURL, modelURL, runtimeCached = false }) {
     messageCallback: () => {},
     errorCallback: (message) => failures.push(message),
   });
-  if (failures.length) throw new Error(`Could not install the Python packages: ${failures.join(" ")}`);
+  if (failures.length) throw new Error(`Could not install the Python packages (${failures.join(" ")}); press Retry.`);
 
   const packagesLoaded = performance.now();
   const modelFiles = await downloads.model;
@@ -253,7 +253,7 @@ async function downloadStage(files) {
       } else if (file.optional) {
         console.warn(`${file.file} arrived damaged; starting without it.`);
       } else {
-        throw new Error(`The file ${file.file} arrived damaged (its sha256 does not match the site's manifest); reload the page, or rebuild the site if it persists.`);
+        throw new Error(`The file ${file.file} arrived damaged (its sha256 does not match the site's manifest); press Retry, or tell the site's owner if it happens again.`);
       }
     }),
   );

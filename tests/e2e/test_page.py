@@ -20,7 +20,7 @@ def test_greedy_story_is_run_c_s(visit, golden):
     visit.open()
     assert "stories260K" in visit.text("model")
     assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
-    assert re.search(r"tokens · \d+ tokens/s · first token in \d+ ms", visit.status())
+    assert re.match(r"Wrote 256 tokens at [\d,]+ tokens/s, the first after \d+ ms\. ", visit.status())
 
 
 def test_seeded_story_is_run_c_s(visit, golden):
@@ -89,7 +89,7 @@ def test_stop_ends_a_run_early_and_the_next_run_works(visit, golden, model_dir, 
     assert full_story.startswith(story) and len(story) < len(full_story)
     written = visit.page.evaluate("() => window.llama2np.lastStats.generated_tokens")
     assert 0 < written < full_tokens
-    assert visit.status().startswith(f"{written} tokens")
+    assert visit.status().startswith(f"Wrote {written} tokens")
     assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
 
 

@@ -25,6 +25,25 @@ def box(page, selector: str) -> dict:
     return page.eval_on_selector(selector, "e => e.getBoundingClientRect().toJSON()")
 
 
+def end_visible_and_uncovered(page, selector: str) -> bool:
+    """Whether the last line of the element's text is on the screen and not under the pinned bar."""
+    return page.eval_on_selector(selector, """e => {
+        const range = document.createRange();
+        range.selectNodeContents(e);
+        const rects = [...range.getClientRects()];
+        const last = rects[rects.length - 1];
+        if (!last) return false;
+        const x = last.left + 2, y = (last.top + last.bottom) / 2;
+        if (last.top < 0 || last.bottom > innerHeight || x > innerWidth) return false;
+        const hit = document.elementFromPoint(x, y);
+        return e === hit || e.contains(hit);
+    }""")
+
+
+def button_tops(page) -> list[float]:
+    return page.evaluate("() => ['generate', 'stop'].map(id => document.getElementById(id).getBoundingClientRect().top)")
+
+
 def visible_and_uncovered(page, selector: str) -> bool:
     """Whether the element's top-left corner is on the screen and not under the pinned bar."""
     return page.eval_on_selector(selector, """e => {
@@ -58,17 +77,26 @@ def test_the_page_fits_the_screen(visit_with, results_dir, screen, scheme):
     widths = page.eval_on_selector("#seed", "e => [e.scrollWidth, e.clientWidth]")
     assert widths[0] <= widths[1], widths
     page.screenshot(path=str(results_dir / f"page-{screen}-{scheme}-ready.png"))
+    ready_buttons = button_tops(page)
 
-    visit.set(prompt="Tom had a red ball", temperature=0.8, seed=9, steps=400)
+    # The line being written stays in view as the story grows, and so do Stop and the status;
+    # the buttons stay where they were (the status may take one line or three).
+    visit.set(prompt="Tom had a red ball", temperature=0.8, seed=9, steps=0)
     page.click("#generate")
     assert page.evaluate("() => document.activeElement.id") == "stop"
-    while not visit.output():
-        page.wait_for_timeout(5)
-    page.wait_for_timeout(400)  # a phone scrolls smoothly
-    assert visible_and_uncovered(page, "#output"), "the story is written out of sight"
-    assert visible_and_uncovered(page, "#status")
+    for _ in range(40):
+        page.wait_for_timeout(50)
+        if visit.state() != "generating":
+            break
+        assert end_visible_and_uncovered(page, "#output"), "the story is written out of sight"
+        assert visible_and_uncovered(page, "#status") and visible_and_uncovered(page, "#stop")
+        if screen == "phone":
+            assert button_tops(page) == ready_buttons
     visit.wait_until_written()
+    assert end_visible_and_uncovered(page, "#output"), "the story's end is out of sight"
     assert page.evaluate("() => document.activeElement.id") == "generate"
+    if screen == "phone":
+        assert button_tops(page) == ready_buttons
     page.screenshot(path=str(results_dir / f"page-{screen}-{scheme}-story.png"))
     assert serious_accessibility_problems(page) == []
 
