@@ -136,7 +136,8 @@ def test_a_missing_model_file_is_an_error_with_retry(visit):
     context.route("**/stories260K.bin", lambda route: route.fulfill(status=404, body="gone"))
     visit.open(state="error")
     assert "stories260K.bin" in visit.status() and "404" in visit.status()
-    assert "Traceback" not in visit.status()
+    assert "Press Retry" in visit.status() and "Traceback" not in visit.status()
+    assert visit.text("model") == "The model could not be loaded."
     context.unroute("**/stories260K.bin")
     visit.page.click("#retry")
     from llama2np.tools.bench.chromium import wait_for_state

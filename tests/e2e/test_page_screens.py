@@ -129,6 +129,11 @@ def test_the_shortcut_hint_matches_the_device(visit_with):
     desk = visit_with()
     desk.open()
     assert "Ctrl+Enter writes, Esc stops" in desk.text("shortcut-hint")
+    mac_agent = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like "
+                 "Gecko) Chrome/156.0.0.0 Safari/537.36")
+    mac = visit_with(user_agent=mac_agent)
+    mac.open()
+    assert "⌘+Return writes, Esc stops" in mac.text("shortcut-hint")
     phone = visit_with(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
     phone.open()
     assert phone.text("shortcut-hint") == ""

@@ -4,6 +4,7 @@ Download, the probability view (checked against `llama2np generate --probs`), an
 import json
 import re
 import shutil
+import time
 from contextlib import contextmanager
 
 import pytest
@@ -208,3 +209,77 @@ def test_the_page_works_offline_once_visited(visit_with, built_site, golden):
     visit.page.context.set_offline(True)
     visit.open()
     assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
+    # The footer's source link works offline too.
+    head = visit.page.evaluate("""async () => {
+        const response = await fetch(document.getElementById("source-code").href);
+        const bytes = new Uint8Array(await response.arrayBuffer());
+        return [response.status, Array.from(bytes.slice(0, 4))];
+    }""")
+    assert head == [200, [0x50, 0x4B, 0x03, 0x04]]
+
+
+def test_a_stopped_story_is_shared_at_the_length_it_reached(visit_with):
+    visit = visit_with(permissions=CLIPBOARD)
+    visit.open()
+    visit.set(temperature=1.0, seed=12, steps=0)  # seed 12 writes the whole context
+    visit.page.click("#generate")
+    while len(visit.output()) < 40:
+        time.sleep(0.002)
+    visit.page.click("#stop")
+    visit.wait_until_written()
+    stopped = visit.output()
+    stats = visit.page.evaluate("() => window.llama2np.lastStats")
+    visit.page.click("#share")
+    url = visit.page.eval_on_selector("#share", "e => e.dataset.url")
+    assert f"steps={stats['prompt_tokens'] + stats['generated_tokens']}&" in url + "&"
+    again = visit_with()
+    again.page.goto(url)
+    assert wait_for_state(again.page, ("ready", "error"), 90) == "ready", again.status()
+    again.page.click("#generate")
+    again.wait_until_written()
+    assert again.output() == stopped
+    assert again.page.evaluate("() => document.body.dataset.ended") == "length"
+
+
+def test_settings_edited_after_a_share_survive_a_reload_and_a_new_link_is_taken(visit_with):
+    visit = visit_with(permissions=CLIPBOARD)
+    visit.open()
+    visit.write(prompt="A dog", temperature=0.5, seed=9, steps=40)
+    visit.page.click("#share")
+    address = "() => location.href"
+    assert "#" in visit.page.evaluate(address)
+    visit.page.fill("#seed", "31")  # an edit: the address no longer names the story
+    assert "#" not in visit.page.evaluate(address)
+    visit.open()
+    assert visit.page.input_value("#seed") == "31"
+    # Another link opened in the same tab (only the fragment changes) fills its settings in.
+    visit.page.evaluate("() => { location.hash = 'prompt=A%20bird&seed=5&steps=30'; }")
+    for _ in range(100):
+        if visit.page.input_value("#prompt") == "A bird":
+            break
+        visit.page.wait_for_timeout(20)
+    assert visit.page.input_value("#prompt") == "A bird"
+    assert visit.page.input_value("#seed") == "5" and visit.page.input_value("#steps") == "30"
+    assert "The settings of a shared story are filled in" in visit.status()
+
+
+def test_why_this_word_is_one_tab_stop_and_the_arrows_move_between_words(visit):
+    visit.open()
+    visit.page.check("#show-probabilities")
+    visit.write(prompt="Tom", temperature=0.8, seed=3, steps=40)
+    stops = visit.page.evaluate("() => [...document.querySelectorAll('#output .token')].map(s => s.tabIndex)")
+    assert stops.count(0) == 1 and stops[0] == 0 and len(stops) > 10
+    visit.page.focus("#output .token >> nth=0")
+    visit.page.keyboard.press("ArrowRight")
+    visit.page.keyboard.press("ArrowRight")
+    focused = visit.page.evaluate("() => [...document.querySelectorAll('#output .token')].indexOf(document.activeElement)")
+    assert focused == 2
+    assert visit.page.is_visible("#why") and visit.text("why").count("%") == 6
+    # The box is beside the word, on the screen.
+    box = visit.page.eval_on_selector("#why", "e => e.getBoundingClientRect().toJSON()")
+    word = visit.page.evaluate("() => document.activeElement.getBoundingClientRect().toJSON()")
+    assert abs(box["top"] - word["bottom"]) < 12 or abs(box["bottom"] - word["top"]) < 12
+    assert 0 <= box["top"] and box["bottom"] <= 800
+    visit.page.keyboard.press("Escape")
+    assert not visit.page.is_visible("#why")
+
