@@ -277,6 +277,30 @@ def test_build_refuses_an_output_it_cannot_replace_safely(folder, model_dir, set
                                        "--tokenizer", model_dir / "tok512.bin"], phrase)
 
 
+@pytest.mark.parametrize(("setup", "phrase"), [
+    ("notes", "holds files that `llama2np build` did not write (NOTES.txt);"),
+    ("git", "did not write (.git, .git/config)"),
+    ("input", "is inside --out site, which the build replaces"),
+])
+def test_build_keeps_what_a_person_put_in_its_site(folder, model_dir, built_site, setup, phrase):
+    """A site this command wrote, with something of the user's added since (notes, a .git
+    folder, the very model the rebuild is asked to bundle): the rebuild refuses and deletes
+    nothing."""
+    shutil.copytree(built_site, folder / "site", symlinks=True)
+    checkpoint = model_dir / "stories260K.bin"
+    if setup == "notes":
+        (folder / "site" / "NOTES.txt").write_text("mine")
+    elif setup == "git":
+        (folder / "site" / ".git").mkdir()
+        (folder / "site" / ".git" / "config").write_text("mine")
+    else:
+        shutil.copyfile(checkpoint, folder / "site" / "my-model.bin")
+        checkpoint = folder / "site" / "my-model.bin"
+    status = 2 if setup == "input" else 1
+    refused_untouched(folder, status, ["build", "--out", "site", "--checkpoint", checkpoint,
+                                       "--tokenizer", model_dir / "tok512.bin"], phrase)
+
+
 BUILD_PEAK_RSS_MB = 400  # brotli at its best setting over the megabyte files of Pyodide
 # Node, which the build runs to snapshot Python's start, reserves about 10 GB of address space
 # for WebAssembly's memory and guard pages, so a build's address space is not capped: its bound

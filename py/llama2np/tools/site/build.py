@@ -21,10 +21,7 @@ the output is refused before any work.
 
 import json
 import shutil
-import stat
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 from pyodide_lock import PackageSpec, PyodideLockSpec
@@ -42,6 +39,12 @@ from llama2np.tools.site.assets import (
     rewrite_references,
     write_file_list,
 )
+from llama2np.tools.site.output_folder import (
+    check_output_folder,
+    mark_as_built,
+    staging_folder,
+    swap_in,
+)
 from llama2np.tools.site.page_numpy import build_page_numpy, repack_stored
 from llama2np.tools.site.runtime_wheel import build_runtime_wheel
 from llama2np.tools.site.snapshot import make_snapshot
@@ -49,7 +52,6 @@ from llama2np.tools.site.source_archive import ARCHIVE_NAME, write_source_archiv
 from llama2np.tools.site.sources import RuntimeFiles, get_runtime
 
 SERVICE_WORKER = "service-worker.js"  # in web/ of the source; at the root of the site
-MARKER = ".llama2np-site"  # marks a folder this command wrote, so a rebuild may replace it
 
 
 def build_site(
@@ -67,7 +69,8 @@ def build_site(
     model `checkpoint` and `tokenizer` (the demo's when neither is given and `models` is empty)
     followed by each (checkpoint, tokenizer) of `models`; the first is the page's default."""
     pairs = site_models(checkpoint, tokenizer, models)
-    check_output_folder(out)
+    inputs = [path for pair in pairs for path in pair] + [page_dir, cache]
+    check_output_folder(out, [*inputs, *([numpy_wheel] if numpy_wheel else [])])
     with staging_folder(out) as staging:  # made first: an unwritable folder fails before work
         reports = []
         for checkpoint, tokenizer in pairs:
@@ -88,7 +91,7 @@ def build_site(
                          models_dir.name)
             log("Compressing (the first build takes about a minute; later ones reuse the results)")
             precompress(staging, cache.with_name("compressed"))
-            (staging / MARKER).write_text("built by llama2np build\n")
+            mark_as_built(staging)
             swap_in(staging, out)
         except OSError as error:
             raise Llama2npError(f"cannot write the site beside {out}: {error.strerror} "
@@ -128,63 +131,6 @@ def model_files(checkpoint: Path | None, tokenizer: Path | None) -> tuple[Path, 
     require_regular_file(checkpoint, "checkpoint", CheckpointError)
     require_regular_file(tokenizer, "tokenizer", TokenizerError)
     return checkpoint, tokenizer
-
-
-def check_output_folder(out: Path) -> None:
-    """Refuse an --out that a build could not replace without losing something: a missing parent
-    folder, a link, a file, or a non-empty folder this command did not write."""
-    if out.name in ("", ".."):  # no name to stage beside and rename: "." or "/" or ".."
-        raise UsageError(f"--out {out} is not a folder name; name the site's folder, such as dist.")
-    if not out.parent.is_dir():
-        raise UsageError(f"the folder of --out {out} does not exist; create it first or choose "
-                         "another --out.")
-    try:
-        mode = out.lstat().st_mode
-    except FileNotFoundError:
-        return
-    if stat.S_ISLNK(mode):  # a rebuild would replace the link, not the folder it names
-        raise UsageError(f"--out {out} is a symbolic link; name the site folder itself.")
-    if not stat.S_ISDIR(mode):
-        raise UsageError(f"--out {out} exists and is not a folder; choose another --out.")
-    try:
-        ours = (out / MARKER).is_file() or not any(out.iterdir())
-    except OSError as error:
-        raise Llama2npError(f"cannot read --out {out}: {error.strerror}.") from None
-    if not ours:
-        raise Llama2npError(f"{out} exists and was not written by `llama2np build`; choose "
-                            "another --out or empty it first.")
-
-
-@contextmanager
-def staging_folder(out: Path) -> Iterator[Path]:
-    """An empty folder to build the site in, inside a uniquely named folder beside `out` (same
-    file system, so the site can be renamed into place), removed with whatever is left in it
-    when the build ends, fails or is interrupted. Unique, so nothing of the user's (such as a
-    `dist.partial/`) is ever taken for it."""
-    try:
-        holder = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    except OSError as error:
-        raise Llama2npError(f"cannot write in {out.parent}: {error.strerror}.") from None
-    try:
-        site = holder / "site"
-        site.mkdir()  # not the holder itself, which mkdtemp makes readable by its owner only
-        yield site
-    finally:
-        shutil.rmtree(holder, ignore_errors=True)
-
-
-def swap_in(site: Path, out: Path) -> None:
-    """Make the finished `site` the folder `out`: a site there already (checked to be one this
-    command wrote, or empty) is first moved aside into the staging holder, which is removed."""
-    old = site.with_name("old")
-    if out.exists():
-        out.rename(old)
-    try:
-        site.rename(out)
-    except OSError:
-        if old.exists():
-            old.rename(out)
-        raise
 
 
 def copy_page(page_dir: Path, site: Path) -> None:
