@@ -179,3 +179,18 @@ def test_a_plain_story_samples_with_the_plain_sampler(model, tokenizer):
     # keeps its NumPy calls.
     assert type(Story(model, tokenizer, "")._sampler) is Sampler
     assert type(Story(model, tokenizer, "", explain=True)._sampler) is not Sampler
+
+
+def test_a_prompt_forwarded_in_batches_writes_the_same_story(checkpoint, tokenizer, monkeypatch):
+    """A long prompt goes through the model a batch at a time (memory in proportion to its
+    length); the story is the one a single batch writes."""
+    import llama2np.generate as generation
+
+    prompt = tokenizer.encode("Once upon a time, there was a little girl named Lily. " * 8)
+    def story() -> list[int]:
+        sampler = Sampler(checkpoint.config.vocab_size, 1.0, 0.9, 42)
+        return list(generate_tokens(Transformer(checkpoint), prompt, sampler, 300))
+
+    whole = story()
+    monkeypatch.setattr(generation, "PREFILL_MAX_BATCH", 7)
+    assert len(prompt) > 7 * 10 and story() == whole

@@ -15,6 +15,8 @@ the sampler's RNG and the model's key/value cache where a longer length would ha
 import time
 from collections.abc import Iterator
 
+import numpy as np
+
 from llama2np.draft import Drafter
 from llama2np.errors import Llama2npError, PromptTooLong, UsageError
 from llama2np.sampler import ExplainingSampler, NonFiniteLogits, Sampler
@@ -49,6 +51,26 @@ def check_prompt_fits(n_prompt: int, steps: int, seq_len: int) -> None:
         )
 
 
+# A prompt goes through the model in batches whose attention scores (heads x batch x positions,
+# float64) stay within this, so a long prompt costs memory in proportion to its length, not to
+# its square; below it (any prompt of stories260K's context) the prompt is one batch.
+PREFILL_SCORE_BYTES = 32 << 20
+PREFILL_MAX_BATCH = 512  # tokens, which also bounds the batch's other arrays
+
+
+def prefill(model: object, prompt_tokens: list[int]) -> np.ndarray:
+    """The logits after the prompt, (1, vocab_size): the prompt forwarded a batch at a time."""
+    heads = model.config.n_heads
+    pos = 0
+    while True:
+        batch = PREFILL_SCORE_BYTES // (8 * heads * len(prompt_tokens))
+        end = min(len(prompt_tokens), pos + max(1, min(batch, PREFILL_MAX_BATCH)))
+        logits = model.forward(prompt_tokens[pos:end], pos)[-1:]
+        if end == len(prompt_tokens):
+            return logits
+        pos = end
+
+
 def generate_tokens(
     model: object,
     prompt_tokens: list[int],
@@ -65,7 +87,7 @@ def generate_tokens(
     """
     history = Drafter(prompt_tokens) if draft_tokens else None
     pos = len(prompt_tokens) - 1  # the position whose logits come next
-    pending = model.forward(prompt_tokens, 0)[-1:]  # the prompt as one batch
+    pending = prefill(model, prompt_tokens)
     drafted: list[int] = []
     while True:
         for row, logits in enumerate(pending):

@@ -72,6 +72,27 @@ def test_a_huge_context_costs_only_the_positions_used(tmp_path, seq_len, version
     assert outcome.stdout.strip(), outcome.stdout  # a story of single letters was written
 
 
+def test_a_long_prompt_costs_memory_in_proportion_to_its_length(tmp_path):
+    """A prompt of 7,000 tokens ("aa" 7,000 times) in a context of 2^31 positions: forwarded a
+    batch at a time, its attention scores stay small (in one batch: 7,000^2 x 4 heads x 8 bytes,
+    1.5 GB)."""
+    model, tokenizer = write_model(tmp_path, random_checkpoint(seq_len=2**31 - 1))
+    outcome = generate(tmp_path, model, tokenizer, "-i", "a" * 14_000, "-n", "14_010", "-t", "0")
+    assert outcome.status == 0, outcome.stderr
+    assert "a" * 13_000 in outcome.stdout
+
+
+def test_a_version_0_export_of_a_huge_context_is_refused(tmp_path):
+    """Version 0 stores RoPE tables for the whole context: for 20 million positions of a 21 KB
+    model that would be 320 MB of them, so export says to use a version that stores none."""
+    model, _ = write_model(tmp_path, random_checkpoint(seq_len=2 * 10**7))
+    before = folder_state(tmp_path)
+    outcome = run_bounded("export", model, tmp_path / "out.bin", cwd=tmp_path, timeout=SECONDS)
+    assert_refused(outcome, 1, "context of 20,000,000 positions", "--version 1 or 2")
+    assert outcome.peak_rss_mb < PEAK_RSS_MB, outcome.peak_rss_mb
+    assert folder_state(tmp_path) == before
+
+
 def header_v1(**sizes: int) -> bytes:
     """A version-1 header claiming `sizes` over SMALL, followed by the weights of SMALL."""
     c = {**SMALL, **sizes}

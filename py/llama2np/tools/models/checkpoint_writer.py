@@ -16,9 +16,13 @@ from llama2np.checkpoint import (
     Checkpoint,
     Config,
 )
-from llama2np.errors import UsageError
+from llama2np.errors import Llama2npError, UsageError
 
 DEFAULT_GROUP_SIZE = 64  # llama2.c's default for version 2
+# Version 0 stores RoPE tables of seq_len positions, which a real model's context keeps far below
+# its weights (stories110M: 256 KB beside 418 MB); tables beyond the weights plus this are a
+# header's claim, not a model, and are refused rather than written to memory and disk.
+ROPE_TABLES_ALLOWANCE = 64 << 20
 
 
 def write_checkpoint(checkpoint: Checkpoint, version: int, group_size: int = DEFAULT_GROUP_SIZE) -> bytes:
@@ -51,6 +55,13 @@ def rope_tables(c: Config) -> tuple[np.ndarray, np.ndarray]:
 
 def legacy_bytes(checkpoint: Checkpoint) -> bytes:
     c, w = checkpoint.config, checkpoint.weights
+    tables = 4 * c.seq_len * c.head_size
+    weights = sum(getattr(w, key).nbytes for key in LEGACY_ORDER)
+    if tables > weights + ROPE_TABLES_ALLOWANCE:
+        raise Llama2npError(f"version 0 stores RoPE tables for the whole context, and this "
+                            f"model's context of {c.seq_len:,} positions would take "
+                            f"{tables / 1e9:,.2f} GB of them; export --version 1 or 2, which "
+                            "store none, or check the model's seq_len.")
     # run.c's convention: a negative vocabulary size says the classifier follows the tables.
     vocab = c.vocab_size if checkpoint.shared_classifier else -c.vocab_size
     parts = [LEGACY_HEADER.pack(*config_ints(c, vocab))]
@@ -98,12 +109,10 @@ def q8_0_bytes(matrix: np.ndarray, group_size: int) -> bytes:
 
 
 def fitting_group_size(c: Config, group_size: int) -> int:
-    """Halve the group size until it divides the model's width, as llama2.c's export.py does;
-    every quantised matrix has a multiple of dim values."""
+    """Halve the group size until it divides the model's width, as llama2.c's export.py does
+    (every quantised matrix has a multiple of dim values); 1 divides any width."""
     if group_size <= 0:
         raise UsageError(f"group size {group_size} must be positive.")
     while c.dim % group_size:
         group_size //= 2
-    if group_size < 2:
-        raise UsageError(f"no Q8_0 group size fits dim {c.dim}; export version 1 instead.")
     return group_size
