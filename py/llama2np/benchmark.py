@@ -9,7 +9,7 @@ import time
 
 from llama2np.baseline import BaselineTransformer
 from llama2np.checkpoint import Checkpoint
-from llama2np.errors import UsageError
+from llama2np.errors import Llama2npError, UsageError
 from llama2np.generate import DRAFT_TOKENS, generate_tokens
 from llama2np.model import Transformer
 from llama2np.sampler import Sampler
@@ -55,7 +55,9 @@ def _greedy(checkpoint: Checkpoint, make_model: type, prompt: list[int], steps: 
     sampler = Sampler(checkpoint.config.vocab_size, 0.0, 0.9, 1)
     start = time.perf_counter()
     tokens = generate_tokens(model, prompt, sampler, steps, draft_tokens)
-    next(tokens)
+    if next(tokens, None) is None:
+        raise Llama2npError("the model's greedy story ends at once (its likeliest first token "
+                            "ends a story), so there is nothing to time; measure another model.")
     first = time.perf_counter()
     count = 1 + sum(1 for _ in tokens)
     return first - start, time.perf_counter() - first, count

@@ -70,7 +70,8 @@ class Sampler:
     def __init__(self, vocab_size: int, temperature: float, topp: float, seed: int,
                  logit_bound: float | None = None) -> None:
         self.vocab_size = vocab_size
-        self.temperature = F32(check_temperature(temperature))
+        with np.errstate(over="ignore"):  # above float32's range it is infinite, as in run.c
+            self.temperature = F32(check_temperature(temperature))
         self.topp = F32(check_topp(topp))
         self.cutoff = nucleus_cutoff(self.topp, vocab_size)  # computed once, not per token
         self.rng = Rng(seed)
@@ -119,9 +120,17 @@ class ExplainingSampler(Sampler):
 
 def explain(logits: np.ndarray, temperature: np.float32, token: int,
             alternatives: int) -> tuple[float, list[tuple[int, float]]]:
-    """`token`'s probability at `temperature` and the `alternatives` likeliest (token, p)."""
-    scaled = np.divide(logits, temperature if temperature > 0 else F32(1), dtype=F32)
-    probabilities = softmax(scaled)
+    """`token`'s probability at `temperature` and the `alternatives` likeliest (token, p).
+
+    A temperature so small that the logits divided by it overflow float32 is its limit, as the
+    sampler takes it: all the probability on the likeliest token (shared by equal ones)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.divide(logits, temperature if temperature > 0 else F32(1), dtype=F32)
+    if np.isfinite(scaled).all():
+        probabilities = softmax(scaled)
+    else:
+        probabilities = (logits == logits.max()).astype(F32)
+        probabilities /= probabilities.sum()
     likeliest = (-probabilities).argsort(kind="stable")[:alternatives]
     return (float(probabilities[token]),
             [(int(t), float(probabilities[t])) for t in likeliest])

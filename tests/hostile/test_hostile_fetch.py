@@ -112,6 +112,10 @@ def entry(**changes: object) -> dict:
     ("[" * 100_000, "not valid JSON"),
     ('{"files": {', "not valid JSON"),
     ("\xff\xfe", "not valid JSON"),
+    ('{"files": {}, "n": ' + "1" * 5000 + "}", "not valid JSON"),  # past Python's int limit
+    (entry(url="http://[::1/a"), "url"),  # an IPv6 host never closed
+    (entry(url="http://127.0.0.1:1/a\r\nX: y"), "url"),  # would print a line of its own
+    (entry(url="http://h/a b"), "url"), (entry(url="http://h/\x1b[2J"), "url"),
 ])
 def test_malformed_manifests_are_one_sentence(tmp_path, manifest, phrase):
     model, before = setup(tmp_path, manifest)

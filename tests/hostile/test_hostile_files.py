@@ -166,9 +166,16 @@ def test_export_keeps_the_user_s_partial_file(folder):
     (["export", "in.bin", "/proc/out.bin"], 1, "cannot write in /proc"),
     (["export-tokenizer", "m.model", "--out", "/proc/m.bin"], 1, "cannot write in /proc"),
     ([*TRAIN, "c.txt", "--out", "/proc/tok"], 1, "cannot write in /proc"),
+    # names longer than a file system allows, whole or with the suffix a command adds
+    (["export", "in.bin", "a" * 300], 2, "cannot be written (File name too long)"),
+    (["export-tokenizer", "m.model", "--out", "a" * 300], 2, "(File name too long)"),
+    ([*TRAIN, "c.txt", "--out", "a" * 250], 2, "(File name too long)"),
+    # links that would have a file written over a device, or that lead nowhere but in a circle
+    (["export", "in.bin", "to-null", "--force"], 2, "is a link to something that is not a regular file"),
 ], ids=command_line)
 def test_an_output_that_cannot_be_written_is_a_sentence(folder, args, status, phrase):
     (folder / "sub" / "tok.bin").mkdir()
+    (folder / "to-null").symlink_to("/dev/null")
     outcome = refused_untouched(folder, status, args, phrase)
     assert "Training" not in outcome.stderr  # refused before any long work
 
@@ -220,6 +227,26 @@ def test_a_json_shard_over_1_gib_is_refused_unread(folder, tmp_path_factory):
     refused_untouched(folder, 1, [*TRAIN, big, "--out", "tok"],
                       "big.json is 1,073,741,825 bytes, more than the 1,073,741,824")
     assert big.stat().st_size == (1 << 30) + 1
+
+
+def test_a_link_in_a_circle_is_replaced_by_the_output_when_asked(folder):
+    (folder / "loop").symlink_to("loop")
+    outcome = run_bounded("export", "in.bin", "loop", "--force", cwd=folder)
+    assert outcome.status == 0, outcome.stderr
+    assert (folder / "loop").is_file() and not (folder / "loop").is_symlink()
+
+
+def test_a_number_of_thousands_of_digits_in_a_shard_is_a_sentence(folder):
+    (folder / "big.json").write_text('[{"story": "hi"}, ' + "1" * 5000 + "]")
+    refused_untouched(folder, 1, [*TRAIN, "big.json", "--out", "tok"], "is not valid JSON")
+
+
+def test_a_tokenizer_model_with_a_piece_that_is_not_utf_8_is_a_sentence(folder):
+    data = (folder / "m.model").read_bytes()
+    at = data.find(b"ing")
+    (folder / "bad.model").write_bytes(data[:at] + b"\xc3\x28g" + data[at + 3:])
+    refused_untouched(folder, 1, ["export-tokenizer", "bad.model", "--out", "bad.bin"],
+                      "bad.model: piece", "is not valid UTF-8")
 
 
 def test_a_deeply_nested_json_shard_is_a_sentence(folder):

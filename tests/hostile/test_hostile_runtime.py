@@ -6,6 +6,7 @@ run is a subprocess capped in address space and time, and every test checks the 
 the one sentence on standard error, the folder left as it was, and the peak memory.
 """
 
+import json
 import math
 import struct
 from pathlib import Path
@@ -216,6 +217,50 @@ def test_a_vanishing_temperature_writes_the_greedy_story(model_dir, golden, tmp_
     assert outcome.status == 0, outcome.stderr
     assert outcome.stdout == golden(GOLDEN_T0) + "\n"
     assert "Warning" not in outcome.stderr and "Traceback" not in outcome.stderr
+
+
+@pytest.mark.parametrize("temperature", ["1e-39", "1e-45"])
+def test_the_probabilities_at_a_vanishing_temperature_are_its_limit(model_dir, tmp_path,
+                                                                    temperature):
+    """--probs at a temperature whose logits overflow float32: each line is JSON (no NaN), the
+    token written has all the probability, and nothing but the statistics reaches stderr."""
+    outcome = generate(tmp_path, model_dir / "stories260K.bin", model_dir / "tok512.bin",
+                       "-t", temperature, "-n", "30", "--probs")
+    assert outcome.status == 0, outcome.stderr
+    lines = [json.loads(line, parse_constant=pytest.fail) for line in outcome.stdout.splitlines()]
+    assert len(lines) == 30 and all(line["p"] == 1.0 for line in lines)
+    assert outcome.stderr.startswith("achieved tok/s") and len(outcome.stderr.splitlines()) == 1
+
+
+def test_a_temperature_beyond_float32_is_sampled_quietly(model_dir, tmp_path):
+    """1e39 is infinite in float32, as in run.c: every token equally likely, and no warning."""
+    outcome = generate(tmp_path, model_dir / "stories260K.bin", model_dir / "tok512.bin",
+                       "-t", "1e39", "-n", "30")
+    assert outcome.status == 0, outcome.stderr
+    assert outcome.stderr.startswith("achieved tok/s") and len(outcome.stderr.splitlines()) == 1
+
+
+def test_bench_of_a_model_that_ends_its_story_at_once_is_a_sentence(tmp_path):
+    """A model whose likeliest first token is BOS: the greedy story is empty, nothing to time."""
+    checkpoint = random_checkpoint()
+    checkpoint.weights.wcls = np.zeros_like(checkpoint.weights.token_embedding)
+    checkpoint.weights.wcls[1] = 1.0  # BOS's logit is the only one above zero
+    checkpoint.shared_classifier = False
+    model, _ = write_model(tmp_path, checkpoint)
+    outcome = run_bounded("bench", model, "-n", "2", "--repeat", "1", "--prompt-tokens", "1",
+                          cwd=tmp_path, timeout=SECONDS)
+    assert_refused(outcome, 1, "greedy story ends at once", "nothing to time")
+
+
+def test_validate_says_several_problems_in_one_sentence(tmp_path):
+    checkpoint = random_checkpoint()
+    checkpoint.weights.wq[0, 0, 0] = np.nan
+    checkpoint.weights.w1[1, 2, 3] = np.inf
+    checkpoint.weights.w2[:] = 0
+    model, tokenizer = write_model(tmp_path, checkpoint)
+    outcome = run_bounded("validate", model, "-z", tokenizer, cwd=tmp_path, timeout=SECONDS)
+    sentence = assert_refused(outcome, 1, "tensor wq holds 1 NaN", "and 2 more problems")
+    assert [line for line in outcome.stderr.splitlines() if line.startswith("llama2np:")] == [sentence]
 
 
 def test_a_character_the_tokenizer_cannot_spell_is_refused(tmp_path):

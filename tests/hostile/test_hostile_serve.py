@@ -8,6 +8,7 @@ error is read at the end to prove that nothing it met made it print a traceback.
 import os
 import re
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -145,6 +146,26 @@ def test_raw_non_ascii_bytes_in_the_request_line_get_a_status_code(server):
 def test_http_0_9_and_broken_request_lines_get_a_status_line(server, request_line):
     answer = exchange(server, request_line + b"\r\n\r\n")
     assert re.match(rb"HTTP/1\.[01] 400 ", answer), answer[:100]
+
+
+def test_empty_lines_before_a_request_are_skipped_and_a_blank_one_is_answered(server):
+    """RFC 9112 asks a server to ignore empty lines before a request line; a line of blanks,
+    or nothing but empty lines, is a request gone wrong and gets its 400."""
+    answer = exchange(server, b"\r\n\r\nGET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
+    for request in (b"\t\r\n\r\n", b"\r\n" * 8):
+        answer = exchange(server, request)
+        assert re.match(rb"HTTP/1\.[01] 400 ", answer), answer[:100]
+
+
+def test_ctrl_c_stops_the_server_as_it_ends_every_command(tmp_path):
+    site = make_site(tmp_path)
+    process = subprocess.Popen([sys.executable, "-m", "llama2np.cli", "serve", site, "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert b"Serving the demo at" in process.stdout.readline()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130 and stderr == b"llama2np: interrupted.\n", stderr
 
 
 def test_folder_without_its_slash_is_redirected_with_its_query(server):

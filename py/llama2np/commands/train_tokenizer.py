@@ -12,7 +12,8 @@ VOCAB_SIZE = whole_number("vocab size", MIN_VOCAB_SIZE, MAX_SIZES["vocab_size"],
                           advice="byte fallback alone needs 259 tokens, so a smaller one is too "
                           f"small; use {MIN_VOCAB_SIZE} to {MAX_SIZES['vocab_size']:,}.")
 SENTENCES = whole_number("max sentences", 1, advice="use 1 or more.")
-THREADS = whole_number("threads", 1, 1024, advice="use 1 to 1024 (1 trains reproducibly).")
+# SentencePiece aborts the process when it starts far more threads than it has sentences for.
+THREADS = whole_number("threads", 1, 64, advice="use 1 to 64 (1 trains reproducibly).")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

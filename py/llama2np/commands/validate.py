@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     if not report.ok:
-        for problem in report.problems:
-            say(problem)
+        problems = report.problems
+        more = f" (and {len(problems) - 1} more problems, listed in the report)" if len(problems) > 1 else ""
+        say(f"{problems[0].rstrip('.')}{more}.")
         return 1
     return 0

@@ -21,8 +21,11 @@ def same_file(a: Path, b: Path) -> bool:
     """Whether two names reach one file (links, `..`, hard links included)."""
     try:
         return os.path.samefile(a, b)
-    except OSError:
-        return Path(os.path.abspath(a)).resolve() == Path(os.path.abspath(b)).resolve()
+    except OSError:  # one does not exist (yet), or is a loop of links
+        try:
+            return Path(os.path.abspath(a)).resolve() == Path(os.path.abspath(b)).resolve()
+        except (OSError, RuntimeError):  # a loop of links reaches no file, so not the other
+            return os.path.abspath(a) == os.path.abspath(b)
 
 
 def check_output(target: Path, inputs: Iterable[Path] = (), force: bool = False,
@@ -41,12 +44,35 @@ def check_output(target: Path, inputs: Iterable[Path] = (), force: bool = False,
         mode = target.lstat().st_mode
     except FileNotFoundError:
         return
+    except OSError as error:  # a name too long for the file system, a folder not searchable
+        raise UsageError(f"{what} {shown(target)} cannot be written ({error.strerror}); choose "
+                         "another path.") from None
     if stat.S_ISDIR(mode):
         raise UsageError(f"{what} {target} is a folder; name a file to write.")
+    if stat.S_ISLNK(mode) and not link_to_file_or_nothing(target):
+        raise UsageError(f"{what} {target} is a link to something that is not a regular file; "
+                         "choose another path.")
     if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
         raise UsageError(f"{what} {target} is not a regular file; choose another path.")
     if not force:
         raise UsageError(f"{what} {target} exists; pass --force to replace it, or choose another path.")
+
+
+def link_to_file_or_nothing(link: Path) -> bool:
+    """Whether a link names a regular file, or nothing at all (then it is replaced, as a file
+    would be); a link to a device, a pipe or /proc's descriptors is never written over."""
+    try:
+        return stat.S_ISREG(link.stat().st_mode)
+    except FileNotFoundError:
+        return True
+    except (OSError, RuntimeError):  # a loop of links
+        return True
+
+
+def shown(path: Path) -> str:
+    """A path as a sentence repeats it: cut short when it is very long."""
+    text = str(path)
+    return text if len(text) <= 120 else text[:120] + "..."
 
 
 @contextmanager

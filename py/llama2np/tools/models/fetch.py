@@ -48,7 +48,7 @@ def read_manifest(model_dir: Path) -> dict:
     data = read_file(path, "manifest", max_bytes=MAX_MANIFEST_BYTES)
     try:
         manifest = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+    except (ValueError, RecursionError) as error:  # ValueError: bad JSON, UTF-8 or a huge number
         raise Llama2npError(f"{path} is not valid JSON ({str(error)[:100]}); fix or replace "
                             "it.") from None
     check_manifest(manifest, path)
@@ -101,9 +101,15 @@ def entry_problem(entry: object, needs_url: bool) -> str | None:
         return 'has no "sha256" of 64 lowercase hexadecimal digits'
     if needs_url:
         url = entry.get("url")
-        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-        if not parts or parts.scheme not in ("http", "https") or not parts.hostname:
-            return 'has no "url" starting with http:// or https://'
+        # An address is printed as it is fetched: no spaces or control characters in it.
+        plain = isinstance(url, str) and url.isprintable() and not any(c.isspace() for c in url)
+        try:
+            parts = urllib.parse.urlsplit(url) if plain else None
+            host = parts and parts.hostname
+        except ValueError:  # such as an unclosed [IPv6] host
+            parts = host = None
+        if not parts or parts.scheme not in ("http", "https") or not host:
+            return 'has no "url" starting with http:// or https://, without spaces'
     return None
 
 

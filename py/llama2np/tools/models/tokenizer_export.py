@@ -37,7 +37,17 @@ def parse_model(data: bytes, name: object) -> sentencepiece.SentencePieceProcess
     return processor
 
 
-def tokenizer_bin(processor: sentencepiece.SentencePieceProcessor) -> bytes:
+def piece_text(processor: sentencepiece.SentencePieceProcessor, token: int, name: object) -> str:
+    try:
+        return processor.IdToPiece(token)
+    except UnicodeDecodeError:
+        raise TokenizerError(f"{name}: piece {token} is not valid UTF-8, which "
+                             "SentencePiece never writes: the file is damaged; train or fetch "
+                             "it again.") from None
+
+
+def tokenizer_bin(processor: sentencepiece.SentencePieceProcessor,
+                  name: object = "the tokenizer model") -> bytes:
     """The llama2.c tokenizer file's bytes for a loaded SentencePiece model."""
     pieces, scores = [], []
     for token in range(processor.GetPieceSize()):
@@ -46,7 +56,7 @@ def tokenizer_bin(processor: sentencepiece.SentencePieceProcessor) -> bytes:
         elif token == processor.eos_id():
             text = "\n</s>\n"
         else:
-            text = processor.IdToPiece(token).replace(WORD_START, " ")
+            text = piece_text(processor, token, name).replace(WORD_START, " ")
         pieces.append(text.encode("utf-8"))
         scores.append(processor.GetScore(token))
     return Tokenizer(pieces, scores, max(map(len, pieces))).to_bytes()
@@ -58,5 +68,5 @@ def export_tokenizer(model: Path, out: Path | None = None, force: bool = False) 
     require_regular_file(model, "tokenizer model", TokenizerError)  # a name to derive `out` from
     out = out or Path(model).with_suffix(".bin")
     check_output(out, [model], force, "tokenizer output")
-    write_atomic(out, tokenizer_bin(load_model(model)))
+    write_atomic(out, tokenizer_bin(load_model(model), model))
     return out

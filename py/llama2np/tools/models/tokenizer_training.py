@@ -131,8 +131,8 @@ def read_json_stories(path: Path) -> Iterator[str]:
     data = read_file(path, "training input", Llama2npError, MAX_JSON_BYTES)
     try:
         shard = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise Llama2npError(f"{path} is not valid JSON ({error}).") from None
+    except ValueError as error:  # bad JSON, bad UTF-8, or a number of thousands of digits
+        raise Llama2npError(f"{path} is not valid JSON ({str(error)[:100]}).") from None
     except RecursionError:
         raise Llama2npError(f"{path} nests JSON too deeply to be a list of stories.") from None
     del data

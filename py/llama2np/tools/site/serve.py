@@ -39,6 +39,8 @@ HASHED_FOLDER = re.compile(r"[a-z]+-[0-9a-f]{10}")  # a folder named by its cont
 TIMEOUT_SECONDS = 20.0  # for a request to arrive (idle keep-alive included) and for every write
 MAX_CONNECTIONS = 64  # a browser opens about six per site
 MAX_PATH_LENGTH = 2048  # the site's longest address is under 200 characters
+LEADING_EMPTY_LINES = 4  # before a request line, skipped as the HTTP standard asks
+REQUEST_LINE_LIMIT = 65536  # what http.server reads of a request line
 MEDIA_TYPES = {
     ".wasm": "application/wasm",
     ".js": "text/javascript",
@@ -57,13 +59,12 @@ ENCODINGS = (("br", ".br"), ("gzip", ".gz"))  # preferred first
 
 def serve(directory: Path, host: str = "127.0.0.1", port: int = 8000, verbose: bool = False,
           timeout: float = TIMEOUT_SECONDS) -> None:
-    """Serve `directory` until Ctrl+C, after printing the address to open."""
+    """Serve `directory` until Ctrl+C (which ends the command as it ends every other one, with
+    status 130), after printing the address to open."""
     server, url = make_server(directory, host, port, verbose, timeout)
     print(f"Serving the demo at {url} (Ctrl+C stops)", flush=True)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
         server.server_close()
 
@@ -199,9 +200,23 @@ class SiteHandler(SimpleHTTPRequestHandler):
             self.close_connection = True  # the client left or stalled mid-answer
 
     def parse_request(self) -> bool:
+        # Empty lines before a request are to be ignored (RFC 9112, 2.2): a few of them are.
+        for _ in range(LEADING_EMPTY_LINES):
+            if self.raw_requestline not in (b"\r\n", b"\n"):
+                break
+            self.raw_requestline = self.rfile.readline(REQUEST_LINE_LIMIT + 1)
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        blank = not self.requestline.strip()  # the base class would close without a word
+        if blank or len(self.raw_requestline) > REQUEST_LINE_LIMIT:
+            self.command, self.request_version = None, self.default_request_version
+            self.close_connection = True
+            if blank:
+                self.send_error(HTTPStatus.BAD_REQUEST, "No request line")
+            else:
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, "Request line too long")
+            return False
         # An HTTP/0.9 request (`GET /path`, no version) would get an answer without a status
         # line; refuse it before the base class waits for headers that will never come.
-        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
         if len(self.requestline.split()) == 2:
             self.command, self.request_version = None, self.default_request_version
             self.close_connection = True
