@@ -14,9 +14,11 @@ the sampler's RNG and the model's key/value cache where a longer length would ha
 
 import time
 from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 
+from llama2np.checkpoint import Config
 from llama2np.draft import Drafter
 from llama2np.errors import Llama2npError, PromptTooLong, UsageError
 from llama2np.sampler import ExplainingSampler, NonFiniteLogits, Sampler
@@ -28,6 +30,16 @@ DRAFT_TOKENS = 4  # what `--draft` and the benchmark's speculative row use
 # products cost 4x a vector's) and 5 under Pyodide (no BLAS), while drafts from the text add
 # 1.34 tokens a forward pass on average: speculation measured slower on both.
 DEFAULT_DRAFT_TOKENS = 0
+
+
+class Model(Protocol):
+    """What generation needs of a model: the runtime's Transformer, or the straightforward port."""
+
+    config: Config
+
+    def forward(self, tokens: list[int], pos: int) -> np.ndarray:
+        """Logits (T, vocab_size) for `tokens` at positions pos .. pos+T-1."""
+        ...
 
 
 def clamp_steps(steps: int, seq_len: int) -> int:
@@ -58,7 +70,7 @@ PREFILL_SCORE_BYTES = 32 << 20
 PREFILL_MAX_BATCH = 512  # tokens, which also bounds the batch's other arrays
 
 
-def prefill(model: object, prompt_tokens: list[int]) -> np.ndarray:
+def prefill(model: "Model", prompt_tokens: list[int]) -> np.ndarray:
     """The logits after the prompt, (1, vocab_size): the prompt forwarded a batch at a time."""
     heads = model.config.n_heads
     pos = 0
@@ -72,7 +84,7 @@ def prefill(model: object, prompt_tokens: list[int]) -> np.ndarray:
 
 
 def generate_tokens(
-    model: object,
+    model: "Model",
     prompt_tokens: list[int],
     sampler: Sampler,
     steps: int,
@@ -118,7 +130,7 @@ class Story:
 
     def __init__(
         self,
-        model: object,
+        model: "Model",
         tokenizer: Tokenizer,
         prompt: str = "",
         *,

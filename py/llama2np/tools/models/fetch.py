@@ -23,6 +23,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from llama2np.errors import Llama2npError
@@ -161,7 +162,7 @@ def is_verified(target: Path, entry: dict) -> bool:
         sha256_of(target) == entry["sha256"]
 
 
-def _copy(read: object, out: Path, size: int, source: str) -> str:
+def _copy(read: Callable[[int], bytes], out: Path, size: int, source: str) -> str:
     """Copy blocks from `read(n)` into `out`, refusing more than `size` bytes; the sha256."""
     digest, written = hashlib.sha256(), 0
     with out.open("wb") as file:

@@ -21,7 +21,7 @@ the output is refused before any work.
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pyodide_lock import PackageSpec, PyodideLockSpec
@@ -63,7 +63,7 @@ def build_site(
     cache: Path = DEFAULT_CACHE,
     numpy_wheel: Path | None = None,
     models: Sequence[tuple[Path, Path]] = (),
-    log: object = print,
+    log: Callable[[str], None] = print,
 ) -> Path:
     """Build the site into `out` from the page in `page_dir` (index.html and web/), with the
     model `checkpoint` and `tokenizer` (the demo's when neither is given and `models` is empty)

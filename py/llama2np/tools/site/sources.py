@@ -14,6 +14,7 @@ import sys
 import tarfile
 import tomllib
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def run_client(command: list[str], cwd: Path, what: str, advice: str) -> None:
 
 
 def get_runtime(cache: Path = DEFAULT_CACHE, numpy_wheel: Path | None = None,
-                log: object = print) -> RuntimeFiles:
+                log: Callable[[str], None] = print) -> RuntimeFiles:
     """Verified Pyodide files and NumPy wheel, from the cache or fetched into it."""
     pins = load_pins()
     cache.mkdir(parents=True, exist_ok=True)
@@ -64,7 +65,7 @@ def get_runtime(cache: Path = DEFAULT_CACHE, numpy_wheel: Path | None = None,
     return RuntimeFiles(pyodide_dir, wheel, pins)
 
 
-def get_pyodide(pin: dict, cache: Path, log: object) -> Path:
+def get_pyodide(pin: dict, cache: Path, log: Callable[[str], None]) -> Path:
     name = f"{pin['package']}@{pin['version']}"
     folder = cache / f"pyodide-{pin['version']}"
     wanted = [*pin["files"], "pyodide-lock.json"]
@@ -101,7 +102,7 @@ def extract_members(tarball: Path, members: dict[str, Path]) -> None:
                 shutil.copyfileobj(source, out)
 
 
-def get_numpy(pin: dict, lock: dict, cache: Path, given: Path | None, log: object) -> Path:
+def get_numpy(pin: dict, lock: dict, cache: Path, given: Path | None, log: Callable[[str], None]) -> Path:
     locked = lock["packages"]["numpy"]
     if locked["file_name"] != pin["file"] or locked["sha256"] != pin["sha256"]:
         raise Llama2npError("build/site.toml's NumPy pin disagrees with Pyodide's lock file; "
