@@ -10,6 +10,8 @@ every request.
 import gzip
 import hashlib
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import brotli
@@ -70,16 +72,25 @@ def rewrite_references(page: Path, replacements: dict[str, str]) -> None:
 def precompress(site: Path, cache: Path | None = None) -> None:
     """Write X.br and X.gz beside every compressible X where they are at least 10% smaller;
     brotli results are kept in `cache` (a folder) when one is given. Large files are sampled
-    first (see `brotli_quality`), so only what compression pays for is compressed."""
-    for path in sorted(p for p in site.rglob("*") if p.is_file() and p.suffix in COMPRESSIBLE):
-        data = path.read_bytes()
-        quality = brotli_quality(data)
-        if quality is None:
-            continue
-        for suffix, packed in ((".br", brotli_packed(data, quality, cache)),
-                               (".gz", gzip.compress(data, compresslevel=9, mtime=0))):
-            if len(packed) <= len(data) * (1 - MIN_SAVING):
-                path.with_name(path.name + suffix).write_bytes(packed)
+    first (see `brotli_quality`), so only what compression pays for is compressed.
+
+    Files are compressed on every core at once, the largest first: brotli and zlib let go of
+    Python's lock while they work, and a first build spends most of its time here."""
+    files = [p for p in site.rglob("*") if p.is_file() and p.suffix in COMPRESSIBLE]
+    files.sort(key=lambda p: (-p.stat().st_size, p))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as workers:
+        list(workers.map(lambda path: precompress_file(path, cache), files))  # raises their errors
+
+
+def precompress_file(path: Path, cache: Path | None) -> None:
+    data = path.read_bytes()
+    quality = brotli_quality(data)
+    if quality is None:
+        return
+    for suffix, packed in ((".br", brotli_packed(data, quality, cache)),
+                           (".gz", gzip.compress(data, compresslevel=9, mtime=0))):
+        if len(packed) <= len(data) * (1 - MIN_SAVING):
+            path.with_name(path.name + suffix).write_bytes(packed)
 
 
 def sampled_saving(data: bytes) -> float:
