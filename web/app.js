@@ -310,7 +310,6 @@ function switchFailed(message) {
 
 function fail(message) {
   current = null;
-  following = false;
   if (!model) ui.model.textContent = "The model could not be loaded.";
   markStale();
   setState("error");

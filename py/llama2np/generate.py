@@ -72,15 +72,12 @@ PREFILL_MAX_BATCH = 512  # tokens, which also bounds the batch's other arrays
 
 def prefill(model: "Model", prompt_tokens: list[int]) -> np.ndarray:
     """The logits after the prompt, (1, vocab_size): the prompt forwarded a batch at a time."""
-    heads = model.config.n_heads
-    pos = 0
-    while True:
-        batch = PREFILL_SCORE_BYTES // (8 * heads * len(prompt_tokens))
-        end = min(len(prompt_tokens), pos + max(1, min(batch, PREFILL_MAX_BATCH)))
-        logits = model.forward(prompt_tokens[pos:end], pos)[-1:]
-        if end == len(prompt_tokens):
-            return logits
-        pos = end
+    n = len(prompt_tokens)
+    fits = PREFILL_SCORE_BYTES // (8 * model.config.n_heads * n)  # scores reach n positions
+    batch = max(1, min(fits, PREFILL_MAX_BATCH))
+    for pos in range(0, n, batch):
+        logits = model.forward(prompt_tokens[pos : pos + batch], pos)[-1:]
+    return logits
 
 
 def generate_tokens(

@@ -87,7 +87,8 @@ class Transformer:
         """`step`'s bounds: `pos` inside the context, and room for it in the cache."""
         if not 0 <= pos < self.config.seq_len:
             raise ValueError(f"position {pos} is outside the context of {self.config.seq_len}")
-        self.reserve(pos + 1)
+        if pos >= self.positions:  # rarely: the cache doubles
+            self.reserve(pos + 1)
 
     def causal_mask(self, pos: int, end: int) -> np.ndarray:
         """(T * group, end) for the tokens at pos .. end-1: 0 where query row r (token r // group,

@@ -22,10 +22,14 @@ MARKER_HEADING = "built by llama2np build; its files:"
 SHOWN = 3  # of the strangers named in a refusal
 
 
+def entries(folder: Path) -> list[str]:
+    """Every folder and file below `folder`, as sorted relative paths."""
+    return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*"))
+
+
 def mark_as_built(site: Path) -> None:
     """Write the marker: every folder and file below `site`, one relative path a line."""
-    entries = sorted(path.relative_to(site).as_posix() for path in site.rglob("*"))
-    (site / MARKER).write_text("\n".join([MARKER_HEADING, *entries, MARKER]) + "\n",
+    (site / MARKER).write_text("\n".join([MARKER_HEADING, *entries(site), MARKER]) + "\n",
                                encoding="utf-8")
 
 
@@ -67,8 +71,8 @@ def check_output_folder(out: Path, inputs: Iterable[Path] = ()) -> None:
 def files_not_written(out: Path) -> list[str] | None:
     """What is in `out` beyond what the last build listed: [] for an empty folder or a site as
     built, None for a folder without a marker (not a site of this command's)."""
-    entries = sorted(path.relative_to(out).as_posix() for path in out.rglob("*"))
-    if not entries:
+    present = entries(out)
+    if not present:
         return []
     marker = out / MARKER
     if not marker.is_file() or marker.is_symlink():
@@ -77,7 +81,7 @@ def files_not_written(out: Path) -> list[str] | None:
     if lines[:1] != [MARKER_HEADING]:  # a site of an earlier version, which kept no list
         return []
     written = set(lines[1:])
-    return [entry for entry in entries if entry not in written]
+    return [entry for entry in present if entry not in written]
 
 
 @contextmanager
