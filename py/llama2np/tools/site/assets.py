@@ -4,7 +4,9 @@ Every folder but the page itself is renamed `<name>-<hash>`, its hash taken over
 so a server can let browsers cache it forever and a rebuild that changes a byte changes the
 address. `index.html`, the one file served `no-cache`, is rewritten to point at the new names.
 Precompressed `.br` and `.gz` siblings let a server send fewer bytes without compressing on
-every request.
+every request, and let the page itself fetch the `.gz` and inflate it where the host sends
+files as they are (most static hosts): the lists the worker reads (files.json, a model's
+manifest.json) name each file's siblings and their sizes.
 """
 
 import gzip
@@ -22,7 +24,7 @@ HASH_LENGTH = 10
 # Worth compressing: text and WebAssembly. Wheels and zips are compressed already, but the
 # check below keeps a sibling only where it saves enough.
 COMPRESSIBLE = {".html", ".js", ".mjs", ".css", ".json", ".wasm", ".bin", ".svg", ".zip", ".whl"}
-MIN_SAVING = 0.10
+MIN_SAVING = 0.05
 # Brotli's best setting (quality 11, a 16 MB window) packs the megabyte files 5-17% tighter than
 # quality 9 but takes half a minute on Python's snapshot, so its output is kept in a cache keyed
 # by the input's sha256: rebuilding unchanged files costs nothing.
@@ -76,7 +78,8 @@ def precompress(site: Path, cache: Path | None = None) -> None:
 
     Files are compressed on every core at once, the largest first: brotli and zlib let go of
     Python's lock while they work, and a first build spends most of its time here."""
-    files = [p for p in site.rglob("*") if p.is_file() and p.suffix in COMPRESSIBLE]
+    files = [p for p in site.rglob("*") if p.is_file() and p.suffix in COMPRESSIBLE
+             and not any(p.with_name(p.name + s).exists() for s in SIBLINGS)]
     files.sort(key=lambda p: (-p.stat().st_size, p))
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as workers:
         list(workers.map(lambda path: precompress_file(path, cache), files))  # raises their errors
@@ -125,16 +128,27 @@ def brotli_packed(data: bytes, quality: int, cache: Path | None) -> bytes:
     return packed
 
 
+SIBLINGS = (".br", ".gz")
+
+
 def file_entry(path: Path, root: Path) -> dict:
+    """A file as the worker's lists name it: its size, sha256 and the sizes of its compressed
+    siblings ("br", "gz"), where it has them."""
     data = path.read_bytes()
-    return {"name": path.relative_to(root).as_posix(), "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest()}
+    entry = {"name": path.relative_to(root).as_posix(), "bytes": len(data),
+             "sha256": hashlib.sha256(data).hexdigest()}
+    for suffix in SIBLINGS:
+        sibling = path.with_name(path.name + suffix)
+        if sibling.is_file():
+            entry[suffix[1:]] = sibling.stat().st_size
+    return entry
 
 
-def write_file_list(folder: Path, names: list[str]) -> None:
-    """files.json: the files the worker downloads from this folder, for its progress bar."""
+def write_file_list(folder: Path, names: list[str], extra: dict | None = None) -> None:
+    """files.json: the files the worker downloads from this folder, and `extra` fields."""
     entries = [file_entry(folder / name, folder) for name in names]
-    (folder / "files.json").write_text(json.dumps({"files": entries}, indent=1) + "\n")
+    listing = {"files": entries, **(extra or {})}
+    (folder / "files.json").write_text(json.dumps(listing, indent=1) + "\n")
 
 
 def wire_bytes(site: Path) -> tuple[int, int]:

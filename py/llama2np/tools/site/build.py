@@ -45,13 +45,17 @@ from llama2np.tools.site.output_folder import (
     staging_folder,
     swap_in,
 )
-from llama2np.tools.site.page_numpy import build_page_numpy, repack_stored
+from llama2np.tools.site.page_numpy import build_page_numpy, build_page_stdlib, keep_only
 from llama2np.tools.site.runtime_wheel import build_runtime_wheel
-from llama2np.tools.site.snapshot import make_snapshot
 from llama2np.tools.site.source_archive import ARCHIVE_NAME, write_source_archive
 from llama2np.tools.site.sources import RuntimeFiles, get_runtime
+from llama2np.tools.site.trace import trace_runtime
 
 SERVICE_WORKER = "service-worker.js"  # in web/ of the source; at the root of the site
+STDLIB = "python_stdlib.zip"
+# Pyodide's loader is an ES module named .mjs, a type that stock nginx and others do not know
+# (they send it as application/octet-stream and the browser refuses to run it); as .js it runs.
+SITE_NAMES = {"pyodide.mjs": "pyodide.js"}
 
 
 def build_site(
@@ -78,19 +82,21 @@ def build_site(
             reports.append(require_valid(checkpoint, tokenizer))
         log("Getting the pinned runtime")
         runtime = get_runtime(cache, numpy_wheel, log)
-        log("Writing the site")
+        log("Writing the site (the first build compresses for about a minute; later ones "
+            "reuse the results)")
+        compressed = cache.with_name("compressed")
         try:
             copy_page(page_dir, staging)
-            pyodide_dir = write_runtime(runtime, staging / "pyodide")
-            model_dirs = [hash_folder_name(write_model(checkpoint, tokenizer, report, staging / "model"))
+            pyodide_dir = write_runtime(runtime, staging / "pyodide", pairs[0], compressed)
+            model_dirs = [hash_folder_name(write_model(checkpoint, tokenizer, report, staging / "model",
+                                                         compressed))
                           for (checkpoint, tokenizer), report in zip(pairs, reports, strict=True)]
             models_dir = hash_folder_name(write_model_list(model_dirs, staging / "models"))
             web_dir = hash_folder_name(staging / "web")
             pyodide_dir = hash_folder_name(pyodide_dir)
             rewrite_page(staging / "index.html", web_dir.name, pyodide_dir.name, model_dirs[0].name,
                          models_dir.name)
-            log("Compressing (the first build takes about a minute; later ones reuse the results)")
-            precompress(staging, cache.with_name("compressed"))
+            precompress(staging, compressed)
             mark_as_built(staging)
             swap_in(staging, out)
         except OSError as error:
@@ -159,21 +165,27 @@ def rewrite_page(page: Path, web: str, pyodide: str, model: str, models: str) ->
         raise Llama2npError(f"cannot build the page: {error}.") from None
 
 
-def write_runtime(runtime: RuntimeFiles, folder: Path) -> Path:
-    """Pyodide's files, the two wheels, a lock file listing exactly those wheels, and the
-    snapshot of Python started from these very files (see page_numpy.py, snapshot.py)."""
+def write_runtime(runtime: RuntimeFiles, folder: Path, model: tuple[Path, Path],
+                  compressed: Path) -> Path:
+    """Pyodide's files, the page's NumPy and llama2np wheels and a lock file listing exactly
+    those wheels, cut down to what running the page with `model` imports (trace.py), and
+    files.json, the list the worker downloads (with each file's compressed siblings)."""
     folder.mkdir()
     for name in runtime.pins["pyodide"]["files"]:
-        if name.endswith(".zip"):
-            repack_stored(runtime.pyodide_dir / name, folder / name)
-        else:
-            shutil.copyfile(runtime.pyodide_dir / name, folder / name)
+        shutil.copyfile(runtime.pyodide_dir / name, folder / SITE_NAMES.get(name, name))
     numpy = build_page_numpy(runtime.numpy_wheel, folder)
     wheel = build_runtime_wheel(folder)
     write_lock(runtime.pyodide_dir / "pyodide-lock.json", folder / "pyodide-lock.json", numpy, wheel)
-    snapshot = make_snapshot(folder)
-    write_file_list(folder, [*runtime.pins["pyodide"]["files"], "pyodide-lock.json", numpy.name,
-                             wheel.name, snapshot.name])
+    trace = trace_runtime(folder, *model)
+    keep_only(numpy, trace.package_members("numpy"), keep_metadata=True)
+    stdlib = folder / STDLIB
+    build_page_stdlib(runtime.pyodide_dir / STDLIB, stdlib, trace.stdlib_members())
+    write_lock(runtime.pyodide_dir / "pyodide-lock.json", folder / "pyodide-lock.json", numpy, wheel)
+    trace_runtime(folder, *model)  # the cut-down files still run the page's Python
+    names = [SITE_NAMES.get(name, name) for name in runtime.pins["pyodide"]["files"]]
+    precompress(folder, compressed)
+    write_file_list(folder, [*names, "pyodide-lock.json", numpy.name, wheel.name],
+                    {"preimport": trace.stdlib_modules()})
     return folder
 
 
@@ -199,11 +211,14 @@ def write_lock(source: Path, target: Path, numpy_wheel: Path, runtime_wheel: Pat
     lock.to_json(target, indent=1)
 
 
-def write_model(checkpoint: Path, tokenizer: Path, report: Report, folder: Path) -> Path:
+def write_model(checkpoint: Path, tokenizer: Path, report: Report, folder: Path,
+                compressed: Path) -> Path:
     folder.mkdir()
     names = {}
-    for role, source in (("checkpoint", checkpoint), ("tokenizer", tokenizer)):
+    for source in (checkpoint, tokenizer):
         shutil.copyfile(source, folder / source.name)
+    precompress(folder, compressed)
+    for role, source in (("checkpoint", checkpoint), ("tokenizer", tokenizer)):
         names[role] = file_entry(folder / source.name, folder)
         names[role]["file"] = names[role].pop("name")
     manifest = {

@@ -2,19 +2,17 @@
 
 The command-line and tool-chain modules (`commands/`, `tools/`) stay out: the page never runs
 them and they import packages Pyodide does not have. The host Python is 3.12 like Pyodide's,
-so `pyodide py-compile` makes .pyc files the browser can use, sparing it the compile at start.
+so the build compiles the modules for it (bytecode.py), sparing it the compile at start.
 """
 
 import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 from wheel.wheelfile import WheelFile
 
 import llama2np
-from llama2np.errors import Llama2npError
+from llama2np.tools.site.bytecode import compiled_members
 
 PACKAGE_DIR = Path(llama2np.__file__).parent
 # The runtime's modules, as paths below the package; tests check that they import nothing outside the standard library and
@@ -29,10 +27,10 @@ REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip file can
 
 
 def build_runtime_wheel(out_dir: Path) -> Path:
-    """Write llama2np-<version>-py3-none-any.whl with the runtime modules, then py-compile it;
-    returns the compiled wheel's path."""
+    """Write llama2np-<version>-cp312-none-any.whl with the runtime modules compiled for the
+    browser's Python; returns its path."""
     version = llama2np.__version__
-    name = f"llama2np-{version}-py3-none-any.whl"
+    name = f"llama2np-{version}-cp312-none-any.whl"
     wheel_path = out_dir / name
     os.environ.setdefault("SOURCE_DATE_EPOCH", REPRODUCIBLE_EPOCH)
     with WheelFile(wheel_path, "w") as wheel:
@@ -41,34 +39,16 @@ def build_runtime_wheel(out_dir: Path) -> Path:
         info = f"llama2np-{version}.dist-info"
         wheel.writestr(f"{info}/METADATA", metadata(version))
         wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: llama2np build\n"
-                       "Root-Is-Purelib: true\nTag: py3-none-any\n")
-    return fixed_timestamps(py_compile(wheel_path))
+                       "Root-Is-Purelib: true\nTag: cp312-none-any\n")
+    members = [m for m in read_members(wheel_path) if not m[0].filename.endswith("/RECORD")]
+    write_zip(wheel_path, compiled_members(members), zipfile.ZIP_STORED)
+    return wheel_path
 
 
 def metadata(version: str) -> str:
     return (f"Metadata-Version: 2.1\nName: llama2np\nVersion: {version}\n"
             "Summary: llama2.c's Llama-2 inference in NumPy (runtime only)\n"
             "Requires-Python: >=3.12\nRequires-Dist: numpy\n")
-
-
-def py_compile(wheel_path: Path, pattern: str = "llama2np-*.whl") -> Path:
-    """Replace .py by .pyc with pyodide-build's `py-compile`, which may rename the wheel (a
-    pure-Python one becomes cp312); returns the wheel matching `pattern` that it leaves."""
-    pyodide = Path(sys.executable).with_name("pyodide")
-    command = [str(pyodide), "py-compile", "--silent", str(wheel_path)]
-    # Python stamps each .pyc with a time; this one makes the stamp, and the wheel, reproducible.
-    env = {**os.environ, "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH}
-    try:
-        subprocess.run(command, check=True, capture_output=True, text=True, env=env)
-    except (FileNotFoundError, subprocess.CalledProcessError) as error:
-        detail = getattr(error, "stderr", "") or str(error)
-        raise Llama2npError(f"`pyodide py-compile` failed ({detail.strip().splitlines()[-1:]}); "
-                            "run scripts/setup.sh to install the pinned pyodide-build.") from None
-    wheels = list(wheel_path.parent.glob(pattern))
-    compiled = [p for p in wheels if p != wheel_path] or wheels
-    if len(compiled) != 1:
-        raise Llama2npError(f"`pyodide py-compile` did not leave exactly one {pattern} wheel.")
-    return compiled[0]
 
 
 def fixed_timestamps(wheel_path: Path, compress_type: int = zipfile.ZIP_DEFLATED) -> Path:

@@ -1,0 +1,74 @@
+// Runs the page's Python in Node, as the worker runs it, and prints what it imported as JSON:
+//
+//   node trace.mjs RUNTIME_FOLDER CHECKPOINT TOKENIZER > trace.json
+//
+// RUNTIME_FOLDER holds pyodide.js (Pyodide's module loader), its WebAssembly, the standard
+// library zip, the NumPy and llama2np wheels and a pyodide-lock.json naming them. The workload
+// below calls what web/worker.js calls (install, Session and each of its methods, the visitor's
+// own files, an error crossing into JavaScript), so the modules it imports are the modules the
+// page needs: `llama2np build` ships only those (trace.py). Output:
+//   {"modules": {name: file}, "libraries": [file, ...]}
+// with files as Python sees them (/lib/python312.zip/..., /lib/python3.12/site-packages/...).
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+
+const [folder, checkpointPath, tokenizerPath] = process.argv.slice(2);
+if (!folder || !checkpointPath || !tokenizerPath) {
+  console.error("usage: node trace.mjs RUNTIME_FOLDER CHECKPOINT TOKENIZER");
+  process.exit(2);
+}
+const indexURL = resolve(folder) + "/";
+const { loadPyodide } = await import(pathToFileURL(join(indexURL, "pyodide.js")).href);
+const pyodide = await loadPyodide({
+  indexURL,
+  lockFileURL: join(indexURL, "pyodide-lock.json"),
+  stdout: () => {},
+  stderr: (line) => console.error(line),
+  env: { PYTHONOPTIMIZE: "2" }, // as the page starts it: the site's modules have no docstrings
+  _makeSnapshot: true, // as the page's first visit starts it
+});
+const failures = [];
+await pyodide.loadPackage(["numpy", "llama2np"], { messageCallback: () => {}, errorCallback: (m) => failures.push(m) });
+if (failures.length) throw new Error(failures.join(" "));
+
+const bytes = (path) => pyodide.toPy(new Uint8Array(readFileSync(path)));
+const { Session } = pyodide.pyimport("llama2np.session");
+const session = Session(bytes(checkpointPath), bytes(tokenizerPath), "model.bin", "tokenizer.bin");
+session.info();
+for (const explain of [false, true]) {
+  session.start("Once upon a time", 0.9, 0.9, 42, 48, explain);
+  while (!session.done) {
+    session.advance(0.05);
+    session.explanations();
+  }
+  session.ending();
+  session.stats();
+}
+session.start("", 0, 0.9, 1, 8);
+while (!session.done) session.advance(0.05);
+session.extend(0);
+session.advance(0.05);
+session.start("Once ".repeat(100000), 1, 0.9, 1, 8); // too long: answered with a sentence
+session.bench(8, 4, 1, null);
+const { plan_opening } = pyodide.pyimport("llama2np.own_files");
+const head = (path) => new Uint8Array(readFileSync(path)).slice(0, 256);
+plan_opening(pyodide.toPy(["a.bin", "b.bin"]), pyodide.toPy([1 << 20, 6000]),
+  pyodide.toPy([head(checkpointPath), head(tokenizerPath)]), 1 << 30, 1 << 31);
+try {
+  Session(pyodide.toPy(new Uint8Array(8)), bytes(tokenizerPath), "short.bin", "tokenizer.bin");
+} catch {
+  // a Python exception reaching JavaScript: Pyodide formats its traceback
+}
+pyodide.runPython("import gc, random; gc.collect(); random.seed()");
+
+const traced = pyodide.runPython(`
+import json, sys
+json.dumps({
+    "modules": {name: module.__file__ for name, module in sorted(sys.modules.items())
+                if isinstance(getattr(module, "__file__", None), str)},
+    "libraries": sorted(getattr(module, "__file__", "") for module in sys.modules.values()
+                        if str(getattr(module, "__file__", "")).endswith(".so")),
+})
+`);
+process.stdout.write(traced + "\n");

@@ -1,0 +1,71 @@
+"""What the page's Python imports, found by running it: the site ships only that.
+
+`trace.mjs` starts the site's own Pyodide in Node, installs its NumPy and llama2np wheels and
+calls what the worker calls on the site's model. The modules it imported are the standard
+library and NumPy the page needs; everything else is weight a visitor would download for nothing
+(nearly all of the 9 MB standard library, most of NumPy). The build runs it twice: once on the
+full files to learn the list, once on the trimmed files to prove that they still run.
+"""
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from llama2np.errors import Llama2npError
+
+SCRIPT = Path(__file__).with_name("trace.mjs")
+TIMEOUT_SECONDS = 300
+STDLIB_PREFIX = "/lib/python312.zip/"
+SITE_PACKAGES = "/lib/python3.12/site-packages/"
+
+
+@dataclass(frozen=True)
+class Trace:
+    modules: dict[str, str]  # module name -> its file as Python saw it
+
+    def stdlib_members(self) -> set[str]:
+        """Members of python_stdlib.zip that were imported."""
+        return {f.removeprefix(STDLIB_PREFIX) for f in self.modules.values()
+                if f.startswith(STDLIB_PREFIX)}
+
+    def stdlib_modules(self) -> list[str]:
+        """Names of the imported modules that live in python_stdlib.zip."""
+        return sorted(name for name, f in self.modules.items() if f.startswith(STDLIB_PREFIX))
+
+    def package_members(self, package: str) -> set[str]:
+        """Files of `package` (as wheel members, `numpy/...`) that were imported."""
+        prefix = SITE_PACKAGES + package + "/"
+        return {f.removeprefix(SITE_PACKAGES) for f in self.modules.values()
+                if f.startswith(prefix)}
+
+
+def trace_runtime(runtime_folder: Path, checkpoint: Path, tokenizer: Path) -> Trace:
+    """Run the page's workload on the runtime in `runtime_folder` with this model."""
+    node = shutil.which("node")
+    if node is None:
+        raise Llama2npError("building the site needs Node.js to run the page's Python once; "
+                            "install it (for example `apt-get install nodejs`) and retry.")
+    command = [node, str(SCRIPT), str(runtime_folder), str(checkpoint), str(tokenizer)]
+    try:
+        done = subprocess.run(command, check=True, capture_output=True, text=True,
+                              timeout=TIMEOUT_SECONDS)
+    except subprocess.CalledProcessError as error:
+        raise Llama2npError(f"the page's Python failed in Node ({last_line(error.stderr)}); "
+                            "check that `node --version` is 18 or newer.") from None
+    except subprocess.TimeoutExpired:
+        raise Llama2npError(f"Node took over {TIMEOUT_SECONDS} s to run the page's Python; "
+                            "retry.") from None
+    try:
+        return Trace(modules=json.loads(done.stdout)["modules"])
+    except (ValueError, KeyError, TypeError):
+        raise Llama2npError("the page's Python in Node printed no list of modules; "
+                            "retry, or report it.") from None
+
+
+def last_line(text: str) -> str:
+    """Node's last line of error output, short enough for a sentence (it may be minified code)."""
+    lines = (text or "").strip().splitlines() or ["no output"]
+    line = lines[-1]
+    return line if len(line) <= 200 else line[:200] + "..."
