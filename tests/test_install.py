@@ -28,7 +28,7 @@ PROJECT_FILES = {
     "build/site.toml": "llama2np/data/build/site.toml",
     "stories260K/manifest.json": "llama2np/data/stories260K/manifest.json",
     **{f"web/{p.name}": f"llama2np/data/web/{p.name}" for p in (CHECKOUT / "web").iterdir()},
-    "py/llama2np/tools/site/make_snapshot.mjs": "llama2np/tools/site/make_snapshot.mjs",
+    "py/llama2np/tools/site/trace.mjs": "llama2np/tools/site/trace.mjs",
 }
 TIMEOUT = 180  # a bound against hangs of pip or the build, not a speed requirement
 
@@ -114,7 +114,7 @@ def test_wheel_depends_on_numpy_alone(dist):
     assert [r for r in required if "extra ==" not in r] == ["numpy>=2.0"]
 
 
-def test_sdist_holds_the_manifest_page_pins_and_snapshot_script(dist):
+def test_sdist_holds_the_manifest_page_pins_and_trace_script(dist):
     (sdist,) = dist.glob("llama2np-*.tar.gz")
     with tarfile.open(sdist) as archive:
         root = archive.getnames()[0].split("/")[0]

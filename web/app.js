@@ -117,7 +117,6 @@ function startWorker() {
     type: "load",
     pyodideURL: siteURL("llama2np-pyodide"),
     modelURL: chosen?.manifestURL ?? siteURL("llama2np-model"),
-    runtimeCached: remembered(RUNTIME_KEY) === siteURL("llama2np-pyodide"),
   });
 }
 
@@ -126,7 +125,7 @@ function startMeter() {
   meter = loadMeter((fraction, label) => {
     ui.progress.value = fraction;
     ui.progressLabel.textContent = label;
-  });
+  }, remembered(RUNTIME_KEY) === siteURL("llama2np-pyodide"));
 }
 
 // Where a <meta> tag of the page says a part of the site is, as an absolute address.

@@ -1,11 +1,23 @@
-// Downloads with byte counts and failures phrased for people, shared by the worker's stages.
+// Downloads for the worker: compressed bytes from any static host, byte counts, and failures
+// phrased for people.
+//
+// `llama2np build` writes a .br and a .gz sibling beside each file that compresses, and lists
+// their sizes. A host that looks for such siblings (llama2np serve, nginx's gzip_static) sends
+// them by itself, with a Content-Encoding; most hosts send files as they are. So the page asks
+// once (`hostEncoding`, on a small probe file) and then either asks for each file itself, or for
+// its .br sibling, decoded here with the site's Brotli decoder, or its .gz, which the browser
+// inflates (DecompressionStream).
+
+// The browser's own fetch, kept before the worker answers Pyodide's requests itself
+// (stages.js answerPyodide): a download asks the network, never those answers.
+const network = self.fetch.bind(self);
 
 const nameOf = (url) => decodeURIComponent(new URL(url).pathname.split("/").pop() || String(url));
 
 async function request(url, init) {
   let response;
   try {
-    response = await fetch(url, init);
+    response = await network(url, init);
   } catch {
     throw new Error(`Could not reach the server for ${nameOf(url)}; check the connection, then press Retry.`);
   }
@@ -24,28 +36,85 @@ export async function fetchJSON(url) {
   }
 }
 
-// The body as bytes, calling onBytes(n) as chunks arrive; checks the expected size. `onWire`
-// learns how many bytes the response takes on the wire (its Content-Length, compressed), or 0.
+// "br" or "gzip" when the host compressed the probe file itself, else "" (it sends files as
+// they are, and the page fetches the compressed siblings).
+export async function hostEncoding(probeURL) {
+  const response = await request(probeURL);
+  await response.arrayBuffer();
+  const encoding = (response.headers.get("Content-Encoding") ?? "").trim().toLowerCase();
+  return encoding === "br" || encoding === "gzip" ? encoding : "";
+}
+
+// How to get one listed file ({name, bytes, br?, gz?} at `url`): which address to ask, how to
+// decode what comes, and how many bytes it takes on the wire.
+export function route(file, url, encoding, brotli) { // brotli: whether the decoder is coming
+  if (encoding) return { url, decode: "", wire: file[encoding === "br" ? "br" : "gz"] ?? file.bytes };
+  if (file.br && brotli) return { url: `${url}.br`, decode: "br", wire: file.br };
+  if (file.gz) return { url: `${url}.gz`, decode: "gzip", wire: file.gz };
+  return { url, decode: "", wire: file.bytes };
+}
+
+// The file's bytes, fetched by its route, decoded and checked against its expected size; null
+// when the route needs the Brotli decoder (`brotli`, a promise) and it could not start.
+// `onWire(n)` counts bytes as they arrive on the wire (estimated where the browser decoded).
 // `init` is fetch's (`{cache: "reload"}` passes by every stored copy).
-export async function download(url, expectedBytes, onBytes, onWire = () => {}, init = undefined) {
-  const response = await request(url, init);
-  onWire(Number(response.headers.get("Content-Length")) || 0);
-  const bytes = new Uint8Array(expectedBytes);
-  let received = 0;
-  const reader = response.body.getReader();
+export async function download(file, way, brotli, onWire, init = undefined) {
+  const response = await request(way.url, init);
+  // A host may send a .gz with its own Content-Encoding, which the browser has undone.
+  const decode = response.headers.get("Content-Encoding") ? "" : way.decode;
+  const scale = decode ? 1 : way.wire / file.bytes;
+  let body = response.body;
+  if (decode === "gzip") body = counted(body, onWire).pipeThrough(new DecompressionStream("gzip"));
+  else if (decode === "br") body = counted(body, onWire);
+  else body = counted(body, (n) => onWire(n * scale));
+  let bytes;
+  try {
+    bytes = await collect(body, decode === "br" ? way.wire : file.bytes, way.url);
+    if (decode === "br") {
+      const decoder = await brotli;
+      if (!decoder) return null;
+      bytes = decoder.decompress(bytes);
+    }
+  } catch (error) {
+    if (error.sentence) throw error;
+    throw new Error(`The file ${nameOf(way.url)} could not be decoded (${error?.message ?? error}); the site is damaged. Press Retry, or tell the site's owner.`);
+  }
+  if (bytes.length !== file.bytes) {
+    throw new Error(`The file ${nameOf(way.url)} arrived incomplete (${bytes.length} of ${file.bytes} bytes); press Retry.`);
+  }
+  return bytes;
+}
+
+// A stream that reports each chunk's size as it passes.
+function counted(stream, onBytes) {
+  return stream.pipeThrough(new TransformStream({ transform(chunk, controller) {
+    onBytes(chunk.length);
+    controller.enqueue(chunk);
+  } }));
+}
+
+// All of a stream, refusing more than `limit` bytes (a damaged or wrong file).
+async function collect(stream, limit, url) {
+  const parts = [];
+  let length = 0;
+  const reader = stream.getReader();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    if (received + value.length > expectedBytes) {
+    length += value.length;
+    if (length > limit) {
       reader.cancel();
-      throw new Error(`The file ${nameOf(url)} is larger than the site's manifest says; the site is damaged. Press Retry, or tell the site's owner.`);
+      const error = new Error(`The file ${nameOf(url)} is larger than the site's list says; the site is damaged. Press Retry, or tell the site's owner.`);
+      error.sentence = true;
+      throw error;
     }
-    bytes.set(value, received);
-    received += value.length;
-    onBytes(value.length);
+    parts.push(value);
   }
-  if (received !== expectedBytes) {
-    throw new Error(`The file ${nameOf(url)} arrived incomplete (${received} of ${expectedBytes} bytes); press Retry.`);
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.length;
   }
   return bytes;
 }

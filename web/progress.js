@@ -1,41 +1,51 @@
-// One bar for the whole load. The worker reports each file's bytes as they arrive and, once its
-// response is in, how many bytes it takes on the wire (Content-Length of a compressed response);
-// the bar counts wire bytes, so it ends at what actually travelled. The stages after the
+// One bar for the whole load. The worker lists every file's size on the wire as soon as it
+// starts and reports the bytes as they arrive, so the bar counts what actually travels and the
+// label can say how much is left and, once the rate is known, how long. The stages after the
 // downloads (starting Python, installing packages, reading the model) take the last stretch.
-// The bar never goes back: a file whose size becomes known later only slows it down. The label
-// gives a total only once every file's wire size is known (before, it would be a guess from
-// the files' unpacked sizes, several times too large).
+// The bar never goes back.
 
 import { megabytes } from "./models.js";
 
 const DOWNLOAD_SHARE = 0.85; // of the bar; the rest is the stages after the downloads
 const STAGES = { start: 0.88, install: 0.93, model: 0.97 };
+const RATE_AFTER_MS = 1000; // an estimate needs this much of the download behind it
 
-export function loadMeter(show) {
-  const files = new Map(); // url -> {wire, done, bytes}
+// `show(fraction, label)` draws the bar; `cached`: this browser loaded this site before, so its
+// files come from its own cache rather than the network.
+export function loadMeter(show, cached = false) {
+  const files = new Map(); // url -> {wire, done}
   let shown = 0;
-  let stage = { key: "download", label: "Downloading" };
+  let firstBytes = 0; // when the first bytes came, for the rate
+  const download = cached ? "Loading from this browser's cache" : "Downloading";
+  let stage = { key: "download", label: download };
   const render = () => {
     let wire = 0;
-    let wireDone = 0;
-    let known = true;
+    let done = 0;
     for (const f of files.values()) {
-      if (!f.wire) known = false;
-      wire += f.wire || f.bytes;
-      wireDone += (f.wire || f.bytes) * (f.bytes ? f.done / f.bytes : 1);
+      wire += f.wire;
+      done += f.done;
     }
-    const downloaded = wire ? wireDone / wire : 0;
-    const floor = STAGES[stage.key] ?? 0;
-    shown = Math.max(shown, Math.min(DOWNLOAD_SHARE * downloaded, DOWNLOAD_SHARE), floor);
-    const counted = known ? `${megabytes(wireDone)} of ${megabytes(wire)} MB` : `${megabytes(wireDone)} MB so far`;
-    const bytes = files.size && wireDone < wire ? ` (${counted})` : "";
-    show(shown, `${stage.label}${bytes}…`);
+    const downloading = !wire || done < wire; // Python may start before the last file is in
+    const floor = downloading ? 0 : STAGES[stage.key] ?? 0;
+    shown = Math.max(shown, wire ? DOWNLOAD_SHARE * (done / wire) : 0, floor);
+    let label = downloading ? download : stage.label;
+    if (downloading && wire) {
+      label += ` ${megabytes(done)} of ${megabytes(wire)} MB`;
+      const elapsed = performance.now() - firstBytes;
+      if (firstBytes && elapsed > RATE_AFTER_MS && done > 0) {
+        const seconds = Math.ceil(((wire - done) / done) * (elapsed / 1000));
+        label += seconds > 1 ? `, about ${seconds} s left` : ", almost done";
+      }
+    }
+    show(shown, `${label}…`);
   };
+  render();
   return {
-    // {stage: "file", url, bytes, done, wire} or {stage: "start" | "install" | "model", label}
+    // {stage: "file", url, wire, done} or {stage: "start" | "install" | "model", label}
     update(message) {
       if (message.stage === "file") {
-        files.set(message.url, { bytes: message.bytes, done: message.done, wire: message.wire });
+        if (!firstBytes && message.done > 0) firstBytes = performance.now();
+        files.set(message.url, { wire: message.wire, done: message.done });
       } else {
         stage = { key: message.stage, label: message.label };
       }
@@ -47,4 +57,3 @@ export function loadMeter(show) {
     },
   };
 }
-

@@ -1,133 +1,156 @@
-// The downloads of a load, in stages whose bytes add up to the page's one load bar: each file
-// fetched with its progress reported (`post`, the worker's message to the page), and the files
-// the worker hands to Python checked against their sha256. The snapshot of a started Python is
-// also kept, verified, in Cache Storage.
+// A load's downloads: every file of the site's runtime and model, fetched at once in its
+// smallest form (download.js), counted into the page's one load bar, and checked against the
+// sha256 the site lists. Pyodide's own requests for them are answered from these bytes
+// (`answerPyodide`), so no host setting (MIME types, Content-Encoding) can get in its way.
 
-import { download, sha256Hex } from "./download.js";
+import { download, fetchJSON, hostEncoding, route, sha256Hex } from "./download.js";
 
-// Starts the downloads of each stage (their bytes add up to one bar) and returns their promises:
-// runtime ({snapshot}), packages, and model ({checkpoint, tokenizer}). Runtime files and wheels
-// are fetched to count their bytes: the server marks them immutable, so Pyodide's own requests
-// for them are answered from the browser's cache. When the page says this browser had them all
-// before (`runtimeCached`), they are left to Pyodide: reading them twice from the cache costs
-// a repeat visit a fifth of a second. The files this script hands to Python itself (snapshot,
-// model) are always fetched, kept and checked against their sha256.
-export function downloadAll(post, pyodideURL, files, modelURL, manifest, runtimeCached) {
-  const stageOf = (name) => (name.startsWith("numpy-") ? "numpy" : name.startsWith("llama2np-") ? "llama2np" : "runtime");
-  const byStage = {};
-  for (const file of files) {
-    const entry = { ...file, file: file.name, url: new URL(file.name, pyodideURL) };
-    if (file.name === SNAPSHOT_FILE) Object.assign(entry, { keep: true, role: "snapshot", optional: true });
-    else if (runtimeCached) continue;
-    (byStage[stageOf(file.name)] ??= []).push(entry);
-  }
-  const stage = (name) => downloadStage(post, byStage[name] ?? []);
-  const model = downloadStage(post, modelEntries(manifest, modelURL));
-  const downloads = { runtime: stage("runtime"), packages: Promise.all([stage("numpy"), stage("llama2np")]), model };
-  // A failure is reported once, by whichever step awaits it first; the others must not reject
-  // unobserved meanwhile.
-  for (const promise of Object.values(downloads)) promise.catch(() => {});
-  return downloads;
+// The site's lists and how this host sends files: {listing (files.json), manifest (the
+// model's), encoding ("br", "gzip" or ""), brotli (a promise of the decoder, or null)}.
+export async function siteLists(pyodideURL, modelURL) {
+  const [listing, manifest] = await Promise.all([
+    fetchJSON(new URL("files.json", pyodideURL)),
+    fetchJSON(new URL(modelURL)),
+  ]);
+  const encoding = await hostEncoding(new URL(listing.probe.name, pyodideURL));
+  const brotli = encoding || !listing.brotli ? null : brotliDecoder(pyodideURL, listing.brotli);
+  return { listing, manifest, encoding, brotli };
 }
 
-// Each file's progress goes to the page, which adds them up into one bar (web/progress.js):
-// its bytes so far and, once its response is in, its size on the wire; at most one message per
-// file every 50 ms, and always its last.
-let lastPost = 0;
-function reporter(post, file) {
-  const state = { type: "progress", stage: "file", url: file.url.href, bytes: file.bytes, done: 0, wire: 0 };
-  post(state);
-  return {
-    wire(bytes) {
-      state.wire = bytes;
-      post(state);
-    },
-    restart() {
-      state.done = 0;
-      post(state);
-    },
-    bytes(n) {
-      state.done += n;
-      const now = performance.now();
-      if (now - lastPost > 50 || state.done === state.bytes) {
-        lastPost = now;
-        post(state);
-      }
-    },
-  };
-}
-
-// Downloads `files` at once, reporting each one's bytes; returns {role: bytes} of those kept,
-// each checked against its sha256.
-export async function downloadStage(post, files) {
-  const kept = {};
-  await Promise.all(
-    files.map(async (file) => {
-      const report = reporter(post, file);
-      const stored = file.role === "snapshot" ? await readStoredSnapshot(file.url) : null;
-      if (stored && (await sha256Hex(stored)) === file.sha256) {
-        report.wire(1); // nothing travels; it counts as a finished file
-        report.bytes(file.bytes);
-        kept[file.role] = stored;
-        return;
-      }
-      let bytes = await download(file.url, file.bytes, report.bytes, report.wire);
-      if (!file.keep) return;
-      let intact = (await sha256Hex(bytes)) === file.sha256;
-      if (!intact && !file.optional) {
-        // A copy the browser kept (the service worker's store, the HTTP cache) may have been
-        // damaged since: fetched once more past every stored copy, which replaces it.
-        console.warn(`${file.file} failed its sha256 check; downloading it again.`);
-        report.restart();
-        bytes = await download(file.url, file.bytes, report.bytes, report.wire, { cache: "reload" });
-        intact = (await sha256Hex(bytes)) === file.sha256;
-      }
-      if (intact) {
-        kept[file.role] = bytes;
-        if (file.role === "snapshot") storeSnapshot(file.url, bytes);
-      } else if (file.optional) {
-        console.warn(`${file.file} arrived damaged; starting without it.`);
-      } else {
-        throw new Error(`The file ${file.file} arrived damaged (its sha256 does not match the site's manifest); press Retry, or tell the site's owner if it happens again.`);
-      }
-    }),
-  );
-  return kept;
-}
-
-// Starting CPython takes about 1.5 s, most of a visit's load time; restoring the snapshot of a
-// started interpreter that `llama2np build` made from these very files takes a fifth of that.
-// The snapshot was made with `random` seeded for reproducible bytes, so it is reseeded here.
-// Without a usable snapshot Python starts the slow way.
-const SNAPSHOT_FILE = "python-snapshot.bin";
-
-// The browser's HTTP cache keeps the snapshot as the server sent it, brotli-compressed, and
-// decoding its 25 MB again costs a repeat visit a tenth of a second; so a verified copy is also
-// kept as plain bytes in Cache Storage, under its content-hashed address (one at a time).
-// It is checked by sha256 like a download before use, and anything unusable is just skipped.
-const SNAPSHOTS = "llama2np-python-snapshot";
-
-async function readStoredSnapshot(url) {
-  if (!self.caches) return null; // Cache Storage needs a secure context (https or localhost)
+// The site's Brotli decoder (a small WebAssembly module, fetched gzip-compressed), or null
+// where it cannot run: its files then come as .gz instead.
+async function brotliDecoder(pyodideURL, [script, wasm]) {
   try {
-    const response = await (await caches.open(SNAPSHOTS)).match(url.href);
-    return response ? new Uint8Array(await response.arrayBuffer()) : null;
-  } catch {
+    const [module, bytes] = await Promise.all([
+      import(new URL(script.name, pyodideURL).href),
+      download(wasm, route(wasm, new URL(wasm.name, pyodideURL).href, "", false), null, () => {}),
+    ]);
+    if ((await sha256Hex(bytes)) !== wasm.sha256) return null;
+    module.initSync({ module: bytes });
+    return module;
+  } catch (error) {
+    console.warn(`The Brotli decoder could not start (${error?.message ?? error}); using gzip.`);
     return null;
   }
 }
 
-function storeSnapshot(url, bytes) {
-  if (!self.caches) return;
-  (async () => {
-    const cache = await caches.open(SNAPSHOTS);
-    for (const old of await cache.keys()) await cache.delete(old);
-    await cache.put(url.href, new Response(bytes, { headers: { "Content-Type": "application/octet-stream" } }));
-  })().catch(() => {}); // without it the next visit reads the snapshot from the HTTP cache
+// Starts downloading `files` ({name, bytes, sha256, br?, gz?} in `folderURL`) and returns
+// {name: promise of its checked bytes}. Each file's wire bytes go to the page (`post`).
+export function downloadFiles(post, files, folderURL, site) {
+  const downloads = {};
+  for (const file of files) {
+    const url = new URL(file.name, folderURL).href;
+    downloads[file.name] = fetchChecked(post, file, url, site);
+    downloads[file.name].catch(() => {}); // reported by whichever step awaits it first
+  }
+  return downloads;
 }
 
-// A site model's checkpoint and tokenizer, as entries for downloadStage.
-export const modelEntries = (manifest, modelURL) => [
-  { ...manifest.checkpoint, url: new URL(manifest.checkpoint.file, modelURL), keep: true, role: "checkpoint" },
-  { ...manifest.tokenizer, url: new URL(manifest.tokenizer.file, modelURL), keep: true, role: "tokenizer" },
-];
+async function fetchChecked(post, file, url, { encoding, brotli }) {
+  let way = route(file, url, encoding, Boolean(brotli));
+  const report = reporter(post, url, way.wire);
+  const get = async (init) => {
+    const bytes = await download(file, way, brotli, report.bytes, init);
+    if (bytes) return bytes;
+    way = route(file, url, encoding, false); // the decoder could not start: the .gz then
+    report.restart(way.wire);
+    return download(file, way, null, report.bytes, init);
+  };
+  let bytes = await get();
+  if ((await sha256Hex(bytes)) !== file.sha256) {
+    // A copy the browser kept (the service worker's store, the HTTP cache) may have been
+    // damaged since: fetched once more past every stored copy, which replaces it.
+    console.warn(`${file.name} failed its sha256 check; downloading it again.`);
+    report.restart(way.wire);
+    bytes = await get({ cache: "reload" });
+    if ((await sha256Hex(bytes)) !== file.sha256) {
+      throw new Error(`The file ${file.name} arrived damaged (its sha256 does not match the site's list); press Retry, or tell the site's owner if it happens again.`);
+    }
+  }
+  report.done();
+  return bytes;
+}
+
+// Each file's progress goes to the page, which adds them up into one bar (web/progress.js):
+// its bytes on the wire so far and in all; at most one message every 50 ms, and always its last.
+let lastPost = 0;
+function reporter(post, url, wire) {
+  const state = { type: "progress", stage: "file", url, wire, done: 0 };
+  post(state);
+  return {
+    restart(total) {
+      state.wire = wire = total;
+      state.done = 0;
+      post(state);
+    },
+    bytes(n) {
+      state.done = Math.min(wire, state.done + n);
+      const now = performance.now();
+      if (now - lastPost > 50) {
+        lastPost = now;
+        post(state);
+      }
+    },
+    done() {
+      state.done = wire;
+      post(state);
+    },
+  };
+}
+
+// Pyodide fetches its WebAssembly, library zip, lock file and wheels itself; these requests
+// are answered from the downloads (`prepared`: absolute URL -> promise of bytes), with the
+// right type, whatever the host would have sent. Other requests go out as usual.
+export function answerPyodide(prepared) {
+  const network = self.fetch.bind(self);
+  self.fetch = (input, init) => {
+    const url = new URL(typeof input === "string" || input instanceof URL ? input : input.url, self.location.href).href;
+    const bytes = prepared.get(url);
+    if (!bytes) return network(input, init);
+    const type = url.endsWith(".wasm") ? "application/wasm" : url.endsWith(".json") ? "application/json" : "application/octet-stream";
+    return bytes.then((body) => new Response(body, { headers: { "Content-Type": type } }));
+  };
+}
+
+// --- the snapshot of a started Python, made in this browser -------------------------------
+
+// Starting Python costs a visit most of its load time; restoring a snapshot of a started
+// interpreter costs a fraction. The first visit makes one (web/worker.js) and keeps it here,
+// with its sha256, under the runtime's content-hashed address: a later visit restores it if it
+// is intact, and starts afresh otherwise. Cache Storage needs a secure context (https or
+// localhost); elsewhere every visit starts afresh.
+const SNAPSHOTS = "llama2np-python-snapshot";
+
+export async function readSnapshot(url) {
+  if (!self.caches) return null;
+  try {
+    const response = await (await caches.open(SNAPSHOTS)).match(url);
+    if (!response) return null;
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    if ((await sha256Hex(bytes)) === response.headers.get("X-Sha256")) return bytes;
+    console.warn("The stored snapshot of Python failed its sha256 check; starting afresh.");
+  } catch {
+    // unreadable: start afresh
+  }
+  return null;
+}
+
+export async function storeSnapshot(url, bytes) {
+  if (!self.caches) return;
+  try {
+    const cache = await caches.open(SNAPSHOTS);
+    for (const old of await cache.keys()) await cache.delete(old);
+    const headers = { "Content-Type": "application/octet-stream", "X-Sha256": await sha256Hex(bytes) };
+    await cache.put(url, new Response(bytes, { headers }));
+  } catch {
+    // without it the next visit starts afresh
+  }
+}
+
+// A site model's checkpoint and tokenizer, downloaded and checked: {checkpoint, tokenizer}.
+export async function downloadModel(post, manifest, modelURL, site) {
+  const files = [manifest.checkpoint, manifest.tokenizer].map((entry) => ({ ...entry, name: entry.file }));
+  const downloads = downloadFiles(post, files, modelURL, site);
+  const [checkpoint, tokenizer] = await Promise.all(files.map((file) => downloads[file.name]));
+  return { checkpoint, tokenizer };
+}

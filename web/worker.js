@@ -1,11 +1,11 @@
 // The model's home: Pyodide runs the llama2np Python package here, off the page's thread.
 //
 // Protocol (plain objects with a `type`; see web/app.js for the other side):
-//   in:  load {pyodideURL, modelURL, runtimeCached} | model {modelURL} (another of the site's
+//   in:  load {pyodideURL, modelURL} | model {modelURL} (another of the site's
 //        models, in the same Python; answered by progress and ready, or a non-fatal error)
 //        | generate {id, prompt, temperature, topp, seed, steps, explain} | continue {id}
 //        | stop {id} | bench {id, steps, promptTokens, repeats, engines} | open {files: [File, File]}
-//   out: progress {stage: "file", url, bytes, done, wire} | progress {stage, label}
+//   out: progress {stage: "file", url, wire, done} (bytes on the wire) | progress {stage, label}
 //        | ready {model, seconds, fromSnapshot, stages, resources}
 //        | start {id, promptText, seed, steps} | continued {id, steps, takenBack}
 //        | tokens {id, text, pieces?} | done {id, stopped, ended, canContinue, stats}
@@ -19,7 +19,7 @@
 // Stop is seen within a few milliseconds.
 
 import { fetchJSON } from "./download.js";
-import { downloadAll, downloadStage, modelEntries } from "./stages.js";
+import { answerPyodide, downloadFiles, downloadModel, readSnapshot, siteLists, storeSnapshot } from "./stages.js";
 
 const SLICE_SECONDS = 0.012; // Python's share of each turn; Stop waits at most this long
 // Pyodide 0.27's WebAssembly memory can grow to 4 GiB; Python and NumPy hold part of it already.
@@ -32,6 +32,7 @@ let session = null;
 let fromSnapshot = false; // whether this visit's Python came from the site's snapshot
 let run = null; // {id, stopRequested}
 let warming = false; // a warm-up story is being written (see warmUp)
+let currentSite = null; // how this site's files are fetched (stages.js siteLists)
 
 const post = (message) => self.postMessage(message);
 
@@ -47,24 +48,25 @@ self.onmessage = ({ data }) => {
 
 // --- loading -------------------------------------------------------------------------------
 
-// Everything downloads at once and Pyodide starts at once: it loads its script while the
-// snapshot of a started interpreter (shipped by the site) arrives, then restores it. NumPy and
+// Everything downloads at once while Pyodide starts: its script and WebAssembly come first,
+// Python starts (from this browser's snapshot of a started Python when it has one), NumPy and
 // llama2np install as soon as their wheels are in, and the model is read last.
-async function load({ pyodideURL, modelURL, runtimeCached = false }) {
+async function load({ pyodideURL, modelURL }) {
   const started = performance.now();
-  const [{ files }, manifest] = await Promise.all([
-    fetchJSON(new URL("files.json", pyodideURL)),
-    fetchJSON(new URL(modelURL)),
-  ]);
-  const downloads = downloadAll(post, pyodideURL, files, modelURL, manifest, runtimeCached);
-  let downloaded = null;
-  downloads.runtime.then(() => {
-    downloaded = performance.now();
-    post({ type: "progress", stage: "start", label: "Starting Python" });
-  }, () => {});
-  pyodide = await startPython(pyodideURL, downloads.runtime);
+  const site = await siteLists(pyodideURL, modelURL);
+  currentSite = site;
+  const { listing, manifest } = site;
+  const runtime = downloadFiles(post, listing.files, pyodideURL, site);
+  const model = downloadModel(post, manifest, modelURL, site);
+  model.catch(() => {});
+  answerPyodide(new Map(listing.files.filter((file) => answeredHere(file.name))
+    .map((file) => [new URL(file.name, pyodideURL).href, runtime[file.name]])));
+  const snapshot = readSnapshot(new URL(SNAPSHOT_FILE, pyodideURL).href);
+  await runPyodideScript(pyodideURL, runtime["pyodide.asm.js"], site.encoding);
+  const downloaded = performance.now();
+  post({ type: "progress", stage: "start", label: "Starting Python" });
+  const made = await startPython(pyodideURL, await snapshot, listing.preimport);
   const pythonStarted = performance.now();
-  await downloads.packages;
   post({ type: "progress", stage: "install", label: "Installing NumPy and llama2np" });
   const failures = [];
   await pyodide.loadPackage(["numpy", "llama2np"], {
@@ -74,7 +76,7 @@ async function load({ pyodideURL, modelURL, runtimeCached = false }) {
   if (failures.length) throw new Error(`Could not install the Python packages (${failures.join(" ")}); press Retry.`);
 
   const packagesLoaded = performance.now();
-  const modelFiles = await downloads.model;
+  const modelFiles = await model;
   post({ type: "progress", stage: "model", label: "Reading the model" });
   openSession(manifest, modelFiles);
   // Where the load time went, for `llama2np bench --browser`: each stage counts from the end
@@ -85,7 +87,62 @@ async function load({ pyodideURL, modelURL, runtimeCached = false }) {
     packages: (packagesLoaded - pythonStarted) / 1000,
     model: (performance.now() - packagesLoaded) / 1000,
   });
+  if (made) storeSnapshot(new URL(SNAPSHOT_FILE, pyodideURL).href, made);
   warmUp().catch(() => {}); // a failure here would show, with its sentence, on the first story
+}
+
+// Pyodide gets all its files but its scripts (runPyodideScript) from this worker's downloads.
+const answeredHere = (name) => !name.endsWith(".js");
+
+// Pyodide's script (its WebAssembly's JavaScript half). A host that compresses sends it
+// compressed; elsewhere the downloaded, checked bytes run from a blob: address, and where the
+// host's policy forbids that, from the host as it is.
+async function runPyodideScript(pyodideURL, download, encoding) {
+  const url = new URL("pyodide.asm.js", pyodideURL).href;
+  if (!encoding) {
+    const address = URL.createObjectURL(new Blob([await download], { type: "text/javascript" }));
+    try {
+      await import(address);
+      return;
+    } catch {
+      console.warn("This host's policy forbids scripts from blob: addresses; fetching Pyodide's script as it is.");
+    } finally {
+      URL.revokeObjectURL(address);
+    }
+  }
+  await import(url);
+}
+
+// The snapshot this browser keeps of a started Python (stages.js), under this address.
+const SNAPSHOT_FILE = "python-snapshot.bin";
+
+// Starts Python: from `stored`, a snapshot of a started interpreter, when it restores; else
+// afresh, importing the standard library the page uses (`preimport`) and returning a snapshot
+// of that interpreter for the next visit (where the browser can keep one).
+async function startPython(pyodideURL, stored, preimport) {
+  const { loadPyodide } = await import(new URL("pyodide.js", pyodideURL).href);
+  const options = {
+    indexURL: pyodideURL,
+    lockFileURL: new URL("pyodide-lock.json", pyodideURL).href,
+    env: { PYTHONOPTIMIZE: "2" }, // the site's modules are compiled without docstrings
+    stdout: () => {},
+    stderr: (line) => console.warn(line),
+  };
+  if (stored) {
+    try {
+      pyodide = await loadPyodide({ ...options, _loadSnapshot: stored });
+      pyodide.runPython("import random; random.seed()");
+      fromSnapshot = true;
+      return null;
+    } catch (error) {
+      console.warn(`Python could not start from its snapshot (${sentence(error)}); starting afresh.`);
+    }
+  }
+  const keep = Boolean(self.caches);
+  pyodide = await loadPyodide({ ...options, _makeSnapshot: keep });
+  if (!keep) return null;
+  pyodide.runPython(`import ${preimport.join(", ")}`);
+  return pyodide.makeMemorySnapshot();
 }
 
 // The site's model of these files as the worker's session. The session of the model before is
@@ -136,8 +193,9 @@ async function switchModel({ modelURL }) {
   if (!pyodide) throw new Error("Python is not started yet; wait for the page to be ready.");
   if (run) throw new Error("A story is being written; stop it before choosing another model.");
   const started = performance.now();
-  const manifest = await fetchJSON(new URL(modelURL));
-  const files = await downloadStage(post, modelEntries(manifest, modelURL));
+  const site = { ...currentSite, manifest: await fetchJSON(new URL(modelURL)) };
+  const { manifest } = site;
+  const files = await downloadModel(post, manifest, modelURL, site);
   post({ type: "progress", stage: "model", label: "Reading the model" });
   try {
     openSession(manifest, files);
@@ -167,28 +225,6 @@ async function warmUp() {
   } finally {
     warming = false;
   }
-}
-
-async function startPython(pyodideURL, runtimeDownload) {
-  const { loadPyodide } = await import(new URL("pyodide.mjs", pyodideURL).href);
-  const options = {
-    indexURL: pyodideURL,
-    lockFileURL: new URL("pyodide-lock.json", pyodideURL).href,
-    stdout: () => {},
-    stderr: (line) => console.warn(line),
-  };
-  // Pyodide takes the snapshot as a promise and loads its own script meanwhile.
-  const snapshot = runtimeDownload.then(({ snapshot }) => snapshot ?? Promise.reject(new Error("no usable snapshot")));
-  try {
-    const restored = await loadPyodide({ ...options, _loadSnapshot: snapshot });
-    restored.runPython("import random; random.seed()");
-    fromSnapshot = true;
-    return restored;
-  } catch (error) {
-    await runtimeDownload; // a failed download is reported as such
-    console.warn(`Python could not start from its snapshot (${sentence(error)}); starting afresh.`);
-  }
-  return loadPyodide(options);
 }
 
 // --- the visitor's own model ---------------------------------------------------------------

@@ -4,7 +4,6 @@ import ast
 import gzip
 import hashlib
 import json
-import re
 import sys
 import zipfile
 
@@ -15,10 +14,12 @@ from llama2np.errors import Llama2npError
 from llama2np.tools.paths import DEFAULT_CACHE, PROJECT_ROOT
 from llama2np.tools.site import sources
 from llama2np.tools.site.build import build_site, write_model_list
-from llama2np.tools.site.page_numpy import kept_in_page_numpy
+from llama2np.tools.site.page_numpy import LINALG_KERNELS
 from llama2np.tools.site.runtime_wheel import PACKAGE_DIR, RUNTIME_MODULES
 from llama2np.tools.site.sources import load_pins
 from support import FIXTURES, run_cli, write_tokenizer
+
+UNUSABLE = ("linalg", "random", "fft", "ma", "polynomial")  # not in the page's NumPy
 
 
 def folder(site, prefix: str):
@@ -65,7 +66,7 @@ def test_lock_lists_exactly_the_shipped_wheels_with_their_sha256(built_site):
     assert lock["packages"]["llama2np"]["depends"] == ["numpy"]
 
 
-def test_page_numpy_is_the_pinned_wheel_less_what_is_never_imported(built_site):
+def test_page_numpy_is_the_pinned_wheel_cut_to_what_the_page_imported(built_site):
     pin = load_pins()["numpy"]
     official = json.loads((DEFAULT_CACHE / "pyodide-0.27.7" / "pyodide-lock.json").read_text())
     assert pin["sha256"] == official["packages"]["numpy"]["sha256"]
@@ -73,43 +74,41 @@ def test_page_numpy_is_the_pinned_wheel_less_what_is_never_imported(built_site):
     page = zipfile.ZipFile(folder(built_site, "pyodide") / pin["file"])
     names = set(page.namelist())
     assert all(info.compress_type == zipfile.ZIP_STORED for info in page.infolist())
-    for name in pinned.namelist():
-        compiled = name[:-3] + ".pyc" if name.endswith(".py") else name
-        kept = compiled in names
-        assert kept == kept_in_page_numpy(name), name
-        if kept and not name.endswith(".py"):
-            assert page.read(name) == pinned.read(name), name  # libraries and data unchanged
     assert not any(name.endswith(".py") for name in names)
+    for name in names - {"numpy/linalg/_umath_linalg.pyc"}:
+        source = name[:-1] if name.endswith(".pyc") else name
+        assert source in pinned.namelist(), name
+        if not name.endswith(".pyc"):
+            assert page.read(name) == pinned.read(name), name  # libraries and data unchanged
     assert "numpy/_core/_multiarray_umath.cpython-312-wasm32-emscripten.so" in names
-    assert not any(name.startswith(("numpy/random/", "numpy/fft/")) for name in names)
+    assert LINALG_KERNELS not in names  # imported by numpy, never called: a stand-in says so
+    assert not any(name.startswith(("numpy/random/", "numpy/fft/", "numpy/ma/")) for name in names)
+    assert len(names) < len(pinned.namelist()) / 4
 
 
-def test_page_numpy_leaves_out_only_what_import_numpy_never_loads():
-    assert kept_in_page_numpy("numpy/__init__.py")
-    assert kept_in_page_numpy("numpy/linalg/_umath_linalg.cpython-312-wasm32-emscripten.so")
-    assert kept_in_page_numpy("numpy/_core/_multiarray_tests.cpython-312-wasm32-emscripten.so")
-    for name in ("numpy/random/mtrand.cpython-312-wasm32-emscripten.so", "numpy/fft/__init__.py",
-                 "numpy/__init__.pyi", "numpy/_core/_simd.cpython-312-wasm32-emscripten.so",
-                 "numpy-2.0.2.dist-info/RECORD"):
-        assert not kept_in_page_numpy(name), name
-
-
-def test_python_library_is_pyodide_s_repacked_uncompressed(built_site):
+def test_python_library_is_pyodide_s_cut_to_what_the_page_imported(built_site):
     pinned = zipfile.ZipFile(DEFAULT_CACHE / "pyodide-0.27.7" / "python_stdlib.zip")
     page = zipfile.ZipFile(folder(built_site, "pyodide") / "python_stdlib.zip")
-    assert page.namelist() == pinned.namelist()
+    names = page.namelist()
     assert all(info.compress_type == zipfile.ZIP_STORED for info in page.infolist())
-    assert all(page.read(name) == pinned.read(name) for name in pinned.namelist())
+    assert all(name.endswith(".pyc") and name[:-1] in pinned.namelist() for name in names)
+    assert {"encodings/__init__.pyc", "zipfile/__init__.pyc", "_pyodide/__init__.pyc"} <= set(names)
+    assert "unittest/__init__.pyc" not in names and len(names) < len(pinned.namelist()) / 2
+    listing = json.loads((folder(built_site, "pyodide") / "files.json").read_text())
+    assert "zipfile" in listing["preimport"] and "unittest" not in listing["preimport"]
 
 
-def test_snapshot_is_pyodide_s_memory_snapshot_for_this_runtime(built_site):
+def test_every_listed_file_names_its_compressed_siblings(built_site):
     runtime = folder(built_site, "pyodide")
-    snapshot = (runtime / "python-snapshot.bin").read_bytes()
-    assert int.from_bytes(snapshot[:4], "little") == 0x706E7300  # Pyodide's snapshot magic
-    # Pyodide refuses a snapshot made by another build of itself; this one names the site's.
-    (build_id,) = re.findall(r'BUILD_ID:"([0-9a-f]{64})"', (runtime / "pyodide.mjs").read_text())
-    words = [int.from_bytes(snapshot[at : at + 4], "little") for at in range(16, 48, 4)]
-    assert "".join(f"{word:08x}" for word in words) == build_id
+    listing = json.loads((runtime / "files.json").read_text())
+    for entry in [*listing["files"], *listing["brotli"], listing["probe"]]:
+        path = runtime / entry["name"]
+        assert entry["bytes"] == path.stat().st_size and entry["sha256"] == sha256(path)
+        for suffix in ("br", "gz"):
+            sibling = path.with_name(f"{path.name}.{suffix}")
+            assert entry.get(suffix) == (sibling.stat().st_size if sibling.exists() else None)
+    assert {"pyodide.js", "pyodide.asm.wasm", "python_stdlib.zip"} <= {e["name"] for e in listing["files"]}
+    assert not (runtime / "pyodide.mjs").exists()  # a type stock nginx does not know
 
 
 def test_runtime_wheel_holds_compiled_runtime_modules_only(built_site):
@@ -133,9 +132,8 @@ def test_runtime_modules_import_only_the_standard_library_and_the_page_s_numpy()
                     path = node.module.removeprefix("llama2np.").replace(".", "/")
                     assert {path, f"{path}/__init__"} & set(RUNTIME_MODULES), (module, node.module)
             elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-                # The page's NumPy leaves these out (see tools/site/page_numpy.py): np.random would fail there.
-                assert not (node.value.id in ("np", "numpy") and not kept_in_page_numpy(
-                    f"numpy/{node.attr}/__init__.py")), (module, node.attr)
+                # The page's NumPy has no linalg kernels (see tools/site/page_numpy.py).
+                assert not (node.value.id in ("np", "numpy") and node.attr in UNUSABLE), (module, node.attr)
                 continue
             else:
                 continue
@@ -143,8 +141,7 @@ def test_runtime_modules_import_only_the_standard_library_and_the_page_s_numpy()
             for name in (alias.name for alias in node.names):
                 full = node.module + "." + name if isinstance(node, ast.ImportFrom) else name
                 if full.startswith("numpy."):
-                    subpackage = full.split(".")[1]
-                    assert kept_in_page_numpy(f"numpy/{subpackage}/__init__.py"), (module, full)
+                    assert full.split(".")[1] not in UNUSABLE, (module, full)
 
 
 def test_model_manifest_matches_the_files(built_site, model_dir):
@@ -285,20 +282,19 @@ def test_a_tokenizer_that_does_not_fit_is_refused(tmp_path, model_dir):
 
 
 def test_a_missing_node_is_a_sentence(tmp_path, monkeypatch):
-    from llama2np.tools.site import snapshot
+    from llama2np.tools.site import trace
 
-    monkeypatch.setattr(snapshot.shutil, "which", lambda name: None)
+    monkeypatch.setattr(trace.shutil, "which", lambda name: None)
     with pytest.raises(Llama2npError, match="needs Node.js"):
-        snapshot.make_snapshot(tmp_path)
+        trace.trace_runtime(tmp_path, tmp_path / "m.bin", tmp_path / "t.bin")
 
 
 def test_a_runtime_that_does_not_start_in_node_is_a_sentence(tmp_path):
-    from llama2np.tools.site.snapshot import make_snapshot
+    from llama2np.tools.site.trace import trace_runtime
 
-    (tmp_path / "pyodide.mjs").write_text("throw new Error('not Pyodide');\n")
-    with pytest.raises(Llama2npError, match="could not snapshot Python's start in Node"):
-        make_snapshot(tmp_path)
-    assert not (tmp_path / "python-snapshot.bin").exists()
+    (tmp_path / "pyodide.js").write_text("throw new Error('not Pyodide');\n")
+    with pytest.raises(Llama2npError, match="the page's Python failed in Node"):
+        trace_runtime(tmp_path, tmp_path / "m.bin", tmp_path / "t.bin")
 
 
 def test_large_files_are_compressed_only_where_it_pays(tmp_path):
@@ -349,7 +345,7 @@ def test_the_page_links_the_source_it_runs(built_site):
     with zipfile.ZipFile(web / ARCHIVE_NAME) as archive:
         names = set(archive.namelist())
         for name in ("py/llama2np/model/fused.py", "py/llama2np/tools/site/build.py",
-                     "py/llama2np/tools/site/make_snapshot.mjs", "index.html", "web/app.js",
+                     "py/llama2np/tools/site/trace.mjs", "index.html", "web/app.js",
                      "web/worker.js", "build/site.toml", "stories260K/manifest.json",
                      "pyproject.toml"):
             assert archive.read(name) == (PROJECT_ROOT / name).read_bytes(), name

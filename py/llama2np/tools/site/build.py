@@ -53,6 +53,7 @@ from llama2np.tools.site.trace import trace_runtime
 
 SERVICE_WORKER = "service-worker.js"  # in web/ of the source; at the root of the site
 STDLIB = "python_stdlib.zip"
+PROBE = "encoding-probe.bin"
 # Pyodide's loader is an ES module named .mjs, a type that stock nginx and others do not know
 # (they send it as application/octet-stream and the browser refuses to run it); as .js it runs.
 SITE_NAMES = {"pyodide.mjs": "pyodide.js"}
@@ -183,9 +184,16 @@ def write_runtime(runtime: RuntimeFiles, folder: Path, model: tuple[Path, Path],
     write_lock(runtime.pyodide_dir / "pyodide-lock.json", folder / "pyodide-lock.json", numpy, wheel)
     trace_runtime(folder, *model)  # the cut-down files still run the page's Python
     names = [SITE_NAMES.get(name, name) for name in runtime.pins["pyodide"]["files"]]
+    # The page asks for this small file first: a host that sends it compressed (a
+    # Content-Encoding) will send every file so, and the page asks for the files themselves.
+    (folder / PROBE).write_bytes(b"Sent compressed? Then the host compresses .bin files.\n" * 64)
+    decoder = [Path(name).name for name in runtime.pins["brotli"]["files"]]
+    for name in decoder:
+        shutil.copyfile(runtime.brotli_dir / name, folder / name)
     precompress(folder, compressed)
     write_file_list(folder, [*names, "pyodide-lock.json", numpy.name, wheel.name],
-                    {"preimport": trace.stdlib_modules()})
+                    {"preimport": trace.stdlib_modules(), "probe": file_entry(folder / PROBE, folder),
+                     "brotli": [file_entry(folder / name, folder) for name in decoder[:2]]})
     return folder
 
 

@@ -1,4 +1,5 @@
-"""The pinned third-party files of the site: the Pyodide runtime and NumPy built for it.
+"""The pinned third-party files of the site: the Pyodide runtime, NumPy built for it, and a
+Brotli decoder for hosts that do not compress.
 
 Each comes through its ordinary client (`npm pack`, `pip download`), is checked against the
 hash pinned in build/site.toml before anything reads it, and stays in a cache folder, so a
@@ -25,10 +26,11 @@ from llama2np.tools.paths import DEFAULT_CACHE, PINS_FILE
 
 @dataclass
 class RuntimeFiles:
-    """Where the verified sources are: Pyodide's files, its lock, and the NumPy wheel."""
+    """Where the verified sources are: Pyodide's files, its lock, the NumPy wheel, the decoder."""
 
     pyodide_dir: Path  # holds the files listed in pins["pyodide"]["files"] and pyodide-lock.json
     numpy_wheel: Path
+    brotli_dir: Path  # holds the files of pins["brotli"]["files"], by their base names
     pins: dict
 
 
@@ -59,29 +61,32 @@ def get_runtime(cache: Path = DEFAULT_CACHE, numpy_wheel: Path | None = None,
     """Verified Pyodide files and NumPy wheel, from the cache or fetched into it."""
     pins = load_pins()
     cache.mkdir(parents=True, exist_ok=True)
-    pyodide_dir = get_pyodide(pins["pyodide"], cache, log)
+    pyodide_dir = get_npm_package(pins["pyodide"], ["pyodide-lock.json"], cache, log)
     lock = json.loads((pyodide_dir / "pyodide-lock.json").read_text(encoding="utf-8"))
     wheel = get_numpy(pins["numpy"], lock, cache, numpy_wheel, log)
-    return RuntimeFiles(pyodide_dir, wheel, pins)
+    brotli_dir = get_npm_package(pins["brotli"], [], cache, log)
+    return RuntimeFiles(pyodide_dir, wheel, brotli_dir, pins)
 
 
-def get_pyodide(pin: dict, cache: Path, log: Callable[[str], None]) -> Path:
+def get_npm_package(pin: dict, extra: list[str], cache: Path, log: Callable[[str], None]) -> Path:
+    """The files `pin["files"]` and `extra` of an npm package, by their base names, in a cache
+    folder of that package and version."""
     name = f"{pin['package']}@{pin['version']}"
-    folder = cache / f"pyodide-{pin['version']}"
-    wanted = [*pin["files"], "pyodide-lock.json"]
-    if all((folder / f).is_file() for f in wanted) and (folder / ".verified").is_file():
-        log(f"  Pyodide {pin['version']}: cached")
+    folder = cache / f"{pin['package']}-{pin['version']}"
+    wanted = [*pin["files"], *extra]
+    if all((folder / Path(f).name).is_file() for f in wanted) and (folder / ".verified").is_file():
+        log(f"  {name}: cached")
         return folder
     tarball = cache / f"{pin['package']}-{pin['version']}.tgz"
     if not tarball.is_file():
-        log(f"  Pyodide {pin['version']}: npm pack {name}")
+        log(f"  {name}: npm pack {name}")
         run_client(["npm", "pack", "--silent", name], cache, name,
                    "connect to the npm registry once (later builds use the cache) and retry.")
     if npm_integrity(tarball) != pin["integrity"]:
         tarball.unlink()
         raise Llama2npError(f"{tarball.name} does not match the integrity pinned in build/site.toml "
                             "(a corrupt or tampered download); it was removed, run the build again.")
-    extract_members(tarball, {f"package/{f}": folder / f for f in wanted})
+    extract_members(tarball, {f"package/{f}": folder / Path(f).name for f in wanted})
     (folder / ".verified").write_text(pin["integrity"])
     return folder
 

@@ -1,0 +1,48 @@
+"""The built site from three hosts as their owners run them, through a link that counts bytes:
+every host serves a page that becomes ready, writes run.c's story, and costs a first visit
+at most 5.5 MB (llama2np serve, which sends Brotli) or 6.5 MB (hosts that send files as they
+are, where the page fetches and decodes the compressed siblings itself)."""
+
+import pytest
+from llama2np.tools.bench.hosts import HOSTS, serving
+from llama2np.tools.bench.link import Link
+from support import GOLDEN_T0
+
+pytestmark = pytest.mark.e2e
+
+MEGABYTE = 1_000_000
+FIRST_VISIT_BYTES = {"llama2np serve": 5.5 * MEGABYTE}
+ANY_HOST_BYTES = 6.5 * MEGABYTE
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_a_first_visit_from_each_host_is_ready_within_its_bytes(host, built_site, visit_with,
+                                                                golden):
+    with serving(built_site, host) as port:
+        link = Link(port)
+        try:
+            visit = visit_with(f"http://127.0.0.1:{link.port}/")
+            visit.open()
+            received = link.reset()
+            assert received <= FIRST_VISIT_BYTES.get(host, ANY_HOST_BYTES), received
+            assert received > 3 * MEGABYTE, received  # it did count the download
+            assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
+        finally:
+            visit.page.context.close()
+            link.close()
+
+
+def test_the_page_decodes_brotli_itself_where_the_host_sends_files_as_they_are(built_site,
+                                                                               visit_with):
+    with serving(built_site, "http.server") as port:
+        link = Link(port)
+        try:
+            visit = visit_with(f"http://127.0.0.1:{link.port}/")
+            requested = []
+            visit.page.context.on("request", lambda request: requested.append(request.url))
+            visit.open()
+            assert any(url.endswith("pyodide.asm.wasm.br") for url in requested), requested
+            assert not any(url.endswith("pyodide.asm.wasm") for url in requested)
+        finally:
+            visit.page.context.close()
+            link.close()
