@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="measure inside Chromium's Pyodide instead of this CPython")
     parser.add_argument("--site", type=Path, default=None,
                         help="with --browser: a site built by `llama2np build` (default: build one)")
+    parser.add_argument("--links", choices=("all", "localhost"), default="all",
+                        help="with --browser: the links a first visit is measured over from each "
+                        "host (default all: localhost, 10 Mbit/s and 1.6 Mbit/s)")
     parser.set_defaults(run=run)
 
 
@@ -55,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         if args.checkpoint is not None:
             raise UsageError("bench --browser measures the built site's model; pass --site to "
                              "measure a site built with `llama2np build --checkpoint ...`.")
-        print(bench_browser(args.site, args.steps, args.prompt_tokens, args.repeat))
+        print(bench_browser(args.site, args.steps, args.prompt_tokens, args.repeat,
+                            all_links=args.links == "all"))
     else:
         from llama2np.tools.bench.cpython import bench_cpython
 

@@ -26,7 +26,8 @@ THINKING_SECONDS = 1.0
 BETWEEN_VISITS_SECONDS = 3.0
 
 
-def bench_browser(site: Path | None, steps: int, prompt_tokens: int, repeats: int) -> str:
+def bench_browser(site: Path | None, steps: int, prompt_tokens: int, repeats: int,
+                  all_links: bool = True) -> str:
     """The table and load figures for a built site (default: the demo, built for the run)."""
     with tempfile.TemporaryDirectory(prefix="llama2np-bench-") as scratch:
         if site is None:
@@ -34,6 +35,9 @@ def bench_browser(site: Path | None, steps: int, prompt_tokens: int, repeats: in
 
             site = build_site(Path(scratch) / "site")
         figures = measure_in_browser(site, steps, prompt_tokens, repeats)
+        from llama2np.tools.bench.delivery import delivery_table
+
+        delivery = delivery_table(site, all_links)
     extra = {
         "cold load to ready": f"{figures['cold_load_seconds']:.2f} s ({stages(figures['cold_stages'])})",
         "repeat visit to ready": f"{figures['warm_load_seconds']:.2f} s ({stages(figures['warm_stages'])})",
@@ -44,7 +48,8 @@ def bench_browser(site: Path | None, steps: int, prompt_tokens: int, repeats: in
         "site on disk (all encodings)": f"{figures['site_bytes']:,} bytes",
     }
     where = f"Chromium {figures['browser_version']} on {platform.machine()}, {platform.node() or 'this machine'}"
-    return format_table(figures["results"], f"{figures['model']}, Pyodide in {where}", extra)
+    table = format_table(figures["results"], f"{figures['model']}, Pyodide in {where}", extra)
+    return f"{table}\n\nA first visit by host and link (a new browser profile each):\n{delivery}"
 
 
 def stages(seconds: dict) -> str:
