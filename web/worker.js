@@ -180,7 +180,7 @@ function postReady(manifest, modelURL, started, stages) {
     seconds: (performance.now() - started) / 1000,
     fromSnapshot,
     // What this worker fetched, for the page's service worker to keep for offline visits.
-    resources: performance.getEntriesByType("resource").map((entry) => entry.name),
+    resources: performance.getEntriesByType("resource").map((entry) => entry.name).filter((url) => url.startsWith("http")),
     stages,
   });
 }
