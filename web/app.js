@@ -111,13 +111,29 @@ function startWorker() {
   worker.onmessage = ({ data }) => handlers[data.type]?.(data);
   worker.onerror = (event) => {
     event.preventDefault();
-    fail(`The model's worker stopped (${event.message || "it could not start"}). Press Retry.`);
+    workerFailure(event).then(fail);
   };
   worker.postMessage({
     type: "load",
     pyodideURL: siteURL("llama2np-pyodide"),
     modelURL: chosen?.manifestURL ?? siteURL("llama2np-model"),
   });
+}
+
+// Why the worker could not run, in a sentence: a module script is run only when the host sends
+// it as JavaScript, which is a setting of the host's.
+async function workerFailure(event) {
+  const generic = `The model's worker stopped (${event.message || "it could not start"}). Press Retry.`;
+  try {
+    const response = await fetch(new URL("./worker.js", import.meta.url), { method: "HEAD" });
+    const type = response.headers.get("Content-Type") ?? "no type";
+    if (response.ok && !/javascript|ecmascript/i.test(type)) {
+      return `The host sends the page's scripts (.js files) as "${type}", which browsers do not run; set the type of .js files to text/javascript on the host.`;
+    }
+  } catch {
+    // unreachable: the generic sentence says what can be said
+  }
+  return generic;
 }
 
 // The load bar, from the first progress message to `ready` (web/progress.js).

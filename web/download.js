@@ -22,6 +22,11 @@ async function request(url, init) {
     throw new Error(`Could not reach the server for ${nameOf(url)}; check the connection, then press Retry.`);
   }
   if (!response.ok) {
+    if (response.status === 404 && /\.(br|gz)$/.test(new URL(url).pathname)) {
+      const missing = new Error(`${nameOf(url)} is missing from the host`);
+      missing.missingSibling = true; // stages.js asks for the file itself instead
+      throw missing;
+    }
     throw new Error(`Could not download ${nameOf(url)} (HTTP ${response.status}); the site may be incomplete. Press Retry, or tell the site's owner.`);
   }
   return response;

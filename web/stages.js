@@ -50,7 +50,17 @@ async function fetchChecked(post, file, url, { encoding, brotli }) {
   let way = route(file, url, encoding, Boolean(brotli));
   const report = reporter(post, url, way.wire);
   const get = async (init) => {
-    const bytes = await download(file, way, brotli, report.bytes, init);
+    let bytes;
+    try {
+      bytes = await download(file, way, brotli, report.bytes, init);
+    } catch (error) {
+      if (!error.missingSibling) throw error;
+      // The site was copied without its .br and .gz files: the file as it is, then.
+      console.warn(`${error.message}; fetching ${file.name} as it is. Copy the whole site to the host to send less.`);
+      way = { url, decode: "", wire: file.bytes };
+      report.restart(way.wire);
+      return download(file, way, null, report.bytes, init);
+    }
     if (bytes) return bytes;
     way = route(file, url, encoding, false); // the decoder could not start: the .gz then
     report.restart(way.wire);

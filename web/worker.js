@@ -43,7 +43,7 @@ self.onmessage = ({ data }) => {
     post({ type: "error", fatal: false, message: `The worker does not know the request "${data?.type}".` });
     return;
   }
-  handler(data).catch((error) => post({ type: "error", id: data.id, fatal: data.type === "load" || Boolean(error?.fatal), message: sentence(error) }));
+  handler(data).catch((error) => post({ type: "error", id: data.id, fatal: data.type === "load" || Boolean(error?.fatal), message: hostCause(sentence(error)) }));
 };
 
 // --- loading -------------------------------------------------------------------------------
@@ -413,6 +413,14 @@ function sentence(error, capital = true) {
     return match ? start(match[1]) : `Python failed: ${last}`;
   }
   return start(text);
+}
+
+// A failure that a setting of the host causes names that setting.
+function hostCause(message) {
+  if (/wasm-unsafe-eval|Refused to compile or instantiate WebAssembly/i.test(message)) {
+    return "The host's Content-Security-Policy forbids WebAssembly, which the model runs on; add 'wasm-unsafe-eval' to its script-src, or remove the header.";
+  }
+  return message;
 }
 
 const capitalize = (text) => text.charAt(0).toUpperCase() + text.slice(1);

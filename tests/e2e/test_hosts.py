@@ -3,6 +3,8 @@ every host serves a page that becomes ready, writes run.c's story, and costs a f
 at most 5.5 MB (llama2np serve, which sends Brotli) or 6.5 MB (hosts that send files as they
 are, where the page fetches and decodes the compressed siblings itself)."""
 
+import shutil
+
 import pytest
 from llama2np.tools.bench.hosts import HOSTS, serving
 from llama2np.tools.bench.link import Link
@@ -46,3 +48,39 @@ def test_the_page_decodes_brotli_itself_where_the_host_sends_files_as_they_are(b
         finally:
             visit.page.context.close()
             link.close()
+
+
+def test_a_site_copied_without_its_compressed_siblings_still_loads(built_site, tmp_path,
+                                                                   visit_with, golden):
+    bare = tmp_path / "bare"
+    shutil.copytree(built_site, bare, ignore=shutil.ignore_patterns("*.br", "*.gz"))
+    with serving(bare, "http.server") as port:
+        visit = visit_with(f"http://127.0.0.1:{port}/")
+        visit.open()
+        assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
+
+
+def test_scripts_sent_with_a_wrong_type_name_the_host_setting(visit):
+    def octet_stream(route):
+        response = route.fetch()
+        route.fulfill(response=response, headers={**response.headers, "content-type":
+                                                  "application/octet-stream"})
+
+    visit.page.context.route("**/worker.js", octet_stream)
+    visit.expected_errors = True
+    visit.open(state="error")
+    assert 'sends the page\'s scripts (.js files) as "application/octet-stream"' in visit.status()
+    assert "text/javascript" in visit.status()
+
+
+def test_a_host_policy_that_forbids_webassembly_names_it(visit):
+    def strict(route):
+        response = route.fetch()
+        route.fulfill(response=response, headers={**response.headers,
+                                                  "content-security-policy": "script-src 'self'"})
+
+    visit.page.context.route("**/worker.js", strict)
+    visit.expected_errors = True
+    visit.open(state="error")
+    assert "Content-Security-Policy forbids WebAssembly" in visit.status()
+    assert "'wasm-unsafe-eval'" in visit.status()

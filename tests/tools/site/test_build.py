@@ -83,7 +83,7 @@ def test_page_numpy_is_the_pinned_wheel_cut_to_what_the_page_imported(built_site
     assert "numpy/_core/_multiarray_umath.cpython-312-wasm32-emscripten.so" in names
     assert LINALG_KERNELS not in names  # imported by numpy, never called: a stand-in says so
     assert not any(name.startswith(("numpy/random/", "numpy/fft/", "numpy/ma/")) for name in names)
-    assert len(names) < len(pinned.namelist()) / 4
+    assert len(names) < len(pinned.namelist()) / 3
 
 
 def test_python_library_is_pyodide_s_cut_to_what_the_page_imported(built_site):
@@ -299,9 +299,9 @@ def test_a_runtime_that_does_not_start_in_node_is_a_sentence(tmp_path):
 
 def test_large_files_are_compressed_only_where_it_pays(tmp_path):
     """Above SAMPLED_ABOVE a file is sampled first: noise is left alone; model weights (float32,
-    about 8% saved) are packed at the fast setting, not for minutes at the best, and get no
-    sibling by the 10% rule; a file that hardly compresses but passes the rule gets the fast
-    setting's; one that packs well keeps the best setting."""
+    about 8% saved) are packed at the fast setting, not for minutes at the best, and keep their
+    siblings by the 5% rule (a first visit downloads the model); a file that hardly compresses
+    gets the fast setting's; one that packs well keeps the best setting."""
     import gzip
 
     import numpy as np
@@ -323,7 +323,10 @@ def test_large_files_are_compressed_only_where_it_pays(tmp_path):
     (tmp_path / "model.bin").write_bytes(weights)
     (tmp_path / "hardly.bin").write_bytes(hardly.tobytes())
     assets.precompress(tmp_path, tmp_path / "cache")
-    assert not (tmp_path / "model.bin.br").exists() and not (tmp_path / "model.bin.gz").exists()
+    assert len((tmp_path / "model.bin.br").read_bytes()) <= 0.95 * len(weights)
+    (tmp_path / "noise.bin").write_bytes(rng.bytes(6 << 20))
+    assets.precompress(tmp_path, tmp_path / "cache")
+    assert not (tmp_path / "noise.bin.br").exists() and not (tmp_path / "noise.bin.gz").exists()
     assert brotli.decompress((tmp_path / "hardly.bin.br").read_bytes()) == hardly.tobytes()
     assert gzip.decompress((tmp_path / "hardly.bin.gz").read_bytes()) == hardly.tobytes()
     assert all(p.name.endswith(".q5.br") for p in (tmp_path / "cache").iterdir())

@@ -68,7 +68,7 @@ def test_webassembly_is_immutable_and_compressed_when_asked(server):
 
 def test_javascript_modules_have_a_javascript_type(server):
     site, url = server
-    for path in (f"/{hashed(site, 'pyodide')}/pyodide.mjs", f"/{hashed(site, 'web')}/worker.js"):
+    for path in (f"/{hashed(site, 'pyodide')}/pyodide.js", f"/{hashed(site, 'web')}/worker.js"):
         assert get(url, path).getheader("Content-Type") == "text/javascript"
 
 

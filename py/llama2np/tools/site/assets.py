@@ -21,32 +21,34 @@ import brotli
 from llama2np.tools.outputs import write_atomic
 
 HASH_LENGTH = 10
+SIBLINGS = (".br", ".gz")
 # Worth compressing: text and WebAssembly. Wheels and zips are compressed already, but the
 # check below keeps a sibling only where it saves enough.
 COMPRESSIBLE = {".html", ".js", ".mjs", ".css", ".json", ".wasm", ".bin", ".svg", ".zip", ".whl"}
 MIN_SAVING = 0.05
 # Brotli's best setting (quality 11, a 16 MB window) packs the megabyte files 5-17% tighter than
-# quality 9 but takes half a minute on Python's snapshot, so its output is kept in a cache keyed
+# quality 9 but takes tens of seconds on Pyodide's WebAssembly, so its output is kept in a cache keyed
 # by the input's sha256: rebuilding unchanged files costs nothing.
 BROTLI_WINDOW_BITS = 24
 BEST_QUALITY, FAST_QUALITY = 11, 5
 # A file larger than this is first sampled: SAMPLES slices of SAMPLE_BYTES spread over it,
 # packed at the fast setting (milliseconds). Model weights hardly compress (float32 mantissas are
 # noise: about 8% saved, whatever the setting), and the best setting takes about 4 s a megabyte
-# on them: 3 min 45 s for stories15M, for a sibling that the 10% rule then throws away.
+# on them: 3 min 45 s for stories15M, for a sibling a few percent smaller.
 SAMPLED_ABOVE = 4 << 20
 SAMPLES, SAMPLE_BYTES = 8, 256 << 10
 # Sampled savings below NOT_WORTH leave the file as it is: even the best setting would not reach
 # MIN_SAVING (it beats the fast one by about two points on such data). Below HARDLY, the fast
 # setting packs the file: on data this close to noise the best one gains little for its minutes.
-# Python's snapshot, the WebAssembly and the stored zips save 60-80% and keep the best setting.
+# The WebAssembly and the stored zips save 60-80% and keep the best setting.
 NOT_WORTH, HARDLY = MIN_SAVING / 2, 0.25
 
 
 def folder_hash(folder: Path) -> str:
-    """A short sha256 over every file's relative name and content."""
+    """A short sha256 over every file's relative name and content (compressed siblings, made
+    from those files, add nothing)."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix not in SIBLINGS):
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:HASH_LENGTH]
@@ -72,7 +74,7 @@ def rewrite_references(page: Path, replacements: dict[str, str]) -> None:
 
 
 def precompress(site: Path, cache: Path | None = None) -> None:
-    """Write X.br and X.gz beside every compressible X where they are at least 10% smaller;
+    """Write X.br and X.gz beside every compressible X where they are at least 5% smaller;
     brotli results are kept in `cache` (a folder) when one is given. Large files are sampled
     first (see `brotli_quality`), so only what compression pays for is compressed.
 
@@ -126,9 +128,6 @@ def brotli_packed(data: bytes, quality: int, cache: Path | None) -> bytes:
         cache.mkdir(parents=True, exist_ok=True)
         write_atomic(kept, packed)  # a build stopped halfway leaves no truncated entry behind
     return packed
-
-
-SIBLINGS = (".br", ".gz")
 
 
 def file_entry(path: Path, root: Path) -> dict:

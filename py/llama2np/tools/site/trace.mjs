@@ -28,37 +28,55 @@ const pyodide = await loadPyodide({
   env: { PYTHONOPTIMIZE: "2" }, // as the page starts it: the site's modules have no docstrings
   _makeSnapshot: true, // as the page's first visit starts it
 });
-const failures = [];
-await pyodide.loadPackage(["numpy", "llama2np"], { messageCallback: () => {}, errorCallback: (m) => failures.push(m) });
-if (failures.length) throw new Error(failures.join(" "));
+const installErrors = [];
+await pyodide.loadPackage(["numpy", "llama2np"], { messageCallback: () => {}, errorCallback: (m) => installErrors.push(m) });
+if (installErrors.length) throw new Error(installErrors.join(" "));
 
+// Each step as the worker takes it; a step may fail on a model it does not suit (a context
+// too short, a tokenizer of a few tokens), and failing imports what failing imports. A module
+// that cannot be imported fails the trace.
+const failures = [];
+const step = (work) => {
+  try {
+    work();
+  } catch (error) {
+    failures.push(String(error?.message ?? error));
+  }
+};
 const bytes = (path) => pyodide.toPy(new Uint8Array(readFileSync(path)));
+const head = (path) => new Uint8Array(readFileSync(path)).slice(0, 256);
 const { Session } = pyodide.pyimport("llama2np.session");
 const session = Session(bytes(checkpointPath), bytes(tokenizerPath), "model.bin", "tokenizer.bin");
-session.info();
+step(() => session.info());
 for (const explain of [false, true]) {
-  session.start("Once upon a time", 0.9, 0.9, 42, 48, explain);
-  while (!session.done) {
-    session.advance(0.05);
-    session.explanations();
-  }
-  session.ending();
-  session.stats();
+  step(() => {
+    session.start("Once upon a time", 0.9, 0.9, 42, 48, explain);
+    while (!session.done) {
+      session.advance(0.05);
+      session.explanations();
+    }
+    session.ending();
+    session.stats();
+  });
 }
-session.start("", 0, 0.9, 1, 8);
-while (!session.done) session.advance(0.05);
-session.extend(0);
-session.advance(0.05);
-session.start("Once ".repeat(100000), 1, 0.9, 1, 8); // too long: answered with a sentence
-session.bench(8, 4, 1, null);
-const { plan_opening } = pyodide.pyimport("llama2np.own_files");
-const head = (path) => new Uint8Array(readFileSync(path)).slice(0, 256);
-plan_opening(pyodide.toPy(["a.bin", "b.bin"]), pyodide.toPy([1 << 20, 6000]),
-  pyodide.toPy([head(checkpointPath), head(tokenizerPath)]), 1 << 30, 1 << 31);
-try {
-  Session(pyodide.toPy(new Uint8Array(8)), bytes(tokenizerPath), "short.bin", "tokenizer.bin");
-} catch {
-  // a Python exception reaching JavaScript: Pyodide formats its traceback
+step(() => {
+  session.start("", 0, 0.9, 1, 8);
+  while (!session.done) session.advance(0.05);
+  session.extend(0);
+  session.advance(0.05);
+});
+step(() => session.start("Once ".repeat(100000), 1, 0.9, 1, 8)); // too long: a sentence
+step(() => session.bench(8, 4, 1, null));
+step(() => {
+  const { plan_opening } = pyodide.pyimport("llama2np.own_files");
+  plan_opening(pyodide.toPy(["a.bin", "b.bin"]), pyodide.toPy([1 << 20, 6000]),
+    pyodide.toPy([head(checkpointPath), head(tokenizerPath)]), 1 << 30, 1 << 31);
+});
+step(() => Session(pyodide.toPy(new Uint8Array(8)), bytes(tokenizerPath), "short.bin", "tokenizer.bin"));
+const missing = failures.filter((message) => /ModuleNotFoundError|ImportError/.test(message));
+if (missing.length) {
+  console.error(missing[0].trim().split("\n").pop());
+  process.exit(1);
 }
 pyodide.runPython("import gc, random; gc.collect(); random.seed()");
 
