@@ -62,9 +62,10 @@ export function route(file, url, encoding, brotli) { // brotli: whether the deco
 // The file's bytes, fetched by its route, decoded and checked against its expected size; null
 // when the route needs the Brotli decoder (`brotli`, a promise) and it could not start.
 // `onWire(n)` counts bytes as they arrive on the wire (estimated where the browser decoded).
-// `init` is fetch's (`{cache: "reload"}` passes by every stored copy).
-export async function download(file, way, brotli, onWire, init = undefined) {
-  const response = await request(way.url, init);
+// `init` is fetch's (`{cache: "reload"}` passes by every stored copy); `response`, one already
+// had for `way.url`.
+export async function download(file, way, brotli, onWire, init = undefined, response = undefined) {
+  response ??= await request(way.url, init);
   // A host may send a .gz with its own Content-Encoding, which the browser has undone.
   const decode = response.headers.get("Content-Encoding") ? "" : way.decode;
   const scale = decode ? 1 : way.wire / file.bytes;

@@ -110,16 +110,40 @@ function reporter(post, url, wire) {
 
 // Pyodide fetches its WebAssembly, library zip, lock file and wheels itself; these requests
 // are answered from the downloads (`prepared`: absolute URL -> promise of bytes), with the
-// right type, whatever the host would have sent. Other requests go out as usual.
-export function answerPyodide(prepared) {
+// right type, whatever the host would have sent. The files in `counted` (URL -> listed file)
+// go to the host as asked, and are counted and checked on a copy of the response. Other
+// requests go out as usual. Returns a function whose promise settles once every counted file
+// has arrived intact.
+export function answerPyodide(post, encoding, prepared, counted) {
   const network = self.fetch.bind(self);
+  const checks = [];
   self.fetch = (input, init) => {
     const url = new URL(typeof input === "string" || input instanceof URL ? input : input.url, self.location.href).href;
     const bytes = prepared.get(url);
-    if (!bytes) return network(input, init);
-    const type = url.endsWith(".wasm") ? "application/wasm" : url.endsWith(".json") ? "application/json" : "application/octet-stream";
-    return bytes.then((body) => new Response(body, { headers: { "Content-Type": type } }));
+    if (bytes) {
+      const type = url.endsWith(".wasm") ? "application/wasm" : url.endsWith(".json") ? "application/json" : "application/octet-stream";
+      return bytes.then((body) => new Response(body, { headers: { "Content-Type": type } }));
+    }
+    const file = counted.get(url);
+    const response = network(input, init);
+    if (file) {
+      const check = response.then((answer) => checkCopy(post, file, url, route(file, url, encoding, false), answer.clone()));
+      check.catch(() => {});
+      checks.push(check);
+    }
+    return response;
   };
+  for (const [url, file] of counted) reporter(post, url, route(file, url, encoding, false).wire); // in the bar from the start
+  return () => Promise.all(checks);
+}
+
+async function checkCopy(post, file, url, way, copy) {
+  const report = reporter(post, url, way.wire);
+  const bytes = await download(file, way, null, report.bytes, undefined, copy);
+  if ((await sha256Hex(bytes)) !== file.sha256) {
+    throw new Error(`The file ${file.name} arrived damaged (its sha256 does not match the site's list); press Retry, or tell the site's owner if it happens again.`);
+  }
+  report.done();
 }
 
 // --- the snapshot of a started Python, made in this browser -------------------------------

@@ -56,16 +56,20 @@ async function load({ pyodideURL, modelURL }) {
   const site = await siteLists(pyodideURL, modelURL);
   currentSite = site;
   const { listing, manifest } = site;
-  const runtime = downloadFiles(post, listing.files, pyodideURL, site);
+  const own = (file) => !fetchedByPyodide(file.name, site.encoding);
+  const runtime = downloadFiles(post, listing.files.filter(own), pyodideURL, site);
   const model = downloadModel(post, manifest, modelURL, site);
   model.catch(() => {});
-  answerPyodide(new Map(listing.files.filter((file) => answeredHere(file.name))
-    .map((file) => [new URL(file.name, pyodideURL).href, runtime[file.name]])));
+  const address = (file) => new URL(file.name, pyodideURL).href;
+  const checked = answerPyodide(post, site.encoding,
+    new Map(listing.files.filter((file) => own(file) && !file.name.endsWith(".js")).map((file) => [address(file), runtime[file.name]])),
+    new Map(listing.files.filter((file) => !own(file) && file.name.endsWith(".wasm")).map((file) => [address(file), file])));
   const snapshot = readSnapshot(new URL(SNAPSHOT_FILE, pyodideURL).href);
-  await runPyodideScript(pyodideURL, runtime["pyodide.asm.js"], site.encoding);
+  if (!site.encoding) await runPyodideScript(pyodideURL, runtime["pyodide.asm.js"]);
   const downloaded = performance.now();
   post({ type: "progress", stage: "start", label: "Starting Python" });
   const made = await startPython(pyodideURL, await snapshot, listing.preimport);
+  await checked();
   const pythonStarted = performance.now();
   post({ type: "progress", stage: "install", label: "Installing NumPy and llama2np" });
   const failures = [];
@@ -91,26 +95,24 @@ async function load({ pyodideURL, modelURL }) {
   warmUp().catch(() => {}); // a failure here would show, with its sentence, on the first story
 }
 
-// Pyodide gets all its files but its scripts (runPyodideScript) from this worker's downloads.
-const answeredHere = (name) => !name.endsWith(".js");
+// The files Pyodide fetches itself: its loader always; where the host compresses, also its
+// script and WebAssembly, so that the browser keeps the machine code it compiles for the next
+// visit (it cannot for bytes handed over). The worker downloads the rest.
+const fetchedByPyodide = (name, encoding) => name === "pyodide.js" || (encoding && name.startsWith("pyodide.asm."));
 
-// Pyodide's script (its WebAssembly's JavaScript half). A host that compresses sends it
-// compressed; elsewhere the downloaded, checked bytes run from a blob: address, and where the
-// host's policy forbids that, from the host as it is.
-async function runPyodideScript(pyodideURL, download, encoding) {
-  const url = new URL("pyodide.asm.js", pyodideURL).href;
-  if (!encoding) {
-    const address = URL.createObjectURL(new Blob([await download], { type: "text/javascript" }));
-    try {
-      await import(address);
-      return;
-    } catch {
-      console.warn("This host's policy forbids scripts from blob: addresses; fetching Pyodide's script as it is.");
-    } finally {
-      URL.revokeObjectURL(address);
-    }
+// Pyodide's script (its WebAssembly's JavaScript half), where the host sends files as they
+// are: the downloaded, checked bytes run from a blob: address, and where the host's policy
+// forbids that, the script comes from the host as it is.
+async function runPyodideScript(pyodideURL, download) {
+  const address = URL.createObjectURL(new Blob([await download], { type: "text/javascript" }));
+  try {
+    await import(address);
+  } catch {
+    console.warn("This host's policy forbids scripts from blob: addresses; fetching Pyodide's script as it is.");
+    await import(new URL("pyodide.asm.js", pyodideURL).href);
+  } finally {
+    URL.revokeObjectURL(address);
   }
-  await import(url);
 }
 
 // The snapshot this browser keeps of a started Python (stages.js), under this address.
@@ -120,6 +122,12 @@ const SNAPSHOT_FILE = "python-snapshot.bin";
 // afresh, importing the standard library the page uses (`preimport`) and returning a snapshot
 // of that interpreter for the next visit (where the browser can keep one).
 async function startPython(pyodideURL, stored, preimport) {
+  // Pyodide waits forever when its WebAssembly is refused; a module of eight bytes asks first.
+  try {
+    new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));
+  } catch (error) {
+    throw new Error(`WebAssembly is refused here: ${error?.message ?? error}`);
+  }
   const { loadPyodide } = await import(new URL("pyodide.js", pyodideURL).href);
   const options = {
     indexURL: pyodideURL,
@@ -417,7 +425,7 @@ function sentence(error, capital = true) {
 
 // A failure that a setting of the host causes names that setting.
 function hostCause(message) {
-  if (/wasm-unsafe-eval|Refused to compile or instantiate WebAssembly/i.test(message)) {
+  if (/wasm-unsafe-eval|Refused to compile or instantiate WebAssembly|WebAssembly is refused/i.test(message)) {
     return "The host's Content-Security-Policy forbids WebAssembly, which the model runs on; add 'wasm-unsafe-eval' to its script-src, or remove the header.";
   }
   return message;
