@@ -46,13 +46,6 @@ def test_byte_fallback_characters_come_out_whole(files, tokenizer):
     assert result.stdout.startswith(prompt)
 
 
-def test_speculative_decoding_writes_the_same_story(files):
-    flags = ["-t", "0.8", "-s", "7", "-i", "Tom and Tom's dog", "-n", "120"]
-    plain, drafted = generate(files, *flags), generate(files, *flags, "--draft", "4")
-    assert plain.returncode == drafted.returncode == 0, drafted.stderr
-    assert drafted.stdout == plain.stdout and len(plain.stdout) > 100
-
-
 def write_random_model(path, vocab_size: int, seq_len: int) -> None:
     """A legacy llama2.c checkpoint with random weights (dim 8, one layer, two heads): one whose
     greedy story, unlike stories260K's, runs to the end of its context."""
@@ -169,7 +162,6 @@ def test_prompt_filling_all_steps(files):
     (["-p", "-0.1"], "top-p -0.1"),
     (["-n", "-3"], "steps -3"),
     (["-s", "-1"], "seed -1"),
-    (["--draft", "-2"], "draft -2"),
 ])
 def test_flags_out_of_range(files, flags, phrase):
     assert_clean_failure(generate(files, *flags), 2, phrase)

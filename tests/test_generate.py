@@ -1,57 +1,10 @@
-"""The generation loop: speculative drafts change nothing, budgets and limits hold."""
-
-import itertools
+"""The generation loop: budgets and limits hold, a continued story is a longer one."""
 
 import pytest
-from llama2np.draft import Drafter
 from llama2np.errors import Llama2npError, PromptError, UsageError
 from llama2np.generate import Story, generate_tokens
 from llama2np.model import FusedTransformer, Transformer
 from llama2np.sampler import Sampler
-
-PROMPTS = ["", "Once upon a time", "The dog and the cat", "Lily was sad. Lily was sad. Lily",
-           "Tom found a 🐸 in the garden"]
-SETTINGS = [(0.0, 0.9), (0.5, 0.9), (1.0, 0.9), (1.0, 0.0), (1.5, 0.95)]
-
-
-def story_tokens(checkpoint, tokenizer, prompt, temperature, topp, seed, steps, draft):
-    model = Transformer(checkpoint)
-    sampler = Sampler(checkpoint.config.vocab_size, temperature, topp, seed)
-    return list(generate_tokens(model, tokenizer.encode(prompt), sampler, steps, draft))
-
-
-@pytest.mark.parametrize(("temperature", "topp"), SETTINGS)
-def test_drafts_leave_every_story_unchanged(checkpoint, tokenizer, temperature, topp):
-    for prompt, seed in itertools.product(PROMPTS, [1, 7, 133742]):
-        plain = story_tokens(checkpoint, tokenizer, prompt, temperature, topp, seed, 200, 0)
-        for draft in (1, 4, 8):
-            drafted = story_tokens(checkpoint, tokenizer, prompt, temperature, topp, seed, 200, draft)
-            assert drafted == plain, (prompt, temperature, topp, seed, draft)
-
-
-def test_drafts_are_accepted_on_repetitive_text(checkpoint, tokenizer):
-    calls = []
-
-    class Counting(FusedTransformer):
-        def forward(self, tokens, pos):
-            calls.append(len(tokens))
-            return super().forward(tokens, pos)
-
-    sampler = Sampler(512, 0.0, 0.9, 1)
-    tokens = list(generate_tokens(Counting(checkpoint), [1], sampler, 256, 4))
-    assert len(tokens) == 256
-    assert len(calls) < 230  # some forward passes produced several tokens
-
-
-def test_drafter_proposes_what_followed_the_longest_match():
-    drafter = Drafter([1, 5, 6, 7, 8, 9, 5, 6])
-    assert drafter.propose(3) == [7, 8, 9]  # "5 6" last occurred before "7 8 9"
-    drafter.append(7)
-    assert drafter.propose(5) == [8, 9, 5, 6, 7]  # "5 6 7", the longest match
-    drafter.append(4)
-    assert drafter.propose(3) == []  # "7 4" never occurred before
-    drafter.append(5)
-    assert drafter.propose(2) == []  # "4 5" neither, and one token is too weak a match
 
 
 def test_advance_respects_its_token_budget(model, tokenizer):
@@ -90,9 +43,8 @@ def test_generation_stops_at_bos(checkpoint):
                     logits[row, 1] = logits[row].max() + 10
             return logits
 
-    for draft in (0, 4):
-        tokens = list(generate_tokens(BosAtTen(checkpoint), [1], Sampler(512, 0.0, 0.9, 1), 256, draft))
-        assert len(tokens) == 10 and 1 not in tokens
+    tokens = list(generate_tokens(BosAtTen(checkpoint), [1], Sampler(512, 0.0, 0.9, 1), 256))
+    assert len(tokens) == 10 and 1 not in tokens
 
 
 def test_zero_seed_means_the_clock(model, tokenizer):
@@ -124,11 +76,9 @@ def test_nan_logits_end_the_story_with_a_sentence_naming_the_position(checkpoint
             logits[max(0, 7 - pos) :, 3] = float("nan")  # rows at position 7 and after
             return logits
 
-    for draft in (0, 4):
-        sampler = Sampler(512, 1.0, 0.9, 1)
-        story = generate_tokens(NanAtSeven(checkpoint), [1], sampler, 256, draft)
-        with pytest.raises(Llama2npError, match="produced NaN at position 7; run llama2np validate"):
-            list(story)
+    story = generate_tokens(NanAtSeven(checkpoint), [1], Sampler(512, 1.0, 0.9, 1), 256)
+    with pytest.raises(Llama2npError, match="produced NaN at position 7; run llama2np validate"):
+        list(story)
 
 
 def whole_story(model, tokenizer, prompt: str, **options) -> tuple[str, Story]:
@@ -136,11 +86,10 @@ def whole_story(model, tokenizer, prompt: str, **options) -> tuple[str, Story]:
     return story.text(), story
 
 
-@pytest.mark.parametrize(("temperature", "topp", "seed", "draft"),
-                         [(0.0, 0.9, 1, 0), (1.0, 0.9, 12, 0), (0.8, 0.0, 7, 0), (1.0, 0.9, 12, 4)])
+@pytest.mark.parametrize(("temperature", "topp", "seed"), [(0.0, 0.9, 1), (1.0, 0.9, 12), (0.8, 0.0, 7)])
 def test_continuing_a_story_cut_by_its_length_writes_what_a_longer_length_would(
-        checkpoint, tokenizer, temperature, topp, seed, draft):
-    options = dict(temperature=temperature, topp=topp, seed=seed, draft_tokens=draft)
+        checkpoint, tokenizer, temperature, topp, seed):
+    options = dict(temperature=temperature, topp=topp, seed=seed)
     longer, _ = whole_story(Transformer(checkpoint), tokenizer, "Tom found a 🐸", steps=0, **options)
     text, story = whole_story(Transformer(checkpoint), tokenizer, "Tom found a 🐸", steps=40,
                               **options)

@@ -12,11 +12,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("golden_name", "flags", "_"), CASES, ids=["t0", "t1-p0.9-s133742"])
-@pytest.mark.parametrize("draft", [0, 4], ids=["plain", "draft"])
-def test_command_reproduces_run_c(model_dir, golden, golden_name, flags, _, draft):
-    extra = ["--draft", str(draft)] if draft else []
+def test_command_reproduces_run_c(model_dir, golden, golden_name, flags, _):
     result = run_cli("generate", model_dir / "stories260K.bin", "-z", model_dir / "tok512.bin",
-                     *flags, *extra)
+                     *flags)
     assert result.returncode == 0, result.stderr
     assert result.stdout == golden(golden_name) + "\n"  # run.c ends with a newline
     assert "achieved tok/s" in result.stderr

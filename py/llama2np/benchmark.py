@@ -1,7 +1,6 @@
 """Speed measurements, run the same way on CPython and inside the browser's Pyodide.
 
-Each engine (the fast model with and without speculative drafts, and the straightforward port in
-`baseline.py`) is timed in the same process on the same inputs, the engines taking turns, best
+Each engine (the runtime's model, and the straightforward port in `baseline.py`) is timed in the same process on the same inputs, the engines taking turns, best
 of `repeats`, so that the ratios between them are meaningful on a noisy machine.
 """
 
@@ -10,17 +9,13 @@ import time
 from llama2np.baseline import BaselineTransformer
 from llama2np.checkpoint import Checkpoint
 from llama2np.errors import Llama2npError, UsageError
-from llama2np.generate import DRAFT_TOKENS, generate_tokens
+from llama2np.generate import generate_tokens
 from llama2np.model import Transformer
 from llama2np.sampler import Sampler
 from llama2np.tokenizer import BOS
 
-SPECULATIVE, PLAIN, PORT = "llama2np, speculative", "llama2np, plain", "straightforward port"
-ENGINES = {  # name -> (the model's class, drafted tokens a forward)
-    SPECULATIVE: (Transformer, DRAFT_TOKENS),
-    PLAIN: (Transformer, 0),
-    PORT: (BaselineTransformer, 0),
-}
+PLAIN, PORT = "llama2np, plain", "straightforward port"
+ENGINES = {PLAIN: Transformer, PORT: BaselineTransformer}  # name -> the model's class
 
 
 def check_settings(steps: int, prompt_length: int, repeats: int) -> None:
@@ -45,8 +40,8 @@ def check_lengths(name: str, seq_len: int, steps: int, prompt_tokens: int) -> No
                          "or fewer.")
 
 
-def _greedy(checkpoint: Checkpoint, make_model: type, prompt: list[int], steps: int,
-            draft_tokens: int) -> tuple[float, float, int]:
+def _greedy(checkpoint: Checkpoint, make_model: type, prompt: list[int],
+            steps: int) -> tuple[float, float, int]:
     """(seconds to the first token, seconds for the rest, tokens) of one greedy run."""
     # The port's cache and RoPE tables are sized by the positions this run uses (run.c sizes
     # them by seq_len); the runtime sizes its own.
@@ -54,7 +49,7 @@ def _greedy(checkpoint: Checkpoint, make_model: type, prompt: list[int], steps: 
     model = make_model(checkpoint, steps) if sized else make_model(checkpoint)
     sampler = Sampler(checkpoint.config.vocab_size, 0.0, 0.9, 1)
     start = time.perf_counter()
-    tokens = generate_tokens(model, prompt, sampler, steps, draft_tokens)
+    tokens = generate_tokens(model, prompt, sampler, steps)
     if next(tokens, None) is None:
         raise Llama2npError("the model's greedy story ends at once (its likeliest first token "
                             "ends a story), so there is nothing to time; measure another model.")
@@ -76,7 +71,7 @@ def measure(checkpoint: Checkpoint, steps: int = 256, prompt_length: int = 100,
     # The prompt is the model's own greedy story, so it is realistic text and needs no file.
     # A story that ends early gives a shorter prompt; the rate counts the tokens it has.
     story = [BOS, *generate_tokens(Transformer(checkpoint), [BOS], Sampler(vocab, 0.0, 0.9, 1),
-                                   prompt_length + 1, 0)]
+                                   prompt_length + 1)]
     prompt = story[:prompt_length]
     # The engines take turns within each repeat, so that a burst of load on a shared machine
     # slows one turn of every engine rather than every run of one engine.
@@ -84,10 +79,9 @@ def measure(checkpoint: Checkpoint, steps: int = 256, prompt_length: int = 100,
     prompts: dict[str, list] = {name: [] for name in engines}
     for _ in range(repeats):
         for name in engines:
-            make_model, draft_tokens = ENGINES[name]
-            decodes[name].append(_greedy(checkpoint, make_model, [BOS], steps, draft_tokens))
-            prompts[name].append(_greedy(checkpoint, make_model, prompt, len(prompt) + 1,
-                                         draft_tokens))
+            make_model = ENGINES[name]
+            decodes[name].append(_greedy(checkpoint, make_model, [BOS], steps))
+            prompts[name].append(_greedy(checkpoint, make_model, prompt, len(prompt) + 1))
     results = {}
     for name in engines:
         decode = min(decodes[name], key=lambda run: run[1])

@@ -2,8 +2,7 @@
 
 run.c forwards positions 0 .. steps-1; at positions inside the prompt the next token is the
 prompt's, after it the sampler's; a sampled BOS ends the story. Here the prompt goes through the
-model as one batch, and decoding may check several drafted tokens in one forward pass
-(speculation, see `draft.py`); neither changes a single token or RNG draw.
+model in batches, which changes no token and no RNG draw.
 
 `Story` is what callers use: the command line loops over `advance()`, the browser worker calls
 it with a small time budget so that JavaScript regains control between slices. A story cut off
@@ -19,17 +18,9 @@ from typing import Protocol
 import numpy as np
 
 from llama2np.checkpoint import Config
-from llama2np.draft import Drafter
 from llama2np.errors import Llama2npError, PromptTooLong, UsageError
 from llama2np.sampler import ExplainingSampler, NonFiniteLogits, Sampler
 from llama2np.tokenizer import BOS, TextStream, Tokenizer
-
-DRAFT_TOKENS = 4  # what `--draft` and the benchmark's speculative row use
-# Plain decoding is the default: one token's forward pass is 20 NumPy calls a layer on
-# preallocated buffers, and a batch of 5 costs 2.6 of them on CPython (OpenBLAS's small-matrix
-# products cost 4x a vector's) and 5 under Pyodide (no BLAS), while drafts from the text add
-# 1.34 tokens a forward pass on average: speculation measured slower on both.
-DEFAULT_DRAFT_TOKENS = 0
 
 
 class Model(Protocol):
@@ -85,41 +76,26 @@ def generate_tokens(
     prompt_tokens: list[int],
     sampler: Sampler,
     steps: int,
-    draft_tokens: int = DEFAULT_DRAFT_TOKENS,
 ) -> Iterator[int]:
-    """Yield each generated token (the prompt's tokens are not repeated).
-
-    `model.forward(tokens, pos)` returns logits for each of `tokens`. With `draft_tokens` > 0,
-    a draft copied from earlier text rides along with each step; row i of the logits then
-    predicts the token after draft[i-1], and drafted tokens count only while they equal what
-    the sampler draws, so the output and the RNG stream are exactly those of plain decoding.
-    """
-    history = Drafter(prompt_tokens) if draft_tokens else None
+    """Yield each generated token (the prompt's tokens are not repeated) until BOS or `steps`
+    positions, as run.c's loop does."""
     pos = len(prompt_tokens) - 1  # the position whose logits come next
-    pending = prefill(model, prompt_tokens)
-    drafted: list[int] = []
+    logits = prefill(model, prompt_tokens)[0]
     while True:
-        for row, logits in enumerate(pending):
-            try:
-                token = sampler.sample(logits)
-            except NonFiniteLogits as error:
-                raise Llama2npError(
-                    f"the model produced {error.what} at position {pos}; "
-                    "run llama2np validate on the checkpoint."
-                ) from None
-            if token == BOS:
-                return
-            yield token
-            if history is not None:
-                history.append(token)
-            pos += 1
-            if pos >= steps:
-                return
-            if row >= len(drafted) or token != drafted[row]:
-                break  # the draft went astray (or ran out): the next forward starts here
-        room = min(draft_tokens, steps - pos - 1)
-        drafted = history.propose(room) if history is not None and room > 0 else []
-        pending = model.forward([token, *drafted], pos)
+        try:
+            token = sampler.sample(logits)
+        except NonFiniteLogits as error:
+            raise Llama2npError(
+                f"the model produced {error.what} at position {pos}; "
+                "run llama2np validate on the checkpoint."
+            ) from None
+        if token == BOS:
+            return
+        yield token
+        pos += 1
+        if pos >= steps:
+            return
+        logits = model.forward([token], pos)[0]
 
 
 class Story:
@@ -135,7 +111,6 @@ class Story:
         topp: float = 0.9,
         seed: int | None = None,
         steps: int = 256,
-        draft_tokens: int = DEFAULT_DRAFT_TOKENS,
         explain: bool = False,
     ) -> None:
         """`explain` records, for each generated token, its probability and the likeliest
@@ -145,8 +120,6 @@ class Story:
             seed = int(time.time())
         if seed < 0:
             raise UsageError(f"seed {seed} is negative; use a positive number (0 = from the clock).")
-        if draft_tokens < 0:
-            raise UsageError(f"draft {draft_tokens} is negative; use 0 or more tokens.")
         self.seed = seed
         self.seq_len = config.seq_len
         self.steps = clamp_steps(steps, config.seq_len)
@@ -166,8 +139,7 @@ class Story:
         self._held: object = None  # the UTF-8 decoder's state before a length end's flush
         self._tail_length = 0  # characters that flush gave out
         # Bounded by the context, not by `steps`: the story stops asking at `steps` (see extend).
-        self._generator = generate_tokens(model, self.prompt_tokens, self._sampler, config.seq_len,
-                                          draft_tokens)
+        self._generator = generate_tokens(model, self.prompt_tokens, self._sampler, config.seq_len)
         self._busy_seconds = 0.0  # time spent inside advance(), i.e. computing
         self._first_token_seconds: float | None = None
 

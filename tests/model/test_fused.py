@@ -31,7 +31,7 @@ def test_prompt_batch_equals_single_steps(checkpoint, tokenizer):
 
 
 def test_batch_in_the_middle_overwrites_the_cache(checkpoint, tokenizer):
-    """Speculation rewrites positions after a rejected draft; the cache must not remember them."""
+    """A forward at positions already written replaces them; the cache must not remember them."""
     tokens = tokenizer.encode("Tom had a red ball and a blue kite.")
     model = Transformer(checkpoint)
     model.forward(tokens[:5], 0)

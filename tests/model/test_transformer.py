@@ -40,7 +40,7 @@ def test_the_engine_follows_the_model_size(narrow, checkpoint):
 @cases(20)
 @pytest.mark.parametrize("precision", [64, 32])
 def test_a_growing_cache_gives_the_logits_of_a_whole_one(checkpoint, precision, calls, seed):
-    """Batches and single steps at random positions (going back, as rejected drafts do, or on
+    """Batches and single steps at random positions (going back over what was written, or on
     to the end of what was written): the cache that doubles as it goes, in a model whose header
     claims 10^9 positions, gives the same logits bit for bit as one that held the whole
     context from the start, and never holds more than twice the positions reached."""

@@ -7,7 +7,7 @@ from typing import BinaryIO
 
 from llama2np.checkpoint import load_checkpoint
 from llama2np.commands.arguments import real_number, whole_number
-from llama2np.generate import DEFAULT_DRAFT_TOKENS, DRAFT_TOKENS, Story
+from llama2np.generate import Story
 from llama2np.model import Transformer
 from llama2np.tokenizer import Tokenizer
 
@@ -20,7 +20,6 @@ TEMPERATURE = real_number("temperature", 0, advice="use a number of 0 or more (0
 TOPP = real_number("top-p", 0, 1, advice="use a number from 0 to 1.")
 SEED = whole_number("seed", 0, SEED_LIMIT, advice=f"use 0 to {SEED_LIMIT} (0 = from the clock).")
 STEPS = whole_number("steps", 0, advice="use 0 or more (0 = the whole context).")
-DRAFT = whole_number("draft", 0, advice="use 0 or more tokens.")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,10 +40,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-n", dest="steps", type=STEPS, default=256, metavar="STEPS",
                         help="positions to run, prompt included; 0 = the whole context (default 256)")
     parser.add_argument("-i", dest="prompt", default="", metavar="PROMPT", help="the story's start")
-    parser.add_argument("--draft", type=DRAFT, default=DEFAULT_DRAFT_TOKENS, metavar="N",
-                        help="check up to N tokens copied from earlier text in each forward pass "
-                        "(speculative decoding; the same output; default 0, which is faster "
-                        f"here; {DRAFT_TOKENS} is the benchmark's)")
     parser.add_argument("--probs", action="store_true",
                         help="instead of the text, print one JSON line per generated token: "
                         "its text, id, probability p at the temperature (before top-p) and the "
@@ -58,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     story = Story(
         Transformer(checkpoint), tokenizer, args.prompt,
         temperature=args.temperature, topp=args.topp, seed=args.seed, steps=args.steps,
-        draft_tokens=args.draft, explain=args.probs,
+        explain=args.probs,
     )
     # The story's bytes go out as UTF-8 whatever the terminal's encoding (run.c prints bytes,
     # and a story is UTF-8 by contract); each token is flushed so that it shows as it comes.

@@ -15,7 +15,7 @@ about ten nanoseconds each there. So every layer is a handful of large calls:
     x += (silu(h1) * h3) @ W2,  h1|h3 = rmsnorm(x) @ W13   (gate and up in one matmul)
 
 `step` decodes one token through preallocated buffers (about twenty NumPy calls a layer);
-`forward` takes a batch of T tokens (the prompt, or a token with its drafts) in a few more calls
+`forward` takes a batch of T tokens (a prompt) in a few more calls
 a layer, whatever T is. Layer 0 needs no matmul at all: its input is a token's embedding, so
 its q k v are looked up in a table made once per model.
 

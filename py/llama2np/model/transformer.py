@@ -42,7 +42,7 @@ class Transformer:
         """Logits (T, vocab_size) for `tokens` at positions pos .. pos+T-1.
 
         The cache keeps what earlier calls wrote below `pos`; anything at or above `pos` is
-        overwritten, which is how speculative decoding throws away rejected tokens.
+        overwritten.
         """
         T = len(tokens)
         end = pos + T

@@ -6,10 +6,6 @@ For each: the runtime's and the port's decode and prompt speed (`benchmark.measu
 the time to read the checkpoint and make the model, and the peak resident set of a
 `llama2np generate` run of the whole context in a process of its own, beside the goal of
 1.5x the checkpoint + 100 MB.
-
-Random weights write repetitive greedy text, which speculative drafts would predict far better
-than real stories, so the sweep compares plain decoding with the port (`bench CHECKPOINT` adds
-the speculative row for a real model).
 """
 
 import platform

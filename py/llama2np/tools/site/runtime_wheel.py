@@ -18,7 +18,7 @@ PACKAGE_DIR = Path(llama2np.__file__).parent
 # The runtime's modules, as paths below the package; tests check that they import nothing outside the standard library and
 # NumPy, so that this list is all the browser needs.
 RUNTIME_MODULES = (
-    "__init__", "baseline", "benchmark", "checkpoint", "draft", "errors", "files", "generate",
+    "__init__", "baseline", "benchmark", "checkpoint", "errors", "files", "generate",
     "model/__init__", "model/float32", "model/fused", "model/rope", "model/transformer",
     "own_files", "sampler", "session", "tokenizer",
 )
