@@ -9,7 +9,7 @@ import { megabytes, modelPicker, parameters, siteModels } from "./models.js";
 import { keepOffline } from "./offline.js";
 import { listenForModelFiles } from "./own-model.js";
 import { loadMeter } from "./progress.js";
-import { SETTINGS, readSettings, remember, remembered, restoreSettings, saveSettings } from "./settings.js";
+import { readSettings, remember, remembered, restoreSettings, saveSettings } from "./settings.js";
 import { shareURL, storyFile } from "./share.js";
 import { explainer, tokenSpan } from "./why.js";
 

@@ -18,7 +18,7 @@ export function tokenSpan({ text, p, top }) {
 }
 
 // A probability as the box shows it: never "100%" beside alternatives that have some of it.
-export function percent(p) {
+function percent(p) {
   if (p >= 1) return "100%";
   if (p > 0.999) return ">99.9%";
   return p >= 0.001 ? `${(p * 100).toFixed(1)}%` : "<0.1%";

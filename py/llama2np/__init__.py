@@ -9,12 +9,7 @@ inside this package, and importing NumPy here would put a tenth of a second of s
 the command line's Ctrl+C and error handling can run.
 """
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a hundredth of a second)
-if TYPE_CHECKING:
-    from llama2np.model import Transformer
-    from llama2np.tokenizer import Tokenizer
-
-__all__ = ["Checkpoint", "Config", "Story", "Tokenizer", "Transformer", "load", "read_checkpoint"]
+__all__ = ["Checkpoint", "Config", "Story", "Tokenizer", "Transformer", "read_checkpoint"]
 __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
@@ -36,17 +31,3 @@ def __getattr__(name: str) -> object:
     globals()[name] = value  # later lookups no longer come here
     return value
 
-
-def load(
-    checkpoint: bytes | memoryview,
-    tokenizer: bytes | memoryview,
-    checkpoint_name: str = "checkpoint",
-    tokenizer_name: str = "tokenizer",
-) -> tuple["Transformer", "Tokenizer"]:
-    """A ready model and its tokenizer from the two files' bytes; raises Llama2npError."""
-    from llama2np.checkpoint import read_checkpoint
-    from llama2np.model import Transformer
-    from llama2np.tokenizer import Tokenizer
-
-    parsed = read_checkpoint(checkpoint, checkpoint_name)
-    return Transformer(parsed), Tokenizer.from_bytes(tokenizer, parsed.config.vocab_size, tokenizer_name)

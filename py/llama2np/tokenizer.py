@@ -19,7 +19,6 @@ from llama2np.errors import PromptError, TokenizerError
 from llama2np.files import read_file
 
 BOS = 1
-EOS = 2
 BYTE_FALLBACK_OFFSET = 3  # run.c: a byte b without a vocabulary entry becomes token b + 3
 NO_MERGE_SCORE = -1e10  # run.c's starting best score: merges scoring at or below it never happen
 BYTE_PIECE = re.compile(rb"<0x([0-9A-Fa-f]{1,2})")  # what run.c's sscanf("<0x%02hhX>") accepts
@@ -99,17 +98,14 @@ class Tokenizer:
 
     # -- encoding ---------------------------------------------------------------------------
 
-    def encode(self, text: str, bos: bool = True, eos: bool = False) -> list[int]:
+    def encode(self, text: str, bos: bool = True) -> list[int]:
         """Token ids of `text` as run.c's `encode` produces them."""
         raw = _utf8(text)
         tokens = [BOS] if bos else []
         if raw:
             tokens += self._lookup_or_bytes(b" ")  # the dummy prefix SentencePiece adds
         tokens += [t for char in _utf8_chars(raw) for t in self._lookup_or_bytes(char)]
-        tokens = self._merge(tokens)
-        if eos:
-            tokens.append(EOS)
-        return tokens
+        return self._merge(tokens)
 
     def _lookup_or_bytes(self, piece: bytes) -> list[int]:
         token_id = self.ids.get(piece)
