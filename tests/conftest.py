@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 from llama2np.checkpoint import load_checkpoint
-from llama2np.model import Transformer
+from llama2np.model import make_model
 from llama2np.tokenizer import Tokenizer
 from llama2np.tools.models.fetch import (
     DEFAULT_MODEL_DIR,
@@ -52,7 +52,7 @@ def tokenizer(model_dir, checkpoint):
 
 @pytest.fixture
 def model(checkpoint):
-    return Transformer(checkpoint)
+    return make_model(checkpoint)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from llama2np.baseline import BaselineTransformer
 from llama2np.benchmark import PORT, measure
 from llama2np.errors import UsageError
 from llama2np.generate import generate_tokens
-from llama2np.model import Transformer
+from llama2np.model import make_model
 from llama2np.sampler import Sampler
 from llama2np.tokenizer import BOS
 
@@ -35,8 +35,8 @@ def test_the_whole_context_decodes_the_whole_greedy_story_and_no_more(checkpoint
         measure(checkpoint, steps=c.seq_len + 1, prompt_length=4, repeats=1, engines=PORT_ONLY)
     results = measure(checkpoint, steps=c.seq_len, prompt_length=4, repeats=1, engines=PORT_ONLY)
     # The port decodes the greedy story of the whole context, as the runtime writes it.
-    story = generate_tokens(Transformer(checkpoint), [BOS], Sampler(c.vocab_size, 0.0, 0.9, 1),
-                            c.seq_len, 0)
+    story = generate_tokens(make_model(checkpoint), [BOS], Sampler(c.vocab_size, 0.0, 0.9, 1),
+                            c.seq_len)
     assert results[PORT]["decode_tokens"] == len(list(story))
 
 
@@ -61,7 +61,7 @@ def test_port_computes_the_runtime_s_logits(checkpoint):
     # float32 against the runtime's float64: the same model up to float32 rounding.
     tokens = [1, 403, 407, 261, 378, 429, 434, 271]
     port = BaselineTransformer(checkpoint).forward(tokens, 0)
-    runtime = Transformer(checkpoint).forward(tokens, 0)
+    runtime = make_model(checkpoint).forward(tokens, 0)
     np.testing.assert_allclose(port, runtime, rtol=0, atol=2e-4)
 
 

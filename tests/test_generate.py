@@ -3,7 +3,7 @@
 import pytest
 from llama2np.errors import Llama2npError, PromptError, UsageError
 from llama2np.generate import Story, generate_tokens
-from llama2np.model import FusedTransformer, Transformer
+from llama2np.model import FusedTransformer, make_model
 from llama2np.sampler import Sampler
 
 
@@ -27,8 +27,8 @@ def test_story_text_is_the_prompt_then_the_continuation(model, tokenizer, checkp
     story = Story(model, tokenizer, "The cat", temperature=0.0, steps=30)
     assert story.prompt_text == "The cat"
     whole = tokenizer.decode(story.prompt_tokens + [*generate_tokens(
-        Transformer(checkpoint), story.prompt_tokens,
-        Sampler(512, 0.0, 0.9, 1), 30, 0)])
+        make_model(checkpoint), story.prompt_tokens,
+        Sampler(512, 0.0, 0.9, 1), 30)])
     assert story.prompt_text + story.text() == whole
 
 
@@ -90,8 +90,8 @@ def whole_story(model, tokenizer, prompt: str, **options) -> tuple[str, Story]:
 def test_continuing_a_story_cut_by_its_length_writes_what_a_longer_length_would(
         checkpoint, tokenizer, temperature, topp, seed):
     options = dict(temperature=temperature, topp=topp, seed=seed)
-    longer, _ = whole_story(Transformer(checkpoint), tokenizer, "Tom found a 🐸", steps=0, **options)
-    text, story = whole_story(Transformer(checkpoint), tokenizer, "Tom found a 🐸", steps=40,
+    longer, _ = whole_story(make_model(checkpoint), tokenizer, "Tom found a 🐸", steps=0, **options)
+    text, story = whole_story(make_model(checkpoint), tokenizer, "Tom found a 🐸", steps=40,
                               **options)
     assert story.ended == "length" and story.can_continue and story.positions() == 40
     for steps in (90, 0):  # twice: a second Continue goes on again, to the whole context
@@ -102,7 +102,7 @@ def test_continuing_a_story_cut_by_its_length_writes_what_a_longer_length_would(
 
 
 def test_a_story_the_model_ended_cannot_be_continued(checkpoint, tokenizer):
-    text, story = whole_story(Transformer(checkpoint), tokenizer, "", temperature=0, steps=512)
+    text, story = whole_story(make_model(checkpoint), tokenizer, "", temperature=0, steps=512)
     assert story.ended == "end" and story.positions() < 512 and not story.can_continue
     with pytest.raises(UsageError, match="choose a longer length"):
         story.extend(0)
@@ -112,7 +112,7 @@ def test_explaining_changes_no_token_and_gives_each_token_s_probability(model, t
                                                                          checkpoint):
     plain, story = whole_story(model, tokenizer, "Lily", temperature=1.0, topp=0.9, seed=5,
                                steps=80)
-    explained, told = whole_story(Transformer(checkpoint), tokenizer, "Lily", temperature=1.0,
+    explained, told = whole_story(make_model(checkpoint), tokenizer, "Lily", temperature=1.0,
                                   topp=0.9, seed=5, steps=80, explain=True)
     assert explained == plain and told.tokens == story.tokens and story.explanations is None
     assert [e["token"] for e in told.explanations] == told.tokens
@@ -138,7 +138,7 @@ def test_a_prompt_forwarded_in_batches_writes_the_same_story(checkpoint, tokeniz
     prompt = tokenizer.encode("Once upon a time, there was a little girl named Lily. " * 8)
     def story() -> list[int]:
         sampler = Sampler(checkpoint.config.vocab_size, 1.0, 0.9, 42)
-        return list(generate_tokens(Transformer(checkpoint), prompt, sampler, 300))
+        return list(generate_tokens(make_model(checkpoint), prompt, sampler, 300))
 
     whole = story()
     monkeypatch.setattr(generation, "PREFILL_MAX_BATCH", 7)

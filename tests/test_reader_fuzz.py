@@ -27,7 +27,7 @@ from llama2np.checkpoint import (
 )
 from llama2np.errors import CheckpointError, Llama2npError, PromptError, TokenizerError
 from llama2np.generate import Story
-from llama2np.model import Transformer
+from llama2np.model import make_model
 from llama2np.tokenizer import Tokenizer
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from support import write_tokenizer
@@ -143,7 +143,7 @@ def test_accepted_checkpoints_run_or_say_why(tmp_path_factory, version, mutation
         write_tokenizer(path, SMALL.vocab_size)
     tokenizer = Tokenizer.load(path, SMALL.vocab_size)
     try:
-        text = Story(Transformer(parsed), tokenizer, "", temperature=temperature, seed=5,
+        text = Story(make_model(parsed), tokenizer, "", temperature=temperature, seed=5,
                      steps=12).text()
     except Llama2npError as error:
         assert "the model produced" in str(error), error

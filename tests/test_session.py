@@ -36,7 +36,7 @@ def test_bad_requests_come_back_as_sentences(model_dir):
 
 def test_bench_measures_every_engine(model_dir):
     results = make_session(model_dir).bench(steps=8, prompt_tokens=4, repeats=1)
-    assert set(results) == {"llama2np, plain", "straightforward port"}
+    assert set(results) == {"llama2np, plain", "llama2np, float32", "straightforward port"}
     assert all(r["decode_tokens_per_second"] > 0 for r in results.values())
 
 

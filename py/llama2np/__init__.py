@@ -9,7 +9,7 @@ inside this package, and importing NumPy here would put a tenth of a second of s
 the command line's Ctrl+C and error handling can run.
 """
 
-__all__ = ["Checkpoint", "Config", "Story", "Tokenizer", "Transformer", "read_checkpoint"]
+__all__ = ["Checkpoint", "Config", "Story", "Tokenizer", "make_model", "read_checkpoint"]
 __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
@@ -18,7 +18,7 @@ _HOMES = {
     "Config": "llama2np.checkpoint",
     "read_checkpoint": "llama2np.checkpoint",
     "Story": "llama2np.generate",
-    "Transformer": "llama2np.model",
+    "make_model": "llama2np.model",
     "Tokenizer": "llama2np.tokenizer",
 }
 

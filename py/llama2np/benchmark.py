@@ -10,12 +10,16 @@ from llama2np.baseline import BaselineTransformer
 from llama2np.checkpoint import Checkpoint
 from llama2np.errors import Llama2npError, UsageError
 from llama2np.generate import generate_tokens
-from llama2np.model import Transformer
+from llama2np.model import make_model
 from llama2np.sampler import Sampler
 from llama2np.tokenizer import BOS
 
-PLAIN, PORT = "llama2np, plain", "straightforward port"
-ENGINES = {PLAIN: Transformer, PORT: BaselineTransformer}  # name -> the model's class
+PLAIN, FLOAT32, PORT = "llama2np, plain", "llama2np, float32", "straightforward port"
+ENGINES = {  # name -> what makes the model from a checkpoint
+    PLAIN: make_model,  # the engine the product picks for this model
+    FLOAT32: lambda checkpoint: make_model(checkpoint, precision=32),  # run.c's float32 engine
+    PORT: BaselineTransformer,
+}
 
 
 def check_settings(steps: int, prompt_length: int, repeats: int) -> None:
@@ -40,13 +44,12 @@ def check_lengths(name: str, seq_len: int, steps: int, prompt_tokens: int) -> No
                          "or fewer.")
 
 
-def _greedy(checkpoint: Checkpoint, make_model: type, prompt: list[int],
+def _greedy(checkpoint: Checkpoint, engine: object, prompt: list[int],
             steps: int) -> tuple[float, float, int]:
     """(seconds to the first token, seconds for the rest, tokens) of one greedy run."""
     # The port's cache and RoPE tables are sized by the positions this run uses (run.c sizes
     # them by seq_len); the runtime sizes its own.
-    sized = make_model is BaselineTransformer
-    model = make_model(checkpoint, steps) if sized else make_model(checkpoint)
+    model = engine(checkpoint, steps) if engine is BaselineTransformer else engine(checkpoint)
     sampler = Sampler(checkpoint.config.vocab_size, 0.0, 0.9, 1)
     start = time.perf_counter()
     tokens = generate_tokens(model, prompt, sampler, steps)
@@ -70,7 +73,7 @@ def measure(checkpoint: Checkpoint, steps: int = 256, prompt_length: int = 100,
     check_lengths(name, checkpoint.config.seq_len, steps, prompt_length)
     # The prompt is the model's own greedy story, so it is realistic text and needs no file.
     # A story that ends early gives a shorter prompt; the rate counts the tokens it has.
-    story = [BOS, *generate_tokens(Transformer(checkpoint), [BOS], Sampler(vocab, 0.0, 0.9, 1),
+    story = [BOS, *generate_tokens(make_model(checkpoint), [BOS], Sampler(vocab, 0.0, 0.9, 1),
                                    prompt_length + 1)]
     prompt = story[:prompt_length]
     # The engines take turns within each repeat, so that a burst of load on a shared machine
@@ -79,9 +82,9 @@ def measure(checkpoint: Checkpoint, steps: int = 256, prompt_length: int = 100,
     prompts: dict[str, list] = {name: [] for name in engines}
     for _ in range(repeats):
         for name in engines:
-            make_model = ENGINES[name]
-            decodes[name].append(_greedy(checkpoint, make_model, [BOS], steps))
-            prompts[name].append(_greedy(checkpoint, make_model, prompt, len(prompt) + 1))
+            engine = ENGINES[name]
+            decodes[name].append(_greedy(checkpoint, engine, [BOS], steps))
+            prompts[name].append(_greedy(checkpoint, engine, prompt, len(prompt) + 1))
     results = {}
     for name in engines:
         decode = min(decodes[name], key=lambda run: run[1])

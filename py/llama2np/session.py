@@ -11,7 +11,7 @@ from llama2np.benchmark import ENGINES, measure
 from llama2np.checkpoint import parameter_count, read_checkpoint
 from llama2np.errors import Llama2npError, PromptTooLong
 from llama2np.generate import Story
-from llama2np.model import Transformer
+from llama2np.model import make_model
 from llama2np.tokenizer import Tokenizer
 
 
@@ -21,7 +21,7 @@ class Session:
         """Raises Llama2npError (with a sentence naming the file) for a broken model."""
         self.name = name
         self.checkpoint = read_checkpoint(checkpoint, name)
-        self.model = Transformer(self.checkpoint)
+        self.model = make_model(self.checkpoint)
         self.tokenizer = Tokenizer.from_bytes(tokenizer, self.checkpoint.config.vocab_size,
                                               tokenizer_name)
         self.story: Story | None = None

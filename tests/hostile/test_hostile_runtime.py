@@ -23,7 +23,7 @@ from llama2np.checkpoint import (
     weight_shapes,
 )
 from llama2np.generate import generate_tokens
-from llama2np.model import Transformer
+from llama2np.model import make_model
 from llama2np.sampler import Sampler
 from llama2np.tokenizer import BOS
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
@@ -197,7 +197,7 @@ def test_nan_reached_mid_story_names_its_position(tmp_path):
     checkpoint = random_checkpoint()
     checkpoint.shared_classifier = False
     checkpoint.weights.wcls = checkpoint.weights.token_embedding.copy()
-    clean = Transformer(checkpoint)
+    clean = make_model(checkpoint)
     sampler = Sampler(SMALL["vocab_size"], 1.0, 0.9, 7, clean.logit_bound)  # as `-t 1 -s 7`
     story = [BOS, *generate_tokens(clean, [BOS], sampler, SMALL["seq_len"])]
     position = next(i for i in range(2, len(story)) if story[i] not in story[:i])

@@ -12,7 +12,7 @@ from hostile import run_bounded
 from llama2np.baseline import BaselineTransformer
 from llama2np.checkpoint import Config, read_checkpoint
 from llama2np.generate import generate_tokens
-from llama2np.model import Transformer
+from llama2np.model import make_model
 from llama2np.sampler import Sampler
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from llama2np.tools.models.synthetic import (
@@ -50,7 +50,7 @@ def test_stories_equal_the_straightforward_port(config, temperature, seed):
     ckpt = synthetic_checkpoint(config, seed=5)
     prompt = [1, 3000, 17, 29999, 400]
     steps = config.seq_len
-    ours = story(Transformer(ckpt), ckpt, prompt, temperature, seed, steps)
+    ours = story(make_model(ckpt), ckpt, prompt, temperature, seed, steps)
     port = story(BaselineTransformer(ckpt), ckpt, prompt, temperature, seed, steps)
     assert len(ours) > 20
     assert ours == port
@@ -59,14 +59,14 @@ def test_stories_equal_the_straightforward_port(config, temperature, seed):
 def test_float64_engine_writes_the_same_stories(narrow):
     """Both engines agree on a model either could run: the choice is one of memory and speed."""
     for temperature, seed in ((0.0, 1), (1.0, 7)):
-        assert (story(Transformer(narrow, precision=64), narrow, [1], temperature, seed, 80)
-                == story(Transformer(narrow), narrow, [1], temperature, seed, 80))
+        assert (story(make_model(narrow, precision=64), narrow, [1], temperature, seed, 80)
+                == story(make_model(narrow), narrow, [1], temperature, seed, 80))
 
 
 def test_logits_are_the_ports_up_to_float32_rounding(narrow):
-    model, port = Transformer(narrow), BaselineTransformer(narrow)
+    model, port = make_model(narrow), BaselineTransformer(narrow)
     tokens = [1, 5, 31999, 250, 250, 7]
-    batch = Transformer(narrow).forward(tokens, 0)
+    batch = make_model(narrow).forward(tokens, 0)
     for pos, token in enumerate(tokens):
         ours, theirs = model.forward([token], pos)[0], port.step(token, pos)
         assert ours.dtype == np.float32
@@ -86,13 +86,13 @@ def test_every_format_gives_the_port_story(narrow, version):
         buffer = np.frombuffer(data, np.uint8)
         assert np.shares_memory(loaded.weights.wq, buffer)
         assert np.shares_memory(loaded.weights.token_embedding, buffer)
-    assert (story(Transformer(loaded), loaded, [1], 1.0, 3, 64)
+    assert (story(make_model(loaded), loaded, [1], 1.0, 3, 64)
             == story(BaselineTransformer(loaded), loaded, [1], 1.0, 3, 64))
 
 
 def test_the_engine_copies_no_weight(narrow):
     """Memory follows the checkpoint: every weight the engine reads is the checkpoint's array."""
-    model = Transformer(narrow)
+    model = make_model(narrow)
     assert model.weights is narrow.weights
     copies = [name for name, value in vars(model).items()
               if isinstance(value, np.ndarray) and value.nbytes > 64 * NARROW.dim * 4]
@@ -100,9 +100,9 @@ def test_the_engine_copies_no_weight(narrow):
 
 
 def test_cache_grows_with_the_story_and_keeps_the_logits(narrow):
-    growing = Transformer(narrow)
+    growing = make_model(narrow)
     assert growing.positions < NARROW.seq_len
-    whole = Transformer(narrow)
+    whole = make_model(narrow)
     whole.reserve(NARROW.seq_len)
     for pos in range(40):
         np.testing.assert_array_equal(growing.forward([pos + 3], pos), whole.forward([pos + 3], pos))
@@ -115,7 +115,7 @@ def test_nan_weights_reach_the_sampler_as_nan(narrow):
     broken = copy.deepcopy(narrow)
     broken.weights.w2[1, 3, 5] = np.nan
     with np.errstate(all="raise"):
-        logits = Transformer(broken).forward([1, 2], 0)
+        logits = make_model(broken).forward([1, 2], 0)
     assert np.isnan(logits).all()
 
 
@@ -147,4 +147,4 @@ def test_pyodide_s_products_write_the_same_story(narrow, monkeypatch):
     expected = story(BaselineTransformer(narrow), narrow, [1, 77, 78], 1.0, 21, NARROW.seq_len)
     monkeypatch.setattr(engine, "matvec", engine.einsum_matvec)
     monkeypatch.setattr(engine, "matmat", engine.einsum_matmat)
-    assert story(Transformer(narrow), narrow, [1, 77, 78], 1.0, 21, NARROW.seq_len) == expected
+    assert story(make_model(narrow), narrow, [1, 77, 78], 1.0, 21, NARROW.seq_len) == expected

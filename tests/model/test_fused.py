@@ -1,7 +1,7 @@
 """The fast forward pass against the simple reference, batched against step-by-step."""
 
 import numpy as np
-from llama2np.model import Transformer
+from llama2np.model import make_model
 from reference import ReferenceModel
 
 
@@ -21,8 +21,8 @@ def test_logits_match_simple_reference_over_300_positions(checkpoint, tokenizer,
 
 def test_prompt_batch_equals_single_steps(checkpoint, tokenizer):
     tokens = tokenizer.encode("The cat sat on the mat. It was a sunny day and the cat was happy.")
-    batched = Transformer(checkpoint).forward(tokens, 0)
-    single = Transformer(checkpoint)
+    batched = make_model(checkpoint).forward(tokens, 0)
+    single = make_model(checkpoint)
     stepped = np.stack([single.forward([t], pos)[0] for pos, t in enumerate(tokens)])
     assert batched.shape == (len(tokens), checkpoint.config.vocab_size)
     np.testing.assert_allclose(batched, stepped, rtol=0, atol=1e-12)
@@ -33,11 +33,11 @@ def test_prompt_batch_equals_single_steps(checkpoint, tokenizer):
 def test_batch_in_the_middle_overwrites_the_cache(checkpoint, tokenizer):
     """A forward at positions already written replaces them; the cache must not remember them."""
     tokens = tokenizer.encode("Tom had a red ball and a blue kite.")
-    model = Transformer(checkpoint)
+    model = make_model(checkpoint)
     model.forward(tokens[:5], 0)
     model.forward([7, 8, 9], 5)  # a wrong guess at positions 5..7
     again = model.forward(tokens[5:], 5)
-    fresh = Transformer(checkpoint).forward(tokens, 0)[5:]
+    fresh = make_model(checkpoint).forward(tokens, 0)[5:]
     np.testing.assert_allclose(again, fresh, rtol=0, atol=1e-12)
 
 
@@ -55,7 +55,7 @@ def test_scores_too_large_for_exp2_are_shifted_and_stay_exact(checkpoint, tokeni
 
     loud = copy.deepcopy(checkpoint)
     loud.weights.wq[2] *= 300.0  # scores around +-10,000: 2^score overflows float64
-    model = Transformer(loud)
+    model = make_model(loud)
     shifted = []
     unshifted_step = model._step
 
@@ -77,7 +77,7 @@ def test_cache_grows_with_the_positions_used_and_keeps_the_logits(checkpoint, to
     whose cache held the whole context from the start gives the same logits, bit for bit."""
     text = "Once upon a time, there was a little girl named Lily. She loved to play outside. " * 12
     tokens = tokenizer.encode(text)[:300]
-    growing, whole = Transformer(checkpoint), Transformer(checkpoint)
+    growing, whole = make_model(checkpoint), make_model(checkpoint)
     whole.reserve(checkpoint.config.seq_len)
     assert growing.positions < 32 and growing.caches[0].rows.shape[0] == growing.positions
     pos = 0
@@ -93,7 +93,7 @@ def test_a_context_of_a_billion_positions_allocates_only_what_is_used(checkpoint
 
     big = dataclasses.replace(checkpoint, config=dataclasses.replace(checkpoint.config,
                                                                      seq_len=10**9))
-    model = Transformer(big)
+    model = make_model(big)
     model.forward([1, 2, 3], 0)
     model.forward([4], 40)
     assert model.positions == 41

@@ -10,7 +10,7 @@ from fuzzing import cases
 from hypothesis import given
 from hypothesis import strategies as st
 from llama2np.checkpoint import Config
-from llama2np.model import Float32Transformer, FusedTransformer, Transformer
+from llama2np.model import Float32Transformer, FusedTransformer, make_model
 from llama2np.model.rope import rope_rotations
 from llama2np.tools.models.synthetic import synthetic_checkpoint
 
@@ -25,12 +25,12 @@ def narrow():
 
 
 def test_the_engine_follows_the_model_size(narrow, checkpoint):
-    assert type(Transformer(narrow)) is Float32Transformer
-    assert type(Transformer(checkpoint)) is FusedTransformer  # stories260K keeps float64
-    assert type(Transformer(narrow, precision=64)) is FusedTransformer
-    assert type(Transformer(checkpoint, precision=32)) is Float32Transformer
+    assert type(make_model(narrow)) is Float32Transformer
+    assert type(make_model(checkpoint)) is FusedTransformer  # stories260K keeps float64
+    assert type(make_model(narrow, precision=64)) is FusedTransformer
+    assert type(make_model(checkpoint, precision=32)) is Float32Transformer
     with pytest.raises(ValueError, match="neither 32 nor 64"):
-        Transformer(checkpoint, precision=16)
+        make_model(checkpoint, precision=16)
 
 
 
@@ -47,7 +47,7 @@ def test_a_growing_cache_gives_the_logits_of_a_whole_one(checkpoint, precision, 
     c = checkpoint.config
     tokens = np.random.default_rng(seed).integers(0, c.vocab_size, c.seq_len).tolist()
     huge = dataclasses.replace(checkpoint, config=dataclasses.replace(c, seq_len=10**9))
-    growing, whole = Transformer(huge, precision), Transformer(checkpoint, precision)
+    growing, whole = make_model(huge, precision), make_model(checkpoint, precision)
     whole.reserve(c.seq_len)
     written = reached = 0  # positions below `written` hold this case's keys and values
     for where, size in calls:

@@ -8,7 +8,7 @@ from typing import BinaryIO
 from llama2np.checkpoint import load_checkpoint
 from llama2np.commands.arguments import real_number, whole_number
 from llama2np.generate import Story
-from llama2np.model import Transformer
+from llama2np.model import make_model
 from llama2np.tokenizer import Tokenizer
 
 SEED_LIMIT = (1 << 64) - 1  # run.c's seed is an unsigned 64-bit integer
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.checkpoint)
     tokenizer = Tokenizer.load(args.tokenizer, checkpoint.config.vocab_size)
     story = Story(
-        Transformer(checkpoint), tokenizer, args.prompt,
+        make_model(checkpoint), tokenizer, args.prompt,
         temperature=args.temperature, topp=args.topp, seed=args.seed, steps=args.steps,
         explain=args.probs,
     )

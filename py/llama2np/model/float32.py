@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from llama2np.checkpoint import Checkpoint, Config
-from llama2np.model.rope import rope_rotations
+from llama2np.model.rope import rope_rotations, rotate
 from llama2np.model.transformer import EPS, FIRST_POSITIONS, Transformer
 
 
@@ -59,7 +59,7 @@ def classifier_bound(wcls: np.ndarray, rms_final: np.ndarray, dim: int) -> float
     return 1.01 * math.sqrt(longest) * float(np.abs(rms_final).max()) * math.sqrt(dim)
 
 
-class Float32Transformer(Transformer, precision=32):
+class Float32Transformer(Transformer):
     """run.c's float32 forward pass on the checkpoint's own arrays.
 
     Nothing is fused or copied: each product reads llama2.c's (out, in) rows where the file put
@@ -69,8 +69,7 @@ class Float32Transformer(Transformer, precision=32):
     does the same with matrix products.
     """
 
-    def __init__(self, checkpoint: Checkpoint, precision: int | None = 32) -> None:
-        """`precision` is there for `Transformer(checkpoint, precision)`, which chose this engine."""
+    def __init__(self, checkpoint: Checkpoint) -> None:
         c = self.config = checkpoint.config
         self.weights = w = checkpoint.weights
         self.group = c.n_heads // c.n_kv_heads
@@ -87,7 +86,7 @@ class Float32Transformer(Transformer, precision=32):
         """The caches, the RoPE table and the score buffer for `positions` (see reserve)."""
         c = self.config
         # run.c's float32 cos and sin, held exactly as complex64: pair i turns by its head's angle.
-        self.rotate = rope_rotations(c, positions)[0].astype(np.complex64)
+        self.rotations = rope_rotations(c, positions)[0].astype(np.complex64)
         self._scores = np.empty((c.n_kv_heads, self.group, positions), np.float32)
         shape = (positions, c.n_kv_heads, c.head_size)
         for cache in (self.keys, self.values):
@@ -128,17 +127,17 @@ class Float32Transformer(Transformer, precision=32):
         x, xn, delta, q, q_heads = self._x, self._xn, self._delta, self._q, self._q_heads
         att, att_heads, sums, h1, h3, gate = (self._att, self._att_heads, self._sums, self._h1,
                                               self._h3, self._gate)
-        rotate, scores = self.rotate[pos], self._scores[..., :end]
+        rotations, scores = self.rotations[pos], self._scores[..., :end]
         with np.errstate(all="ignore"):  # NaN from broken weights reaches the sampler
             np.copyto(x, w.token_embedding[token])
             for layer in range(c.n_layers):
                 rmsnorm_into(x, w.rms_att[layer], xn)
                 matvec(w.wq[layer], xn, q)
-                q.view(np.complex64).__imul__(rotate)  # RoPE: pairs as complex numbers
+                rotate(q, rotations)
                 q *= self.attention_scale
                 key = self.keys[layer][pos].reshape(-1)
                 matvec(w.wk[layer], xn, key)
-                key.view(np.complex64).__imul__(rotate[:half_kv])
+                rotate(key, rotations[:half_kv])
                 matvec(w.wv[layer], xn, self.values[layer][pos].reshape(-1))
                 # All heads at once: (n_kv, group, hs) @ (n_kv, hs, end), then the softmax.
                 np.matmul(q_heads, self.keys[layer][:end].transpose(1, 2, 0), out=scores)
@@ -168,27 +167,26 @@ class Float32Transformer(Transformer, precision=32):
         batch: what `step` computes, up to float32 rounding."""
         c, w, T = self.config, self.weights, end - pos
         hs, n_kv, half_kv = c.head_size, c.n_kv_heads, c.kv_dim // 2
-        rotate = self.rotate[pos:end]
+        rotations = self.rotations[pos:end]
         with np.errstate(all="ignore"):
             x = w.token_embedding[tokens]
             mask = self.causal_mask(pos, end).astype(np.float32)
             for layer in range(c.n_layers):
                 xn = rmsnorm_rows(x, w.rms_att[layer])
                 q = matmat(xn, w.wq[layer])
-                q.view(np.complex64).__imul__(rotate)
+                rotate(q, rotations)
                 q *= self.attention_scale
-                keys = matmat(xn, w.wk[layer]).view(np.complex64)
-                keys *= rotate[:, :half_kv]
-                self.keys[layer][pos:end] = keys.view(np.float32).reshape(T, n_kv, hs)
+                keys = matmat(xn, w.wk[layer])
+                rotate(keys, rotations[:, :half_kv])
+                self.keys[layer][pos:end] = keys.reshape(T, n_kv, hs)
                 self.values[layer][pos:end] = matmat(xn, w.wv[layer]).reshape(T, n_kv, hs)
-                # (T, dim) -> (n_kv, T * group, hs): queries grouped by the key head they share.
-                q = q.reshape(T, n_kv, self.group * hs).transpose(1, 0, 2).reshape(n_kv, -1, hs)
+                q = self.group_queries(q)
                 scores = q @ self.keys[layer][:end].transpose(1, 2, 0) + mask
                 scores -= scores.max(axis=-1, keepdims=True)
                 np.exp(scores, out=scores)
                 scores /= scores.sum(axis=-1, keepdims=True)
                 att = scores @ self.values[layer][:end].transpose(1, 0, 2)
-                att = att.reshape(n_kv, T, self.group * hs).transpose(1, 0, 2).reshape(T, c.dim)
+                att = self.ungroup(att)
                 x += matmat(att, w.wo[layer])
                 xn = rmsnorm_rows(x, w.rms_ffn[layer])
                 h1 = matmat(xn, w.w1[layer])

@@ -28,7 +28,7 @@ It suits models of a few megabytes, where calls cost more than arithmetic. From 
 and the layer-0 table (vocab x (dim + 2 kv_dim) numbers, 221 MB there) cost ten times the
 checkpoint's memory and buy nothing: a token is then millions of multiply-adds, read once from
 memory, and the handful of extra calls is noise. `fits` says where that begins; beyond it
-`Transformer(checkpoint)` makes a `Float32Transformer` (float32.py).
+`make_model(checkpoint)` makes a `Float32Transformer` (float32.py).
 """
 
 import math
@@ -134,7 +134,7 @@ def float64_bytes(config: Config) -> int:
     return 8 * (c.n_layers * per_layer + 2 * c.vocab_size * c.dim + table)
 
 
-class FusedTransformer(Transformer, precision=64):
+class FusedTransformer(Transformer):
     """stories260K's engine: float64 copies of the weights, fused and folded as the module's
     docstring draws them, and a KV cache that grows with the positions reached."""
 
@@ -152,8 +152,7 @@ class FusedTransformer(Transformer, precision=64):
         rope = 16 * (c.dim // 2 + c.n_kv_heads * c.head_size)
         return float64_bytes(c) + positions * (cache + rope + 8 * c.n_heads)
 
-    def __init__(self, checkpoint: Checkpoint, precision: int | None = 64) -> None:
-        """`precision` is there for `Transformer(checkpoint, precision)`, which chose this engine."""
+    def __init__(self, checkpoint: Checkpoint) -> None:
         c = self.config = checkpoint.config
         w = checkpoint.weights
         self.group = c.n_heads // c.n_kv_heads
@@ -232,15 +231,13 @@ class FusedTransformer(Transformer, precision=64):
         cache = self.caches[index]
         np.multiply(qkv_c[:, dim // 2 :].reshape(T, n_kv, hs), self.rotate_kv[pos:end],
                     out=cache.kv[pos:end])
-        # (T, dim) -> (n_kv, T * group, head_size): queries grouped by the key head they share.
-        q = q.reshape(T, n_kv, self.group * hs).transpose(1, 0, 2).reshape(n_kv, T * self.group, hs)
+        q = self.group_queries(q)
         scores = q @ cache.keys[..., :end]  # (n_kv, T * group, end), in log2 units
         scores += mask
         scores -= scores.max(axis=-1, keepdims=True)  # each row's largest term becomes 2^0
         np.exp2(scores, out=scores)
         weighted = scores @ cache.values[:, :end]  # (n_kv, T * group, head_size + 1)
-        out = weighted[..., :hs] / weighted[..., hs:]
-        return out.reshape(n_kv, T, self.group * hs).transpose(1, 0, 2).reshape(T, dim)
+        return self.ungroup(weighted[..., :hs] / weighted[..., hs:])
 
     def step(self, token: int, pos: int) -> np.ndarray:
         """Logits (vocab_size,) of one token at `pos`: `forward` for T = 1, in fewer NumPy calls.

@@ -6,6 +6,13 @@ import numpy as np
 from llama2np.checkpoint import Config
 
 
+def rotate(pairs: np.ndarray, rotations: np.ndarray) -> None:
+    """RoPE in place: each adjacent pair of `pairs` (float32) is a complex number, turned by
+    multiplying it with its rotation."""
+    as_complex = pairs.view(np.complex64)
+    np.multiply(as_complex, rotations, out=as_complex)
+
+
 def rope_rotations(config: Config, positions: int) -> tuple[np.ndarray, np.ndarray]:
     """e^(i * pos * freq) for pos < positions: for q's pairs (positions, dim/2), and for each
     key/value head's k pairs followed by ones for its v pairs (positions, n_kv, head_size).

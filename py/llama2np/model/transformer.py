@@ -1,9 +1,9 @@
-"""What every engine of the forward pass shares: the choice of engine for a model, the bounds of
-the context, a KV cache that grows with the story, and the causal mask of a batch."""
+"""What every engine of the forward pass shares: the bounds of the context, a KV cache that grows
+with the story, and the causal mask of a batch."""
 
 import numpy as np
 
-from llama2np.checkpoint import Checkpoint, Config
+from llama2np.checkpoint import Config
 
 EPS = 1e-5  # RMSNorm's epsilon, as in llama2.c
 # Positions the KV cache and RoPE tables hold at first; they double as positions are reached, up
@@ -15,28 +15,14 @@ FIRST_POSITIONS = 16
 class Transformer:
     """A llama2.c model with its KV cache; `forward` appends tokens at a given position.
 
-    `Transformer(checkpoint)` makes the engine that suits the model: `FusedTransformer` (float64,
-    fused weights) while its copies fit its budget, `Float32Transformer` (run.c's float32 on the
-    checkpoint's own arrays) beyond; `precision` (64 or 32) chooses by hand. An engine is a
-    subclass that names its precision, `class E(Transformer, precision=...)`, and provides
-    `step` (one token), `_batch` (several) and `_grow` (room for more positions).
+    An engine is a subclass that provides `step` (one token), `_batch` (several) and `_grow`
+    (room for more positions); `model.make_model` picks the one that suits a model.
     """
 
-    engines: dict[int, type["Transformer"]] = {}  # precision -> engine
     config: Config
     group: int  # query heads sharing one key/value head
     logit_bound: float  # no logit exceeds it: the sampler knows which temperatures overflow
     positions: int = 0  # what the KV cache and RoPE tables hold; see reserve()
-
-    def __init_subclass__(cls, precision: int | None = None, **kwargs: object) -> None:
-        super().__init_subclass__(**kwargs)
-        if precision is not None:
-            Transformer.engines[precision] = cls
-
-    def __new__(cls, checkpoint: Checkpoint, precision: int | None = None) -> "Transformer":
-        if cls is Transformer:
-            cls = engine_for(checkpoint.config, precision)
-        return super().__new__(cls)
 
     def forward(self, tokens: list[int] | np.ndarray, pos: int) -> np.ndarray:
         """Logits (T, vocab_size) for `tokens` at positions pos .. pos+T-1.
@@ -90,23 +76,22 @@ class Transformer:
         if pos >= self.positions:  # rarely: the cache doubles
             self.reserve(pos + 1)
 
+    def group_queries(self, q: np.ndarray) -> np.ndarray:
+        """(T, dim) -> (n_kv_heads, T * group, head_size): each key/value head with the queries
+        of its whole group of heads, for all T tokens."""
+        hs, n_kv = self.config.head_size, self.config.n_kv_heads
+        T = len(q)
+        return q.reshape(T, n_kv, self.group * hs).transpose(1, 0, 2).reshape(n_kv, T * self.group, hs)
+
+    def ungroup(self, out: np.ndarray) -> np.ndarray:
+        """`group_queries` undone: (n_kv_heads, T * group, head_size) -> (T, dim)."""
+        n_kv, rows, hs = out.shape
+        T = rows // self.group
+        return out.reshape(n_kv, T, self.group * hs).transpose(1, 0, 2).reshape(T, n_kv * self.group * hs)
+
     def causal_mask(self, pos: int, end: int) -> np.ndarray:
         """(T * group, end) for the tokens at pos .. end-1: 0 where query row r (token r // group,
         one of its group's heads) may see key position j, -inf where j is ahead of it."""
         rows = np.arange(pos, end).repeat(self.group)[:, None]
         return np.where(np.arange(end)[None, :] > rows, -np.inf, 0.0)
 
-
-def memory_needed(config: Config) -> int:
-    """What the engine for a model allocates beyond its checkpoint once a story fills the context."""
-    return engine_for(config).memory_bytes(config, config.seq_len)
-
-
-def engine_for(config: Config, precision: int | None = None) -> type[Transformer]:
-    """The engine for a model: float64 while its copies fit the budget, else float32."""
-    engines = Transformer.engines
-    if precision is None:
-        precision = 64 if engines[64].fits(config) else 32
-    if precision not in engines:
-        raise ValueError(f"precision {precision} is neither 32 nor 64")
-    return engines[precision]

@@ -7,7 +7,7 @@ def test_bench_prints_speeds_beside_the_port(model_dir):
     result = run_cli("bench", model_dir / "stories260K.bin", "-n", "24", "--prompt-tokens", "8",
                      "--repeat", "1")
     assert result.returncode == 0, result.stderr
-    for engine in ("llama2np, plain", "straightforward port"):
+    for engine in ("llama2np, plain", "llama2np, float32", "straightforward port"):
         assert f"| {engine} |" in result.stdout
     assert "decode tok/s" in result.stdout and "x port" in result.stdout
 

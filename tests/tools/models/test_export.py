@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from llama2np.checkpoint import Checkpoint, load_checkpoint, read_checkpoint
-from llama2np.model import Transformer
+from llama2np.model import make_model
 from llama2np.tools.models.checkpoint_writer import quantize_q8_0, write_checkpoint
 from llama2np.tools.models.pickle_reader import load_pt
 from llama2np.tools.models.torch_checkpoint import checkpoint_from_pt, checkpoint_from_saved
@@ -38,8 +38,8 @@ def test_versions_written_from_version_0_load_and_generate(tmp_path, model_dir, 
     loaded = load_checkpoint(path)
     assert loaded.version == version and loaded.config == checkpoint.config
     tokens = tokenizer.encode(golden(GOLDEN_T1))[:200]
-    reference = Transformer(checkpoint).forward(tokens, 0)
-    logits = Transformer(loaded).forward(tokens, 0)
+    reference = make_model(checkpoint).forward(tokens, 0)
+    logits = make_model(loaded).forward(tokens, 0)
     if version == 1:
         assert np.array_equal(logits, reference)
         assert story(model_dir, path) == golden(GOLDEN_T0)

@@ -19,9 +19,9 @@ HELD_OUT = [
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, checkpoint, tokenizer):
     """Stories written by stories260K itself: the project makes its own training text."""
-    from llama2np.model import Transformer
+    from llama2np.model import make_model
 
-    model = Transformer(checkpoint)
+    model = make_model(checkpoint)
     folder = tmp_path_factory.mktemp("corpus")
     stories = [Story(model, tokenizer, "", temperature=1.0, seed=seed, steps=200).text()
                for seed in range(1, 121)]

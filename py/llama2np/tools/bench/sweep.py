@@ -18,7 +18,7 @@ from pathlib import Path
 from llama2np.benchmark import PLAIN, PORT, measure
 from llama2np.checkpoint import load_checkpoint, parameter_count
 from llama2np.errors import UsageError
-from llama2np.model import Transformer
+from llama2np.model import make_model
 from llama2np.tools.bench.table import format_sweep
 from llama2np.tools.models.fetch import fetch
 from llama2np.tools.models.synthetic import (
@@ -70,7 +70,7 @@ def measure_shape(name: str, checkpoint: Path, tokenizer: Path, steps: int,
                   prompt_tokens: int, repeats: int) -> dict:
     start = time.perf_counter()
     model = load_checkpoint(checkpoint)
-    engine = type(Transformer(model)).__name__
+    engine = type(make_model(model)).__name__
     load = time.perf_counter() - start
     c = model.config
     # One length for shapes of different contexts: each is measured within its own.
