@@ -18,7 +18,7 @@ find_python() {
 }
 
 # `llama2np build` gets the Pyodide runtime with npm (once; then from .cache/site-sources) and
-# runs Node to snapshot Python's start for the page (every build).
+# runs the page's Python once in Node to learn what it imports (every build).
 if ! command -v node >/dev/null 2>&1 || { ! command -v npm >/dev/null 2>&1 && [ ! -d .cache/site-sources ]; }; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing Debian's nodejs and npm to build the site" >&2

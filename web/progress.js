@@ -1,6 +1,6 @@
 // One bar for the whole load. The worker lists every file's size on the wire as soon as it
-// starts and reports the bytes as they arrive, so the bar counts what actually travels and the
-// label can say how much is left and, once the rate is known, how long. The stages after the
+// starts ("listed" once all are) and reports the bytes as they arrive, so the bar counts what
+// actually travels and the label can say how much is left and, once the rate is known, how long. The stages after the
 // downloads (starting Python, installing packages, reading the model) take the last stretch.
 // The bar never goes back.
 
@@ -18,6 +18,7 @@ export function loadMeter(show, cached = false) {
   let firstBytes = 0; // when the first bytes came, for the rate
   const download = cached ? "Loading from this browser's cache" : "Downloading";
   let stage = { key: "download", label: download };
+  let listed = false; // every file of the load is in `files`: the total is known
   const render = () => {
     let wire = 0;
     let done = 0;
@@ -25,11 +26,11 @@ export function loadMeter(show, cached = false) {
       wire += f.wire;
       done += f.done;
     }
-    const downloading = !wire || done < wire; // Python may start before the last file is in
+    const downloading = !listed || done < wire; // Python may start before the last file is in
     const floor = downloading ? 0 : STAGES[stage.key] ?? 0;
-    shown = Math.max(shown, wire ? DOWNLOAD_SHARE * (done / wire) : 0, floor);
-    let label = downloading ? download : stage.label;
-    if (downloading && wire) {
+    shown = Math.max(shown, listed && wire ? DOWNLOAD_SHARE * (done / wire) : 0, floor);
+    let label = downloading ? download : stage.key === "download" ? "Starting Python" : stage.label;
+    if (downloading && listed) {
       label += ` ${megabytes(done)} of ${megabytes(wire)} MB`;
       const elapsed = performance.now() - firstBytes;
       if (firstBytes && elapsed > RATE_AFTER_MS && done > 0) {
@@ -41,9 +42,12 @@ export function loadMeter(show, cached = false) {
   };
   render();
   return {
-    // {stage: "file", url, wire, done} or {stage: "start" | "install" | "model", label}
+    // {stage: "file", url, wire, done}, {stage: "listed"} once every file is,
+    // or {stage: "start" | "install" | "model", label}
     update(message) {
-      if (message.stage === "file") {
+      if (message.stage === "listed") {
+        listed = true;
+      } else if (message.stage === "file") {
         if (!firstBytes && message.done > 0) firstBytes = performance.now();
         files.set(message.url, { wire: message.wire, done: message.done });
       } else {

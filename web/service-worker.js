@@ -33,7 +33,9 @@ async function storeFirst(request) {
 
 async function networkFirst(request) {
   try {
-    const response = await fetch(request);
+    // The page is asked of the host each time (a 304 when unchanged): a host that sends no
+    // Cache-Control would otherwise let the browser's cache answer with an older page.
+    const response = await fetch(request.mode === "navigate" ? new Request(request.url, { cache: "no-cache" }) : request);
     if (response.ok && request.mode === "navigate") {
       const copy = response.clone();
       caches.open(STORE).then((store) => store.put(pageKey(request.url), copy)).catch(() => {});

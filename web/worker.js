@@ -5,7 +5,8 @@
 //        models, in the same Python; answered by progress and ready, or a non-fatal error)
 //        | generate {id, prompt, temperature, topp, seed, steps, explain} | continue {id}
 //        | stop {id} | bench {id, steps, promptTokens, repeats, engines} | open {files: [File, File]}
-//   out: progress {stage: "file", url, wire, done} (bytes on the wire) | progress {stage, label}
+//   out: progress {stage: "file", url, wire, done} (bytes on the wire) | progress {stage: "listed"}
+//        | progress {stage, label}
 //        | ready {model, seconds, fromSnapshot, stages, resources}
 //        | start {id, promptText, seed, steps} | continued {id, steps, takenBack}
 //        | tokens {id, text, pieces?} | done {id, stopped, ended, canContinue, stats}
@@ -64,6 +65,7 @@ async function load({ pyodideURL, modelURL }) {
   const checked = answerPyodide(post, site.encoding,
     new Map(listing.files.filter((file) => own(file) && !file.name.endsWith(".js")).map((file) => [address(file), runtime[file.name]])),
     new Map(listing.files.filter((file) => !own(file) && file.name.endsWith(".wasm")).map((file) => [address(file), file])));
+  post({ type: "progress", stage: "listed" });
   const snapshot = readSnapshot(new URL(SNAPSHOT_FILE, pyodideURL).href);
   if (!site.encoding) await runPyodideScript(pyodideURL, runtime["pyodide.asm.js"]);
   const downloaded = performance.now();
@@ -203,7 +205,9 @@ async function switchModel({ modelURL }) {
   const started = performance.now();
   const site = { ...currentSite, manifest: await fetchJSON(new URL(modelURL)) };
   const { manifest } = site;
-  const files = await downloadModel(post, manifest, modelURL, site);
+  const download = downloadModel(post, manifest, modelURL, site);
+  post({ type: "progress", stage: "listed" });
+  const files = await download;
   post({ type: "progress", stage: "model", label: "Reading the model" });
   try {
     openSession(manifest, files);

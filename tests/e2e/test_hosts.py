@@ -3,11 +3,13 @@ every host serves a page that becomes ready, writes run.c's story, and costs a f
 at most 5.5 MB (llama2np serve, which sends Brotli) or 6.5 MB (hosts that send files as they
 are, where the page fetches and decodes the compressed siblings itself)."""
 
+import re
 import shutil
+import time
 
 import pytest
 from llama2np.tools.bench.hosts import HOSTS, serving
-from llama2np.tools.bench.link import Link
+from llama2np.tools.bench.link import Link, LinkSpeed
 from support import GOLDEN_T0
 
 pytestmark = pytest.mark.e2e
@@ -84,3 +86,35 @@ def test_a_host_policy_that_forbids_webassembly_names_it(visit):
     visit.open(state="error")
     assert "Content-Security-Policy forbids WebAssembly" in visit.status()
     assert "'wasm-unsafe-eval'" in visit.status()
+
+
+def test_the_load_bar_counts_the_download_and_its_time_over_a_slow_link(built_site, visit_with):
+    with serving(built_site, "llama2np serve") as port:
+        link = Link(port, LinkSpeed("8 Mbit/s, 40 ms", 8e6, 0.040))
+        try:
+            visit = visit_with(f"http://127.0.0.1:{link.port}/")
+            labels = []
+            visit.page.goto(visit.url)
+            deadline = time.monotonic() + 90
+            while visit.state() == "loading" and time.monotonic() < deadline:
+                labels.append(visit.text("progress-label"))
+                time.sleep(0.1)
+            assert visit.state() == "ready", visit.status()
+            counted = [label for label in labels if re.match(r"Downloading [\d.]+ of 5\.\d MB", label)]
+            assert counted, labels
+            assert any(re.search(r", about \d+ s left…$", label) for label in labels), labels
+            assert all(label.strip("…") for label in labels), labels  # never an empty stage
+            visit.page.wait_for_timeout(500)
+            visit.page.goto(visit.url)
+            assert visit.text("progress-label").startswith(("Loading from this browser's cache", "Ready"))
+            assert wait_ready(visit)
+        finally:
+            visit.page.context.close()
+            link.close()
+
+
+def wait_ready(visit) -> bool:
+    deadline = time.monotonic() + 90
+    while visit.state() == "loading" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return visit.state() == "ready"

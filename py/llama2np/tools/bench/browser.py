@@ -62,18 +62,24 @@ def measure_in_browser(site: Path, steps: int, prompt_tokens: int, repeats: int)
     from playwright.sync_api import sync_playwright
 
     from llama2np.tools.bench.chromium import launch_chromium_profile
+    from llama2np.tools.bench.link import Link
     from llama2np.tools.site.serve import start_server
 
-    server, url = start_server(site)
+    server, served = start_server(site)
+    link = Link(int(served.rstrip("/").rsplit(":", 1)[1]))  # counts the bytes of each visit
+    url = f"http://127.0.0.1:{link.port}/"
     try:
         with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
             context = launch_chromium_profile(playwright, Path(profile))
             page = context.new_page()
-            cold_seconds, cold_bytes = timed_visit(page, url)
+            cold_seconds = timed_visit(page, url)
+            cold_bytes = link.reset()
             cold_stages = page.evaluate("() => window.llama2np.loadStages")
             first_story = first_story_speed(page)  # the visitor's first story, then they leave
             page.wait_for_timeout(BETWEEN_VISITS_SECONDS * 1000)
-            warm_seconds, warm_bytes = timed_visit(page, url)
+            link.reset()  # the first story's and the service worker's requests in between
+            warm_seconds = timed_visit(page, url)
+            warm_bytes = link.reset()
             warm_stages = page.evaluate("() => window.llama2np.loadStages")
             # A short run first, so that the WebAssembly is optimised before it is timed.
             page.evaluate("(o) => window.llama2np.bench(o)",
@@ -86,6 +92,7 @@ def measure_in_browser(site: Path, steps: int, prompt_tokens: int, repeats: int)
             product = context.new_cdp_session(page).send("Browser.getVersion")["product"]
             context.close()
     finally:
+        link.close()
         server.shutdown()
     return {
         "results": results,
@@ -117,26 +124,8 @@ def first_story_speed(page: object) -> float:
     return page.evaluate("() => window.llama2np.lastStats?.tokens_per_second ?? 0")
 
 
-def timed_visit(page: object, url: str) -> tuple[float, int]:
-    """(seconds from navigation to state `ready`, response bytes received) for one visit."""
-    from llama2np.tools.bench.chromium import wait_for_state
+def timed_visit(page: object, url: str) -> float:
+    """Seconds from navigation to state `ready` of one visit."""
+    from llama2np.tools.bench.delivery import time_to_ready
 
-    responses = []
-
-    def record(response: object) -> None:  # Playwright needs a function it can tag
-        responses.append(response)
-
-    page.on("response", record)
-    start = time.perf_counter()
-    page.goto(url)
-    state = wait_for_state(page, ("ready", "error"), LOAD_TIMEOUT)
-    seconds = time.perf_counter() - start
-    page.remove_listener("response", record)
-    if state != "ready":
-        message = page.evaluate("() => document.getElementById('status').textContent")
-        raise Llama2npError(f"the page failed to load in Chromium: {message.strip()}")
-    received = 0
-    for response in responses:
-        sizes = response.request.sizes()  # waits for the body; encoded (compressed) sizes
-        received += sizes["responseBodySize"] + sizes["responseHeadersSize"]
-    return seconds, received
+    return time_to_ready(page, url)
