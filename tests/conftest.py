@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pytest
-from llama2np.checkpoint import load_checkpoint
-from llama2np.model import make_model
-from llama2np.tokenizer import Tokenizer
+from llama2np.runtime.checkpoint import load_checkpoint
+from llama2np.runtime.model import make_model
+from llama2np.runtime.tokenizer import Tokenizer
 from llama2np.tools.models.fetch import (
     DEFAULT_MODEL_DIR,
     MIRROR_VARIABLE,

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llama2np.tokenizer import Tokenizer
+from llama2np.runtime.tokenizer import Tokenizer
 
 GOLDEN_T0 = "expected_t0.txt"
 GOLDEN_T1 = "expected_t1_p0.9_s133742.txt"

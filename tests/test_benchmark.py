@@ -4,13 +4,13 @@ measures against is sized by the positions a run uses."""
 import numpy as np
 import pytest
 from hostile import assert_refused, run_bounded
-from llama2np.baseline import BaselineTransformer
-from llama2np.benchmark import PORT, measure
-from llama2np.errors import UsageError
-from llama2np.generate import generate_tokens
-from llama2np.model import make_model
-from llama2np.sampler import Sampler
-from llama2np.tokenizer import BOS
+from llama2np.runtime.baseline import BaselineTransformer
+from llama2np.runtime.benchmark import PORT, measure
+from llama2np.runtime.errors import UsageError
+from llama2np.runtime.generate import generate_tokens
+from llama2np.runtime.model import make_model
+from llama2np.runtime.sampler import Sampler
+from llama2np.runtime.tokenizer import BOS
 
 PORT_ONLY = (PORT,)
 

@@ -1,10 +1,10 @@
 """The generation loop: budgets and limits hold, a continued story is a longer one."""
 
 import pytest
-from llama2np.errors import Llama2npError, PromptError, UsageError
-from llama2np.generate import Story, generate_tokens
-from llama2np.model import FusedTransformer, make_model
-from llama2np.sampler import Sampler
+from llama2np.runtime.errors import Llama2npError, PromptError, UsageError
+from llama2np.runtime.generate import Story, generate_tokens
+from llama2np.runtime.model import FusedTransformer, make_model
+from llama2np.runtime.sampler import Sampler
 
 
 def test_advance_respects_its_token_budget(model, tokenizer):
@@ -133,7 +133,7 @@ def test_a_plain_story_samples_with_the_plain_sampler(model, tokenizer):
 def test_a_prompt_forwarded_in_batches_writes_the_same_story(checkpoint, tokenizer, monkeypatch):
     """A long prompt goes through the model a batch at a time (memory in proportion to its
     length); the story is the one a single batch writes."""
-    import llama2np.generate as generation
+    import llama2np.runtime.generate as generation
 
     prompt = tokenizer.encode("Once upon a time, there was a little girl named Lily. " * 8)
     def story() -> list[int]:

@@ -1,8 +1,8 @@
 """run.c's published stories, byte for byte, through the command and through the Python API."""
 
 import pytest
-from llama2np.baseline import BaselineTransformer
-from llama2np.generate import Story
+from llama2np.runtime.baseline import BaselineTransformer
+from llama2np.runtime.generate import Story
 from support import GOLDEN_T0, GOLDEN_T1, run_cli
 
 CASES = [

@@ -16,7 +16,7 @@ import numpy as np
 from fuzzing import cases
 from hypothesis import given
 from hypothesis import strategies as st
-from llama2np.checkpoint import (
+from llama2np.runtime.checkpoint import (
     EXPORT_PREFIX,
     MAGIC,
     Checkpoint,
@@ -25,10 +25,10 @@ from llama2np.checkpoint import (
     read_checkpoint,
     weight_shapes,
 )
-from llama2np.errors import CheckpointError, Llama2npError, PromptError, TokenizerError
-from llama2np.generate import Story
-from llama2np.model import make_model
-from llama2np.tokenizer import Tokenizer
+from llama2np.runtime.errors import CheckpointError, Llama2npError, PromptError, TokenizerError
+from llama2np.runtime.generate import Story
+from llama2np.runtime.model import make_model
+from llama2np.runtime.tokenizer import Tokenizer
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from support import write_tokenizer
 

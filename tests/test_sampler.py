@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from llama2np.errors import UsageError
-from llama2np.sampler import NonFiniteLogits, Rng, Sampler, sample_multinomial, sample_topp
+from llama2np.runtime.errors import UsageError
+from llama2np.runtime.sampler import NonFiniteLogits, Rng, Sampler, sample_multinomial, sample_topp
 
 SOURCE = Path(__file__).parent / "c" / "sampler_reference.c"
 

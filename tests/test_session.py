@@ -1,10 +1,10 @@
 """The browser worker's Python side, run on CPython: same stories, errors as values."""
 
 import pytest
-from llama2np.checkpoint import Config
-from llama2np.errors import Llama2npError
-from llama2np.session import Session
-from llama2np.tokenizer import Tokenizer
+from llama2np.runtime.checkpoint import Config
+from llama2np.runtime.errors import Llama2npError
+from llama2np.runtime.session import Session
+from llama2np.runtime.tokenizer import Tokenizer
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from llama2np.tools.models.synthetic import synthetic_checkpoint
 from support import GOLDEN_T1
@@ -19,7 +19,7 @@ def test_sliced_story_is_run_c_s(model_dir, golden):
     session = make_session(model_dir)
     assert session.info()["config"]["seq_len"] == 512
     assert session.info()["parameters"] == 260_032  # as `llama2np validate` counts them
-    assert session.start("", 1.0, 0.9, 133742, 256) == {"prompt_text": "", "seed": 133742, "steps": 256}
+    assert session.start(prompt="", temperature=1.0, topp=0.9, seed=133742, steps=256) == {"prompt_text": "", "seed": 133742, "steps": 256}
     pieces = []
     while not session.done:
         pieces.append(session.advance(0.001))
@@ -29,8 +29,8 @@ def test_sliced_story_is_run_c_s(model_dir, golden):
 
 def test_bad_requests_come_back_as_sentences(model_dir):
     session = make_session(model_dir)
-    assert "context is 512 tokens" in session.start("word " * 600, 0.0, 0.9, 1, 512)["error"]
-    assert "Temperature -1.0 is out of range" in session.start("", -1.0, 0.9, 1, 10)["error"]
+    assert "context is 512 tokens" in session.start(prompt="word " * 600, temperature=0.0, topp=0.9, seed=1, steps=512)["error"]
+    assert "Temperature -1.0 is out of range" in session.start(prompt="", temperature=-1.0, topp=0.9, seed=1, steps=10)["error"]
     assert session.done and session.advance(0.01) == ""
 
 
@@ -41,15 +41,15 @@ def test_bench_measures_every_engine(model_dir):
 
 
 def test_a_clock_seed_and_a_whole_context_length_are_reported(model_dir):
-    started = make_session(model_dir).start("", 1.0, 0.9, 0, 0)
+    started = make_session(model_dir).start(prompt="", temperature=1.0, topp=0.9, seed=0, steps=0)
     assert started["seed"] > 1_600_000_000 and started["steps"] == 512
 
 
 def test_continue_and_probabilities_through_the_session(model_dir):
     session = make_session(model_dir)
-    session.start("", 1.0, 0.9, 12, 0, True)
+    session.start(prompt="", temperature=1.0, topp=0.9, seed=12, steps=0, explain=True)
     longer = "".join(iter(lambda: session.advance(0.01), ""))
-    session.start("", 1.0, 0.9, 12, 30, True)
+    session.start(prompt="", temperature=1.0, topp=0.9, seed=12, steps=30, explain=True)
     text = "".join(iter(lambda: session.advance(0.01), ""))
     assert session.ending() == {"ended": "length", "can_continue": True}
     assert len(session.explanations()) == 30 and session.explanations() == []
@@ -61,11 +61,11 @@ def test_continue_and_probabilities_through_the_session(model_dir):
 
 def test_prompt_errors_use_the_page_s_words(model_dir):
     session = make_session(model_dir)
-    message = session.start("a b c d e f g", 0.0, 0.9, 1, 4)["error"]
+    message = session.start(prompt="a b c d e f g", temperature=0.0, topp=0.9, seed=1, steps=4)["error"]
     assert message == ("The start of the story is 7 tokens long, which fills the whole Length of "
                        "4 (Length counts its tokens too); raise Length (0 is the whole context) "
                        "or shorten the start.")
-    message = session.start("word " * 600, 0.0, 0.9, 1, 0)["error"]
+    message = session.start(prompt="word " * 600, temperature=0.0, topp=0.9, seed=1, steps=0)["error"]
     assert message == ("The start of the story is 1801 tokens long, but the model's context is "
                        "512 tokens; shorten it.")
 
@@ -75,8 +75,8 @@ def test_prompt_errors_use_the_page_s_words(model_dir):
     pieces = [b"<unk>", b"\n<s>\n", b"\n</s>\n", b"a", b"b", b" ", b"ab"]
     tokenizer = Tokenizer(pieces, [0.0] * 7, max(map(len, pieces))).to_bytes()
     small = Session(write_checkpoint(synthetic_checkpoint(config), 1), tokenizer)
-    assert "can neither find nor spell" in small.start("a~", 0.0, 0.9, 1, 8)["error"]
-    assert session.start("", 1.0, 0.9, 1, 8)["prompt_text"] == ""
+    assert "can neither find nor spell" in small.start(prompt="a~", temperature=0.0, topp=0.9, seed=1, steps=8)["error"]
+    assert session.start(prompt="", temperature=1.0, topp=0.9, seed=1, steps=8)["prompt_text"] == ""
     while not session.done:
         session.advance(0.01)
     assert session.extend(4)["error"].startswith("The story already has")

@@ -2,8 +2,8 @@
 
 import pytest
 import sentencepiece
-from llama2np.errors import TokenizerError
-from llama2np.tokenizer import BOS, TextStream, Tokenizer
+from llama2np.runtime.errors import TokenizerError
+from llama2np.runtime.tokenizer import BOS, TextStream, Tokenizer
 
 TEXTS = [
     "Once upon a time, there was a little girl named Lily.",
@@ -105,7 +105,7 @@ def test_a_nan_score_never_merges_as_in_run_c():
 
 
 def test_a_character_without_a_token_or_byte_token_is_a_prompt_error():
-    from llama2np.errors import PromptError
+    from llama2np.runtime.errors import PromptError
 
     with pytest.raises(PromptError, match="'~', which this tokenizer's 7 tokens can neither"):
         small_tokenizer(1.0).encode("ab~")

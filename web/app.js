@@ -9,6 +9,7 @@ import { megabytes, modelPicker, parameters, siteModels } from "./models.js";
 import { keepOffline } from "./offline.js";
 import { listenForModelFiles } from "./own-model.js";
 import { loadMeter } from "./progress.js";
+import { IN, OUT } from "./protocol.js";
 import { readSettings, remember, remembered, restoreSettings, saveSettings } from "./settings.js";
 import { shareURL, storyFile } from "./share.js";
 import { explainer, tokenSpan } from "./why.js";
@@ -114,7 +115,7 @@ function startWorker() {
     workerFailure(event).then(fail);
   };
   worker.postMessage({
-    type: "load",
+    type: IN.LOAD,
     pyodideURL: siteURL("llama2np-pyodide"),
     modelURL: chosen?.manifestURL ?? siteURL("llama2np-model"),
   });
@@ -148,14 +149,14 @@ function startMeter() {
 const siteURL = (name) => new URL(document.querySelector(`meta[name="${name}"]`).content, document.baseURI).href;
 
 const handlers = {
-  progress(message) {
+  [OUT.PROGRESS](message) {
     meter?.update(message);
   },
-  ready({ model: info, seconds, stages, fromSnapshot, resources }) {
+  [OUT.READY]({ model: info, seconds, stages, fromSnapshot, resources }) {
     model = info;
     switching = null;
     meter?.finish();
-    window.llama2np.model = info;
+    window.llama2np.runtime.model = info;
     window.llama2np.loadSeconds = seconds;
     window.llama2np.loadStages = stages;
     window.llama2np.fromSnapshot = fromSnapshot;
@@ -177,7 +178,7 @@ const handlers = {
       },
     });
   },
-  start({ id, promptText, seed, steps }) {
+  [OUT.START]({ id, promptText, seed, steps }) {
     if (id !== current?.id) return;
     story = { ...current.request, seed, steps, explained: current.explain, canContinue: false, finished: false, own: Boolean(model?.own) };
     ui.seedUsed.textContent = `· seed ${seed}`;
@@ -192,12 +193,12 @@ const handlers = {
     why.reset();
     showStory();
   },
-  continued({ id, steps, takenBack }) {
+  [OUT.CONTINUED]({ id, steps, takenBack }) {
     if (id !== current?.id) return;
     story.steps = steps;
     if (takenBack) takeBack(current.continuation, takenBack);
   },
-  tokens({ id, text, pieces }) {
+  [OUT.TOKENS]({ id, text, pieces }) {
     if (id !== current?.id || !current.continuation) return;
     if (!pieces) {
       current.continuation.append(text);
@@ -211,7 +212,7 @@ const handlers = {
     }
     follow();
   },
-  done({ id, stopped, ended, canContinue, stats }) {
+  [OUT.DONE]({ id, stopped, ended, canContinue, stats }) {
     if (id !== current?.id) return;
     current = null;
     window.llama2np.lastStats = stats;
@@ -235,7 +236,7 @@ const handlers = {
     follow(); // the status may have grown the pinned bar over the story's last line
     following = false;
   },
-  error({ id, fatal, message }) {
+  [OUT.ERROR]({ id, fatal, message }) {
     if (switching && !fatal) return switchFailed(message);
     switching = null;
     if (fatal) return fail(message);
@@ -244,9 +245,9 @@ const handlers = {
     if (document.body.dataset.state !== "loading") setState("ready");
     say(message, "error");
   },
-  opened({ model: info, seconds, heap }) {
+  [OUT.OPENED]({ model: info, seconds, heap }) {
     model = { ...info, own: true };
-    window.llama2np.model = info;
+    window.llama2np.runtime.model = info;
     window.llama2np.openedHeap = heap;
     showModel(info);
     story = null;
@@ -256,11 +257,11 @@ const handlers = {
     setState("ready");
     say(`${info.name} is ready (read in ${seconds.toFixed(1)} s); it stays in this page and is sent nowhere, so Share is off for its stories.`);
   },
-  "open-failed"({ message }) {
+  [OUT.OPEN_FAILED]({ message }) {
     setState("ready"); // the model before stays loaded
     say(message, "error");
   },
-  "bench-result"({ id, results }) {
+  [OUT.BENCH_RESULT]({ id, results }) {
     benchmarks.get(id)?.resolve(results);
     benchmarks.delete(id);
   },
@@ -282,7 +283,7 @@ function openModel(files) {
   }
   setState("loading");
   say(`Reading ${files.map((file) => file.name).join(" and ")}…`);
-  worker.postMessage({ type: "open", files });
+  worker.postMessage({ type: IN.OPEN, files });
 }
 
 // --- the site's models ---------------------------------------------------------------------
@@ -309,7 +310,7 @@ function chooseModel(next) {
   setState("loading");
   say("");
   startMeter();
-  worker.postMessage({ type: "model", modelURL: next.manifestURL });
+  worker.postMessage({ type: IN.MODEL, modelURL: next.manifestURL });
 }
 
 // The other model could not be fetched: the one before is still loaded and stays chosen.
@@ -370,7 +371,7 @@ function generate() {
   if (picker && model) request.model = models.find((m) => m.manifestURL === model.manifest)?.name;
   current = { id: ++runId, continuation: null, explain, request };
   begin("Writing…");
-  worker.postMessage({ type: "generate", id: current.id, explain, ...request });
+  worker.postMessage({ type: IN.GENERATE, id: current.id, explain, ...request });
 }
 
 function continueStory() {
@@ -378,7 +379,7 @@ function continueStory() {
   current = { id: ++runId, continuation: ui.output.querySelector(".continuation"), explain: story.explained };
   story.canContinue = false;
   begin("Writing on…");
-  worker.postMessage({ type: "continue", id: current.id });
+  worker.postMessage({ type: IN.CONTINUE, id: current.id });
 }
 
 function begin(message) {
@@ -415,7 +416,7 @@ function follow() {
 }
 
 function stop() {
-  if (current) worker.postMessage({ type: "stop", id: current.id });
+  if (current) worker.postMessage({ type: IN.STOP, id: current.id });
 }
 
 // The sliders' values as shown beside them and as a screen reader says them.
@@ -516,7 +517,7 @@ window.llama2np = {
     const id = ++runId;
     return new Promise((resolve, reject) => {
       benchmarks.set(id, { resolve, reject });
-      worker.postMessage({ type: "bench", id, ...options });
+      worker.postMessage({ type: IN.BENCH, id, ...options });
     });
   },
 };

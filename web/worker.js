@@ -1,31 +1,19 @@
 // The model's home: Pyodide runs the llama2np Python package here, off the page's thread.
 //
-// Protocol (plain objects with a `type`; see web/app.js for the other side):
-//   in:  load {pyodideURL, modelURL} | model {modelURL} (another of the site's
-//        models, in the same Python; answered by progress and ready, or a non-fatal error)
-//        | generate {id, prompt, temperature, topp, seed, steps, explain} | continue {id}
-//        | stop {id} | bench {id, steps, promptTokens, repeats, engines} | open {files: [File, File]}
-//   out: progress {stage: "file", url, wire, done} (bytes on the wire) | progress {stage: "listed"}
-//        | progress {stage, label}
-//        | ready {model, seconds, fromSnapshot, stages, resources}
-//        | start {id, promptText, seed, steps} | continued {id, steps, takenBack}
-//        | tokens {id, text, pieces?} | done {id, stopped, ended, canContinue, stats}
-//        | bench-result {id, results} | error {id?, fatal, message}
-//        | opened {model, seconds, heap} | open-failed {message}
+// The messages it takes and sends are defined in web/protocol.js.
 //
-// `pieces` (with `explain`) are the tokens one by one with their probabilities (Session.explanations).
-//
-// All model work happens in Python (llama2np.session.Session); this file moves bytes and
+// All model work happens in Python (llama2np.runtime.session.Session); this file moves bytes and
 // messages, and hands control back to the event loop between slices of generation so that
 // Stop is seen within a few milliseconds.
 
 import { fetchJSON } from "./download.js";
+import { IN, OUT } from "./protocol.js";
 import { answerPyodide, downloadFiles, downloadModel, readSnapshot, siteLists, storeSnapshot } from "./stages.js";
 
 const SLICE_SECONDS = 0.012; // Python's share of each turn; Stop waits at most this long
 // Pyodide 0.27's WebAssembly memory can grow to 4 GiB; Python and NumPy hold part of it already.
 const WASM_MEMORY_LIMIT = 4 * 2 ** 30;
-const HEADER_BYTES = 256; // of a visitor's file, enough for llama2np.checkpoint.read_header
+const HEADER_BYTES = 256; // of a visitor's file, enough for llama2np.runtime.checkpoint.read_header
 const POST_EVERY_MS = 16; // at most one `tokens` message per frame
 
 let pyodide = null;
@@ -38,13 +26,16 @@ let currentSite = null; // how this site's files are fetched (stages.js siteList
 const post = (message) => self.postMessage(message);
 
 self.onmessage = ({ data }) => {
-  const handlers = { load, model: switchModel, generate, continue: continueStory, stop, bench, open: openOwnModel };
+  const handlers = {
+    [IN.LOAD]: load, [IN.MODEL]: switchModel, [IN.GENERATE]: generate, [IN.CONTINUE]: continueStory,
+    [IN.STOP]: stop, [IN.BENCH]: bench, [IN.OPEN]: openOwnModel,
+  };
   const handler = handlers[data?.type];
   if (!handler) {
-    post({ type: "error", fatal: false, message: `The worker does not know the request "${data?.type}".` });
+    post({ type: OUT.ERROR, fatal: false, message: `The worker does not know the request "${data?.type}".` });
     return;
   }
-  handler(data).catch((error) => post({ type: "error", id: data.id, fatal: data.type === "load" || Boolean(error?.fatal), message: hostCause(sentence(error)) }));
+  handler(data).catch((error) => post({ type: OUT.ERROR, id: data.id, fatal: data.type === IN.LOAD || Boolean(error?.fatal), message: hostCause(sentence(error)) }));
 };
 
 // --- loading -------------------------------------------------------------------------------
@@ -65,15 +56,15 @@ async function load({ pyodideURL, modelURL }) {
   const checked = answerPyodide(post, site.encoding,
     new Map(listing.files.filter((file) => own(file) && !file.name.endsWith(".js")).map((file) => [address(file), runtime[file.name]])),
     new Map(listing.files.filter((file) => !own(file) && file.name.endsWith(".wasm")).map((file) => [address(file), file])));
-  post({ type: "progress", stage: "listed" });
+  post({ type: OUT.PROGRESS, stage: "listed" });
   const snapshot = readSnapshot(new URL(SNAPSHOT_FILE, pyodideURL).href);
   if (!site.encoding) await runPyodideScript(pyodideURL, runtime["pyodide.asm.js"]);
   const downloaded = performance.now();
-  post({ type: "progress", stage: "start", label: "Starting Python" });
+  post({ type: OUT.PROGRESS, stage: "start", label: "Starting Python" });
   const made = await startPython(pyodideURL, await snapshot, listing.preimport);
   await checked();
   const pythonStarted = performance.now();
-  post({ type: "progress", stage: "install", label: "Installing NumPy and llama2np" });
+  post({ type: OUT.PROGRESS, stage: "install", label: "Installing NumPy and llama2np" });
   const failures = [];
   await pyodide.loadPackage(["numpy", "llama2np"], {
     messageCallback: () => {},
@@ -83,7 +74,7 @@ async function load({ pyodideURL, modelURL }) {
 
   const packagesLoaded = performance.now();
   const modelFiles = await model;
-  post({ type: "progress", stage: "model", label: "Reading the model" });
+  post({ type: OUT.PROGRESS, stage: "model", label: "Reading the model" });
   openSession(manifest, modelFiles);
   // Where the load time went, for `llama2np bench --browser`: each stage counts from the end
   // of the one before, so a stage that waited for its download includes the wait.
@@ -171,7 +162,7 @@ function openSession(manifest, files) {
 // A Python Session of a checkpoint's and a tokenizer's bytes. toPy copies each into Python's
 // memory once, as a memoryview the model's weights are views of; the proxies are freed here.
 function newSession(checkpointBytes, tokenizerBytes, checkpointName, tokenizerName) {
-  const { Session } = pyodide.pyimport("llama2np.session");
+  const { Session } = pyodide.pyimport("llama2np.runtime.session");
   const checkpoint = pyodide.toPy(checkpointBytes);
   const tokenizer = pyodide.toPy(tokenizerBytes);
   try {
@@ -185,7 +176,7 @@ function newSession(checkpointBytes, tokenizerBytes, checkpointName, tokenizerNa
 function postReady(manifest, modelURL, started, stages) {
   const info = toJs(session.info());
   post({
-    type: "ready",
+    type: OUT.READY,
     model: { ...info, name: manifest.name, bytes: manifest.checkpoint.bytes, parameters: manifest.parameters, manifest: modelURL },
     seconds: (performance.now() - started) / 1000,
     fromSnapshot,
@@ -206,9 +197,9 @@ async function switchModel({ modelURL }) {
   const site = { ...currentSite, manifest: await fetchJSON(new URL(modelURL)) };
   const { manifest } = site;
   const download = downloadModel(post, manifest, modelURL, site);
-  post({ type: "progress", stage: "listed" });
+  post({ type: OUT.PROGRESS, stage: "listed" });
   const files = await download;
-  post({ type: "progress", stage: "model", label: "Reading the model" });
+  post({ type: OUT.PROGRESS, stage: "model", label: "Reading the model" });
   try {
     openSession(manifest, files);
   } catch (error) {
@@ -229,7 +220,7 @@ const WARM_UP_STEPS = 256;
 async function warmUp() {
   warming = true;
   try {
-    toJs(session.start("", 0, 0.9, 1, WARM_UP_STEPS));
+    toJs(session.start.callKwargs({ prompt: "", temperature: 0, topp: 0.9, seed: 1, steps: WARM_UP_STEPS }));
     while (warming && !run && !session.done) {
       session.advance(SLICE_SECONDS);
       await nextTurn();
@@ -242,7 +233,7 @@ async function warmUp() {
 // --- the visitor's own model ---------------------------------------------------------------
 
 // Replaces the model with the visitor's files (web/own-model.js hands them over). They are told
-// apart and sized by Python from their first bytes (llama2np.own_files), so what cannot fit is
+// apart and sized by Python from their first bytes (llama2np.runtime.own_files), so what cannot fit is
 // refused before either is read. Until the new model is read whole, the old one stays: a file
 // that cannot be used leaves the page as it was, with a sentence (`open-failed`). `heap` is the
 // WebAssembly memory before and after, in bytes.
@@ -252,7 +243,7 @@ async function openOwnModel({ files }) {
     if (run) throw new Error("A story is being written; stop it before opening a model.");
     const heapBefore = wasmMemory();
     const starts = await Promise.all(files.map((file) => readFile(file.slice(0, HEADER_BYTES), file.name)));
-    const { plan_opening } = pyodide.pyimport("llama2np.own_files");
+    const { plan_opening } = pyodide.pyimport("llama2np.runtime.own_files");
     const lists = [files.map((file) => file.name), files.map((file) => file.size), starts].map((list) => pyodide.toPy(list));
     let plan;
     try {
@@ -271,14 +262,14 @@ async function openOwnModel({ files }) {
     old?.destroy(); // the last reference to the old model: Python frees it now
     const info = toJs(session.info());
     post({
-      type: "opened",
+      type: OUT.OPENED,
       model: { ...info, name: checkpointFile.name, bytes: checkpointFile.size },
       seconds: (performance.now() - started) / 1000,
       heap: { before: heapBefore, after: wasmMemory() },
     });
     warmUp().catch(() => {});
   } catch (error) {
-    post({ type: "open-failed", message: memorySentence(sentence(error, false)) });
+    post({ type: OUT.OPEN_FAILED, message: memorySentence(sentence(error, false)) });
   }
 }
 
@@ -304,18 +295,18 @@ function memorySentence(message) {
 async function generate({ id, prompt, temperature, topp, seed, steps, explain = false }) {
   if (!session) throw new Error("The model is not loaded yet.");
   if (run) {
-    post({ type: "error", id, fatal: false, message: "A story is being written; stop it before starting another." });
+    post({ type: OUT.ERROR, id, fatal: false, message: "A story is being written; stop it before starting another." });
     return;
   }
   warming = false;
   const current = (run = { id, stopRequested: false, explain: Boolean(explain) });
   try {
-    const started = toJs(session.start(prompt, temperature, topp, seed, steps, current.explain));
+    const started = toJs(session.start.callKwargs({ prompt, temperature, topp, seed, steps, explain: current.explain }));
     if (started.error) {
-      post({ type: "error", id, fatal: false, message: started.error });
+      post({ type: OUT.ERROR, id, fatal: false, message: started.error });
       return;
     }
-    post({ type: "start", id, promptText: started.prompt_text, seed: started.seed, steps: started.steps });
+    post({ type: OUT.START, id, promptText: started.prompt_text, seed: started.seed, steps: started.steps });
     await write(current);
   } finally {
     run = null;
@@ -327,18 +318,18 @@ async function generate({ id, prompt, temperature, topp, seed, steps, explain = 
 async function continueStory({ id }) {
   if (!session) throw new Error("The model is not loaded yet.");
   if (run) {
-    post({ type: "error", id, fatal: false, message: "A story is being written; stop it before continuing." });
+    post({ type: OUT.ERROR, id, fatal: false, message: "A story is being written; stop it before continuing." });
     return;
   }
   const current = (run = { id, stopRequested: false, explain: false });
   try {
     const extended = toJs(session.extend(0));
     if (extended.error) {
-      post({ type: "error", id, fatal: false, message: extended.error });
+      post({ type: OUT.ERROR, id, fatal: false, message: extended.error });
       return;
     }
     current.explain = true; // explanations() is empty unless the story was started with them
-    post({ type: "continued", id, steps: extended.steps, takenBack: extended.taken_back });
+    post({ type: OUT.CONTINUED, id, steps: extended.steps, takenBack: extended.taken_back });
     await write(current);
   } finally {
     run = null;
@@ -352,7 +343,7 @@ async function write(current) {
   let pieces = [];
   let lastPost = performance.now();
   const flush = () => {
-    post(pieces.length ? { type: "tokens", id, text: pending, pieces } : { type: "tokens", id, text: pending });
+    post(pieces.length ? { type: OUT.TOKENS, id, text: pending, pieces } : { type: OUT.TOKENS, id, text: pending });
     pending = "";
     pieces = [];
   };
@@ -369,7 +360,7 @@ async function write(current) {
   if (pending || pieces.length) flush();
   const ending = toJs(session.ending());
   post({
-    type: "done",
+    type: OUT.DONE,
     id,
     stopped: current.stopRequested && !session.done,
     ended: ending.ended,
@@ -386,7 +377,7 @@ async function bench({ id, steps = 256, promptTokens = 100, repeats = 3, engines
   if (!session) throw new Error("The model is not loaded yet.");
   warming = false;
   const results = toJs(session.bench(steps, promptTokens, repeats, engines));
-  post({ type: "bench-result", id, results });
+  post({ type: OUT.BENCH_RESULT, id, results });
 }
 
 // --- helpers -------------------------------------------------------------------------------

@@ -14,12 +14,12 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
 _HOMES = {
-    "Checkpoint": "llama2np.checkpoint",
-    "Config": "llama2np.checkpoint",
-    "read_checkpoint": "llama2np.checkpoint",
-    "Story": "llama2np.generate",
-    "make_model": "llama2np.model",
-    "Tokenizer": "llama2np.tokenizer",
+    "Checkpoint": "llama2np.runtime.checkpoint",
+    "Config": "llama2np.runtime.checkpoint",
+    "read_checkpoint": "llama2np.runtime.checkpoint",
+    "Story": "llama2np.runtime.generate",
+    "make_model": "llama2np.runtime.model",
+    "Tokenizer": "llama2np.runtime.tokenizer",
 }
 
 

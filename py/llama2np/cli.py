@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def failure(error: BaseException, command: str) -> int:
     """Say what ended the run in one sentence and return the exit status for it."""
-    from llama2np.errors import Llama2npError
+    from llama2np.runtime.errors import Llama2npError
 
     if isinstance(error, KeyboardInterrupt) or console.interrupt_seen:  # it may be Ctrl+C's
         ignore_further_interrupts()

@@ -82,7 +82,7 @@ def ignore_further_interrupts() -> None:
 def flush_quietly(status: int) -> int:
     """Flush what is left for standard output after a failure; if that fails too, drop it so
     that Python's own flush at exit has nothing left to complain about."""
-    from llama2np.errors import OutputError
+    from llama2np.runtime.errors import OutputError
 
     try:
         sys.stdout.flush()
@@ -132,7 +132,7 @@ class StandardStream(io.RawIOBase):
         return not self.closed_at_start and os.isatty(self.fd)
 
     def write(self, data: bytes) -> int:
-        from llama2np.errors import OutputError
+        from llama2np.runtime.errors import OutputError
 
         if self.discard or (self.closed_at_start and self.fd == 2):
             return len(data)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hostile import assert_refused, folder_state, run_bounded
-from llama2np.errors import CheckpointError
+from llama2np.runtime.errors import CheckpointError
 from llama2np.tools.models.pickle_reader import load_pt
 from support import FIXTURES
 

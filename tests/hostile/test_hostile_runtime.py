@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hostile import assert_refused, folder_state, run_bounded
-from llama2np.checkpoint import (
+from llama2np.runtime.checkpoint import (
     EXPORT_HEADER_SIZE,
     MAGIC,
     Checkpoint,
@@ -22,10 +22,10 @@ from llama2np.checkpoint import (
     Weights,
     weight_shapes,
 )
-from llama2np.generate import generate_tokens
-from llama2np.model import make_model
-from llama2np.sampler import Sampler
-from llama2np.tokenizer import BOS
+from llama2np.runtime.generate import generate_tokens
+from llama2np.runtime.model import make_model
+from llama2np.runtime.sampler import Sampler
+from llama2np.runtime.tokenizer import BOS
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from support import GOLDEN_T0, write_tokenizer
 

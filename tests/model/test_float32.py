@@ -9,11 +9,11 @@ seconds. The real 15M, 42M and 110M shapes are measured by `llama2np bench --sha
 import numpy as np
 import pytest
 from hostile import run_bounded
-from llama2np.baseline import BaselineTransformer
-from llama2np.checkpoint import Config, read_checkpoint
-from llama2np.generate import generate_tokens
-from llama2np.model import make_model
-from llama2np.sampler import Sampler
+from llama2np.runtime.baseline import BaselineTransformer
+from llama2np.runtime.checkpoint import Config, read_checkpoint
+from llama2np.runtime.generate import generate_tokens
+from llama2np.runtime.model import make_model
+from llama2np.runtime.sampler import Sampler
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from llama2np.tools.models.synthetic import (
     synthetic_checkpoint,
@@ -142,7 +142,7 @@ def test_peak_memory_of_generate_follows_the_checkpoint(tmp_path, version):
 def test_pyodide_s_products_write_the_same_story(narrow, monkeypatch):
     """The page runs the float32 engine's products as einsum (no BLAS there); on CPython the
     same code with those products writes the port's story too."""
-    from llama2np.model import float32 as engine
+    from llama2np.runtime.model import float32 as engine
 
     expected = story(BaselineTransformer(narrow), narrow, [1, 77, 78], 1.0, 21, NARROW.seq_len)
     monkeypatch.setattr(engine, "matvec", engine.einsum_matvec)

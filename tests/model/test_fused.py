@@ -1,7 +1,7 @@
 """The fast forward pass against the simple reference, batched against step-by-step."""
 
 import numpy as np
-from llama2np.model import make_model
+from llama2np.runtime.model import make_model
 from reference import ReferenceModel
 
 

@@ -9,9 +9,9 @@ import pytest
 from fuzzing import cases
 from hypothesis import given
 from hypothesis import strategies as st
-from llama2np.checkpoint import Config
-from llama2np.model import Float32Transformer, FusedTransformer, make_model
-from llama2np.model.rope import rope_rotations
+from llama2np.runtime.checkpoint import Config
+from llama2np.runtime.model import Float32Transformer, FusedTransformer, make_model
+from llama2np.runtime.model.rope import rope_rotations
 from llama2np.tools.models.synthetic import synthetic_checkpoint
 
 # A 32,000-token vocabulary makes the float64 engine's copies too large for its budget.

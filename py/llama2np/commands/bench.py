@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from llama2np.commands.arguments import whole_number
-from llama2np.errors import UsageError
+from llama2np.runtime.errors import UsageError
 
 # Decode speed counts from the first token (as run.c does), so it needs two positions at least;
 # the upper ends depend on the model's context and are checked once it is read.

@@ -3,7 +3,7 @@
 import argparse
 
 from llama2np.commands.arguments import whole_number
-from llama2np.tokenizer import Tokenizer
+from llama2np.runtime.tokenizer import Tokenizer
 
 # llama2.c keeps vocab_size in a C int; a size beyond that cannot be a model's.
 VOCAB_LIMIT = (1 << 31) - 1

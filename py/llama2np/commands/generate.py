@@ -5,11 +5,11 @@ import json
 import sys
 from typing import BinaryIO
 
-from llama2np.checkpoint import load_checkpoint
 from llama2np.commands.arguments import real_number, whole_number
-from llama2np.generate import Story
-from llama2np.model import make_model
-from llama2np.tokenizer import Tokenizer
+from llama2np.runtime.checkpoint import load_checkpoint
+from llama2np.runtime.generate import Story
+from llama2np.runtime.model import make_model
+from llama2np.runtime.tokenizer import Tokenizer
 
 SEED_LIMIT = (1 << 64) - 1  # run.c's seed is an unsigned 64-bit integer
 

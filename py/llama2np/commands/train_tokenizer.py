@@ -3,8 +3,8 @@
 import argparse
 from pathlib import Path
 
-from llama2np.checkpoint import MAX_SIZES
 from llama2np.commands.arguments import whole_number
+from llama2np.runtime.checkpoint import MAX_SIZES
 
 # 256 byte-fallback pieces plus <unk>, <s>, </s> come before any learned piece.
 MIN_VOCAB_SIZE = 260

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from llama2np.errors import Llama2npError, UsageError
+from llama2np.runtime.errors import Llama2npError, UsageError
 
 
 def same_file(a: Path, b: Path) -> bool:

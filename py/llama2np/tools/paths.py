@@ -13,7 +13,7 @@ model and the site's downloads to a per-user cache folder.
 import os
 from pathlib import Path
 
-from llama2np.errors import Llama2npError
+from llama2np.runtime.errors import Llama2npError
 from llama2np.tools.outputs import write_atomic
 
 CHECKOUT = Path(__file__).resolve().parents[3]  # py/llama2np/tools/paths.py -> the checkout

@@ -15,7 +15,7 @@ def test_bench_prints_speeds_beside_the_port(model_dir):
 def test_shapes_sweep_prints_speed_memory_and_load_per_shape(monkeypatch):
     """The sweep's path for a synthetic shape (a small one here; `--shapes all` measures
     stories15M's, 42M's and 110M's): speeds beside the port, load time, measured peak memory."""
-    from llama2np.checkpoint import Config
+    from llama2np.runtime.checkpoint import Config
     from llama2np.tools.bench import sweep
 
     tiny = Config(dim=64, hidden_dim=128, n_layers=1, n_heads=2, n_kv_heads=1, vocab_size=32000,

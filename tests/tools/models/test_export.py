@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from llama2np.checkpoint import Checkpoint, load_checkpoint, read_checkpoint
-from llama2np.model import make_model
+from llama2np.runtime.checkpoint import Checkpoint, load_checkpoint, read_checkpoint
+from llama2np.runtime.model import make_model
 from llama2np.tools.models.checkpoint_writer import quantize_q8_0, write_checkpoint
 from llama2np.tools.models.pickle_reader import load_pt
 from llama2np.tools.models.torch_checkpoint import checkpoint_from_pt, checkpoint_from_saved

@@ -132,7 +132,7 @@ def test_the_project_manifest_lists_the_golden_stories_with_their_source():
 
 
 def test_golden_outputs_are_verified_in_the_model_folder(golden, model_dir):
-    from llama2np.files import sha256_of
+    from llama2np.runtime.files import sha256_of
     from llama2np.tools.models.fetch import read_manifest
     from support import GOLDEN_T0
 

@@ -23,8 +23,8 @@ import pytest
 from fuzzing import cases
 from hypothesis import event, given
 from hypothesis import strategies as st
-from llama2np.checkpoint import Checkpoint, read_checkpoint
-from llama2np.errors import Llama2npError
+from llama2np.runtime.checkpoint import Checkpoint, read_checkpoint
+from llama2np.runtime.errors import Llama2npError
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from llama2np.tools.models.torch_checkpoint import checkpoint_from_pt
 from support import FIXTURES

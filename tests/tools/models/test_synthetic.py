@@ -1,7 +1,7 @@
 """The benchmark's synthetic models: llama2.c's published shapes, and a tokenizer that reads as
 llama2.c's."""
 
-from llama2np.checkpoint import Config
+from llama2np.runtime.checkpoint import Config
 from llama2np.tools.models.synthetic import SHAPES, synthetic_tokenizer_bytes
 
 VOCAB = 32000
@@ -19,7 +19,7 @@ def test_shapes_are_llama2c_stories_models():
 
 
 def test_synthetic_tokenizer_reads_as_llama2c_tokenizer(tmp_path):
-    from llama2np.tokenizer import Tokenizer
+    from llama2np.runtime.tokenizer import Tokenizer
 
     path = tmp_path / "tok.bin"
     path.write_bytes(synthetic_tokenizer_bytes(VOCAB))

@@ -4,8 +4,8 @@ import json
 
 import pytest
 import sentencepiece
-from llama2np.generate import Story
-from llama2np.tokenizer import Tokenizer
+from llama2np.runtime.generate import Story
+from llama2np.runtime.tokenizer import Tokenizer
 from support import run_cli
 
 HELD_OUT = [
@@ -19,7 +19,7 @@ HELD_OUT = [
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, checkpoint, tokenizer):
     """Stories written by stories260K itself: the project makes its own training text."""
-    from llama2np.model import make_model
+    from llama2np.runtime.model import make_model
 
     model = make_model(checkpoint)
     folder = tmp_path_factory.mktemp("corpus")

@@ -8,7 +8,7 @@ import struct
 import llama2np
 import numpy as np
 import pytest
-from llama2np.errors import Llama2npError
+from llama2np.runtime.errors import Llama2npError
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from llama2np.tools.models.validation import PYTORCH_FORMAT, validate_model
 from support import FIXTURES, run_cli, write_tokenizer

@@ -10,12 +10,12 @@ import zipfile
 import brotli
 import pytest
 from hostile import folder_state
-from llama2np.errors import Llama2npError
+from llama2np.runtime.errors import Llama2npError
 from llama2np.tools.paths import DEFAULT_CACHE, PROJECT_ROOT
 from llama2np.tools.site import sources
 from llama2np.tools.site.build import build_site, write_model_list
 from llama2np.tools.site.page_numpy import LINALG_KERNELS
-from llama2np.tools.site.runtime_wheel import PACKAGE_DIR, RUNTIME_MODULES
+from llama2np.tools.site.runtime_wheel import PACKAGE_DIR, runtime_modules
 from llama2np.tools.site.sources import load_pins
 from support import FIXTURES, run_cli, write_tokenizer
 
@@ -115,13 +115,13 @@ def test_runtime_wheel_holds_compiled_runtime_modules_only(built_site):
     (wheel,) = folder(built_site, "pyodide").glob("llama2np-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     modules = sorted(n for n in names if n.startswith("llama2np/"))
-    assert modules == sorted(f"llama2np/{m}.pyc" for m in RUNTIME_MODULES)
+    assert modules == sorted(f"llama2np/{m}.pyc" for m in runtime_modules())
     assert not any("tools" in n or "commands" in n for n in names)
 
 
 def test_runtime_modules_import_only_the_standard_library_and_the_page_s_numpy():
     allowed = set(sys.stdlib_module_names) | {"numpy", "llama2np"}
-    for module in RUNTIME_MODULES:
+    for module in runtime_modules():
         tree = ast.parse((PACKAGE_DIR / f"{module}.py").read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -130,7 +130,7 @@ def test_runtime_modules_import_only_the_standard_library_and_the_page_s_numpy()
                 roots = [node.module.split(".")[0]]
                 if node.module.startswith("llama2np."):
                     path = node.module.removeprefix("llama2np.").replace(".", "/")
-                    assert {path, f"{path}/__init__"} & set(RUNTIME_MODULES), (module, node.module)
+                    assert {path, f"{path}/__init__"} & set(runtime_modules()), (module, node.module)
             elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
                 # The page's NumPy has no linalg kernels (see tools/site/page_numpy.py).
                 assert not (node.value.id in ("np", "numpy") and node.attr in UNUSABLE), (module, node.attr)
@@ -347,7 +347,7 @@ def test_the_page_links_the_source_it_runs(built_site):
     assert f'href="{web.name}/{ARCHIVE_NAME}"' in (built_site / "index.html").read_text()
     with zipfile.ZipFile(web / ARCHIVE_NAME) as archive:
         names = set(archive.namelist())
-        for name in ("py/llama2np/model/fused.py", "py/llama2np/tools/site/build.py",
+        for name in ("py/llama2np/runtime/model/fused.py", "py/llama2np/tools/site/build.py",
                      "py/llama2np/tools/site/trace.mjs", "index.html", "web/app.js",
                      "web/worker.js", "build/site.toml", "stories260K/manifest.json",
                      "pyproject.toml"):

@@ -4,7 +4,7 @@ The site is served on loopback and opened in a new browser profile kept on disk 
 where a first story is written through the page's controls; then it is opened again in the same
 profile a few seconds later (a repeat visit: content-hashed assets come from the HTTP cache,
 optimised WebAssembly from V8's code cache, as in a visitor's browser). The
-speed figures come from `llama2np.benchmark.measure` run by the page's worker, so the runtime and
+speed figures come from `llama2np.runtime.benchmark.measure` run by the page's worker, so the runtime and
 the straightforward port are timed by the same code in the same WebAssembly process.
 """
 
@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llama2np.errors import Llama2npError
+from llama2np.runtime.errors import Llama2npError
 from llama2np.tools.bench.table import format_table
 
 LOAD_TIMEOUT = 120.0  # seconds; a cold Pyodide start takes a few
@@ -88,7 +88,7 @@ def measure_in_browser(site: Path, steps: int, prompt_tokens: int, repeats: int)
                 "(o) => window.llama2np.bench(o)",
                 {"steps": steps, "promptTokens": prompt_tokens, "repeats": repeats},
             )
-            model = page.evaluate("() => window.llama2np.model?.name ?? 'model'")
+            model = page.evaluate("() => window.llama2np.runtime.model?.name ?? 'model'")
             product = context.new_cdp_session(page).send("Browser.getVersion")["product"]
             context.close()
     finally:

@@ -10,7 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
-from llama2np.errors import Llama2npError
+from llama2np.runtime.errors import Llama2npError
 
 CHROMIUM_VARIABLE = "LLAMA2NP_CHROMIUM"
 CHROMIUM_ARGS = [

@@ -3,8 +3,8 @@
 import platform
 from pathlib import Path
 
-from llama2np.benchmark import measure
-from llama2np.checkpoint import load_checkpoint
+from llama2np.runtime.benchmark import measure
+from llama2np.runtime.checkpoint import load_checkpoint
 from llama2np.tools.bench.table import format_table
 from llama2np.tools.models.fetch import fetch
 from llama2np.tools.paths import DEFAULT_MODEL_DIR

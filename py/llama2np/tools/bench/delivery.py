@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llama2np.errors import Llama2npError
+from llama2np.runtime.errors import Llama2npError
 from llama2np.tools.bench.hosts import HOSTS, nginx_available, serving
 from llama2np.tools.bench.link import LINKS, LOCALHOST, Link, LinkSpeed
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from llama2np.errors import Llama2npError
+from llama2np.runtime.errors import Llama2npError
 
 HOSTS = ("llama2np serve", "http.server", "nginx")
 NGINX_MIME_TYPES = Path("/etc/nginx/mime.types")  # where Debian's nginx package puts it

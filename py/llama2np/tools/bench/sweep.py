@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from llama2np.benchmark import PLAIN, PORT, measure
-from llama2np.checkpoint import load_checkpoint, parameter_count
-from llama2np.errors import UsageError
-from llama2np.model import make_model
+from llama2np.runtime.benchmark import PLAIN, PORT, measure
+from llama2np.runtime.checkpoint import load_checkpoint, parameter_count
+from llama2np.runtime.errors import UsageError
+from llama2np.runtime.model import make_model
 from llama2np.tools.bench.table import format_sweep
 from llama2np.tools.models.fetch import fetch
 from llama2np.tools.models.synthetic import (

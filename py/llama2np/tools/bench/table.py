@@ -1,6 +1,6 @@
 """The benchmark's Markdown tables: each engine beside the straightforward port, and the sweep of sizes."""
 
-from llama2np.benchmark import ENGINES, PLAIN, PORT
+from llama2np.runtime.benchmark import ENGINES, PLAIN, PORT
 
 
 def format_table(results: dict, title: str, extra: dict | None = None) -> str:

@@ -4,7 +4,7 @@ lays them out, so that run.c, runq.c and the runtime's reader all take them."""
 
 import numpy as np
 
-from llama2np.checkpoint import (
+from llama2np.runtime.checkpoint import (
     EXPORT_HEADER_SIZE,
     EXPORT_MATRICES,
     EXPORT_PREFIX,
@@ -16,7 +16,7 @@ from llama2np.checkpoint import (
     Checkpoint,
     Config,
 )
-from llama2np.errors import Llama2npError, UsageError
+from llama2np.runtime.errors import Llama2npError, UsageError
 
 DEFAULT_GROUP_SIZE = 64  # llama2.c's default for version 2
 # Version 0 stores RoPE tables of seq_len positions, which a real model's context keeps far below

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from llama2np.errors import Llama2npError
+from llama2np.runtime.errors import Llama2npError
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from llama2np.tools.models.validation import Report, read_any, validate_model
 from llama2np.tools.outputs import atomic_output, check_output, write_temporary

@@ -26,8 +26,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from llama2np.errors import Llama2npError
-from llama2np.files import open_regular, read_file, sha256_of
+from llama2np.runtime.errors import Llama2npError
+from llama2np.runtime.files import open_regular, read_file, sha256_of
 from llama2np.tools.outputs import atomic_output
 from llama2np.tools.paths import DEFAULT_MODEL_DIR, place_packaged_manifest
 

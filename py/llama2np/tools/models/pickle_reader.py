@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from llama2np.errors import CheckpointError
+from llama2np.runtime.errors import CheckpointError
 
 # torch's storage classes, by the element type they hold.
 STORAGE_DTYPES = MappingProxyType({

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from llama2np.checkpoint import Checkpoint, Config, Weights, weight_shapes
-from llama2np.tokenizer import Tokenizer
+from llama2np.runtime.checkpoint import Checkpoint, Config, Weights, weight_shapes
+from llama2np.runtime.tokenizer import Tokenizer
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from llama2np.tools.outputs import write_atomic
 

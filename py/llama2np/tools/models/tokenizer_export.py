@@ -9,9 +9,9 @@ from pathlib import Path
 
 import sentencepiece
 
-from llama2np.errors import TokenizerError
-from llama2np.files import read_file, require_regular_file
-from llama2np.tokenizer import Tokenizer
+from llama2np.runtime.errors import TokenizerError
+from llama2np.runtime.files import read_file, require_regular_file
+from llama2np.runtime.tokenizer import Tokenizer
 from llama2np.tools.outputs import check_output, write_atomic
 
 WORD_START = "\u2581"  # SentencePiece's mark for "a space precedes this piece"

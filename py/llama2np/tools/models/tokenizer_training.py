@@ -20,8 +20,8 @@ from pathlib import Path
 
 import sentencepiece
 
-from llama2np.errors import Llama2npError, UsageError
-from llama2np.files import open_regular, read_file, require_regular_file
+from llama2np.runtime.errors import Llama2npError, UsageError
+from llama2np.runtime.files import open_regular, read_file, require_regular_file
 from llama2np.tools.models.tokenizer_export import parse_model, tokenizer_bin
 from llama2np.tools.outputs import atomic_output, check_output, write_temporary
 

@@ -8,8 +8,8 @@ tensor a floating-point array of exactly the shape the config gives, before anyt
 
 import numpy as np
 
-from llama2np.checkpoint import Checkpoint, Config, Weights, weight_shapes
-from llama2np.errors import CheckpointError
+from llama2np.runtime.checkpoint import Checkpoint, Config, Weights, weight_shapes
+from llama2np.runtime.errors import CheckpointError
 from llama2np.tools.models.pickle_reader import load_pt
 
 COMPILED_PREFIX = "_orig_mod."  # torch.compile's wrapper prefixes every key with this

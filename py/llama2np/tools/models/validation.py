@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from llama2np.checkpoint import Checkpoint, parameter_count, read_checkpoint, weight_shapes
-from llama2np.errors import CheckpointError, Llama2npError
-from llama2np.files import read_file
-from llama2np.tokenizer import Tokenizer
+from llama2np.runtime.checkpoint import Checkpoint, parameter_count, read_checkpoint, weight_shapes
+from llama2np.runtime.errors import CheckpointError, Llama2npError
+from llama2np.runtime.files import read_file
+from llama2np.runtime.tokenizer import Tokenizer
 
 FORMATS = {0: "llama2.c version 0 (legacy fp32)", 1: "llama2.c version 1 (fp32)",
            2: "llama2.c version 2 (Q8_0)"}

@@ -27,8 +27,8 @@ from pathlib import Path
 from pyodide_lock import PackageSpec, PyodideLockSpec
 
 import llama2np
-from llama2np.errors import CheckpointError, Llama2npError, TokenizerError, UsageError
-from llama2np.files import require_regular_file, sha256_of
+from llama2np.runtime.errors import CheckpointError, Llama2npError, TokenizerError, UsageError
+from llama2np.runtime.files import require_regular_file, sha256_of
 from llama2np.tools.models.fetch import fetch
 from llama2np.tools.models.validation import Report, require_valid
 from llama2np.tools.paths import DEFAULT_CACHE, DEFAULT_MODEL_DIR, PROJECT_ROOT

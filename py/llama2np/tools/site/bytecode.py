@@ -12,7 +12,7 @@ import marshal
 import sys
 import zipfile
 
-from llama2np.errors import Llama2npError
+from llama2np.runtime.errors import Llama2npError
 
 OPTIMIZE = 2  # as `python -OO`
 BROWSER_PYTHON = (3, 12)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from llama2np.errors import Llama2npError, UsageError
+from llama2np.runtime.errors import Llama2npError, UsageError
 
 MARKER = ".llama2np-site"  # marks a folder this command wrote, and lists what it wrote there
 MARKER_HEADING = "built by llama2np build; its files:"

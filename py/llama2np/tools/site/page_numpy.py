@@ -12,7 +12,7 @@ dated 1980-01-01 so that the same sources give the same bytes.
 import zipfile
 from pathlib import Path
 
-from llama2np.errors import Llama2npError
+from llama2np.runtime.errors import Llama2npError
 from llama2np.tools.site.bytecode import compiled_members
 from llama2np.tools.site.runtime_wheel import read_members, write_zip
 

@@ -1,8 +1,8 @@
-"""The `llama2np` runtime as a wheel for the browser: only what the worker imports, byte-compiled.
+"""The `llama2np` runtime as a wheel for the browser: the package's `runtime/` folder, compiled.
 
-The command-line and tool-chain modules (`commands/`, `tools/`) stay out: the page never runs
-them and they import packages Pyodide does not have. The host Python is 3.12 like Pyodide's,
-so the build compiles the modules for it (bytecode.py), sparing it the compile at start.
+The command-line and tool-chain modules around it stay out: the page never runs them and they
+import packages Pyodide does not have. The host Python is 3.12 like Pyodide's, so the build
+compiles the modules for it (bytecode.py), sparing it the compile at start.
 """
 
 import os
@@ -15,13 +15,14 @@ import llama2np
 from llama2np.tools.site.bytecode import compiled_members
 
 PACKAGE_DIR = Path(llama2np.__file__).parent
-# The runtime's modules, as paths below the package; tests check that they import nothing outside the standard library and
-# NumPy, so that this list is all the browser needs.
-RUNTIME_MODULES = (
-    "__init__", "baseline", "benchmark", "checkpoint", "errors", "files", "generate",
-    "model/__init__", "model/float32", "model/fused", "model/rope", "model/transformer",
-    "own_files", "sampler", "session", "tokenizer",
-)
+
+
+def runtime_modules() -> list[str]:
+    """The wheel's modules, as paths below the package without ".py": the package's own
+    `__init__` (its version, and names it imports only when asked) and all of `runtime/`."""
+    found = sorted(p.relative_to(PACKAGE_DIR).with_suffix("").as_posix()
+                   for p in (PACKAGE_DIR / "runtime").rglob("*.py"))
+    return ["__init__", *found]
 # A fixed timestamp makes the wheel's bytes, and so the site's content hashes, reproducible.
 REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip file can hold
 
@@ -34,7 +35,7 @@ def build_runtime_wheel(out_dir: Path) -> Path:
     wheel_path = out_dir / name
     os.environ.setdefault("SOURCE_DATE_EPOCH", REPRODUCIBLE_EPOCH)
     with WheelFile(wheel_path, "w") as wheel:
-        for module in RUNTIME_MODULES:
+        for module in runtime_modules():
             wheel.write(str(PACKAGE_DIR / f"{module}.py"), f"llama2np/{module}.py")
         info = f"llama2np-{version}.dist-info"
         wheel.writestr(f"{info}/METADATA", metadata(version))
@@ -49,13 +50,6 @@ def metadata(version: str) -> str:
     return (f"Metadata-Version: 2.1\nName: llama2np\nVersion: {version}\n"
             "Summary: llama2.c's Llama-2 inference in NumPy (runtime only)\n"
             "Requires-Python: >=3.12\nRequires-Dist: numpy\n")
-
-
-def fixed_timestamps(wheel_path: Path, compress_type: int = zipfile.ZIP_DEFLATED) -> Path:
-    """Rewrite the zip with every entry dated 1980-01-01: `py-compile` stamps the time of the
-    build, which would change the wheel's hash, and the site's folder name, on every build."""
-    write_zip(wheel_path, read_members(wheel_path), compress_type)
-    return wheel_path
 
 
 def read_members(path: Path) -> list[tuple[zipfile.ZipInfo, bytes]]:

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from llama2np.errors import Llama2npError
-from llama2np.files import sha256_of
+from llama2np.runtime.errors import Llama2npError
+from llama2np.runtime.files import sha256_of
 from llama2np.tools.paths import DEFAULT_CACHE, PINS_FILE
 
 

@@ -45,12 +45,12 @@ const step = (work) => {
 };
 const bytes = (path) => pyodide.toPy(new Uint8Array(readFileSync(path)));
 const head = (path) => new Uint8Array(readFileSync(path)).slice(0, 256);
-const { Session } = pyodide.pyimport("llama2np.session");
+const { Session } = pyodide.pyimport("llama2np.runtime.session");
 const session = Session(bytes(checkpointPath), bytes(tokenizerPath), "model.bin", "tokenizer.bin");
 step(() => session.info());
 for (const explain of [false, true]) {
   step(() => {
-    session.start("Once upon a time", 0.9, 0.9, 42, 48, explain);
+    session.start.callKwargs({ prompt: "Once upon a time", temperature: 0.9, topp: 0.9, seed: 42, steps: 48, explain });
     while (!session.done) {
       session.advance(0.05);
       session.explanations();
@@ -60,15 +60,15 @@ for (const explain of [false, true]) {
   });
 }
 step(() => {
-  session.start("", 0, 0.9, 1, 8);
+  session.start.callKwargs({ prompt: "", temperature: 0, topp: 0.9, seed: 1, steps: 8 });
   while (!session.done) session.advance(0.05);
   session.extend(0);
   session.advance(0.05);
 });
-step(() => session.start("Once ".repeat(100000), 1, 0.9, 1, 8)); // too long: a sentence
+step(() => session.start.callKwargs({ prompt: "Once ".repeat(100000), temperature: 1, topp: 0.9, seed: 1, steps: 8 })); // too long
 step(() => session.bench(8, 4, 1, null));
 step(() => {
-  const { plan_opening } = pyodide.pyimport("llama2np.own_files");
+  const { plan_opening } = pyodide.pyimport("llama2np.runtime.own_files");
   plan_opening(pyodide.toPy(["a.bin", "b.bin"]), pyodide.toPy([1 << 20, 6000]),
     pyodide.toPy([head(checkpointPath), head(tokenizerPath)]), 1 << 30, 1 << 31);
 });

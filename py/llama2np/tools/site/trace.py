@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from llama2np.errors import Llama2npError
+from llama2np.runtime.errors import Llama2npError
 
 SCRIPT = Path(__file__).with_name("trace.mjs")
 TIMEOUT_SECONDS = 300

@@ -3,7 +3,7 @@ with the story, and the causal mask of a batch."""
 
 import numpy as np
 
-from llama2np.checkpoint import Config
+from llama2np.runtime.checkpoint import Config
 
 EPS = 1e-5  # RMSNorm's epsilon, as in llama2.c
 # Positions the KV cache and RoPE tables hold at first; they double as positions are reached, up

@@ -7,9 +7,9 @@ checkpoint's header is read and checked by the very code that reads checkpoints 
 
 import struct
 
-from llama2np.checkpoint import MAGIC, check_size, float32_bytes, read_header
-from llama2np.errors import Llama2npError
-from llama2np.model import memory_needed
+from llama2np.runtime.checkpoint import MAGIC, check_size, float32_bytes, read_header
+from llama2np.runtime.errors import Llama2npError
+from llama2np.runtime.model import memory_needed
 
 # No llama2.c tokenizer comes near it (Llama 2's 32,000 pieces take 424 KB).
 TOKENIZER_LIMIT = 64 << 20

@@ -17,10 +17,10 @@ from typing import Protocol
 
 import numpy as np
 
-from llama2np.checkpoint import Config
-from llama2np.errors import Llama2npError, PromptTooLong, UsageError
-from llama2np.sampler import ExplainingSampler, NonFiniteLogits, Sampler
-from llama2np.tokenizer import BOS, TextStream, Tokenizer
+from llama2np.runtime.checkpoint import Config
+from llama2np.runtime.errors import Llama2npError, PromptTooLong, UsageError
+from llama2np.runtime.sampler import ExplainingSampler, NonFiniteLogits, Sampler
+from llama2np.runtime.tokenizer import BOS, TextStream, Tokenizer
 
 
 class Model(Protocol):

@@ -3,7 +3,7 @@ number, and turning it by its angle is one complex multiply."""
 
 import numpy as np
 
-from llama2np.checkpoint import Config
+from llama2np.runtime.checkpoint import Config
 
 
 def rotate(pairs: np.ndarray, rotations: np.ndarray) -> None:

@@ -6,13 +6,13 @@ of `repeats`, so that the ratios between them are meaningful on a noisy machine.
 
 import time
 
-from llama2np.baseline import BaselineTransformer
-from llama2np.checkpoint import Checkpoint
-from llama2np.errors import Llama2npError, UsageError
-from llama2np.generate import generate_tokens
-from llama2np.model import make_model
-from llama2np.sampler import Sampler
-from llama2np.tokenizer import BOS
+from llama2np.runtime.baseline import BaselineTransformer
+from llama2np.runtime.checkpoint import Checkpoint
+from llama2np.runtime.errors import Llama2npError, UsageError
+from llama2np.runtime.generate import generate_tokens
+from llama2np.runtime.model import make_model
+from llama2np.runtime.sampler import Sampler
+from llama2np.runtime.tokenizer import BOS
 
 PLAIN, FLOAT32, PORT = "llama2np, plain", "llama2np, float32", "straightforward port"
 ENGINES = {  # name -> what makes the model from a checkpoint

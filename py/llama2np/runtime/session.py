@@ -7,12 +7,12 @@ of the product come back as `{"error": sentence}` rather than exceptions, so Jav
 the sentence and never a Python traceback.
 """
 
-from llama2np.benchmark import ENGINES, measure
-from llama2np.checkpoint import parameter_count, read_checkpoint
-from llama2np.errors import Llama2npError, PromptTooLong
-from llama2np.generate import Story
-from llama2np.model import make_model
-from llama2np.tokenizer import Tokenizer
+from llama2np.runtime.benchmark import ENGINES, measure
+from llama2np.runtime.checkpoint import parameter_count, read_checkpoint
+from llama2np.runtime.errors import Llama2npError, PromptTooLong
+from llama2np.runtime.generate import Story
+from llama2np.runtime.model import make_model
+from llama2np.runtime.tokenizer import Tokenizer
 
 
 class Session:
@@ -33,7 +33,7 @@ class Session:
                 "config": {k: getattr(c, k) for k in ("dim", "hidden_dim", "n_layers", "n_heads",
                                                       "n_kv_heads", "vocab_size", "seq_len")}}
 
-    def start(self, prompt: str, temperature: float, topp: float, seed: int, steps: int,
+    def start(self, *, prompt: str, temperature: float, topp: float, seed: int, steps: int,
               explain: bool = False) -> dict:
         """Begin a story: {"prompt_text": the prompt as run.c echoes it, "seed": the seed used
         (the clock's for 0), "steps": the length used (the context's for 0)} or {"error": ...}.
@@ -86,7 +86,7 @@ class Session:
 
     def bench(self, steps: int = 256, prompt_tokens: int = 100, repeats: int = 3,
               engines: list[str] | None = None) -> dict:
-        """`llama2np.benchmark.measure` on this model, for `llama2np bench --browser`."""
+        """`llama2np.runtime.benchmark.measure` on this model, for `llama2np bench --browser`."""
         return measure(self.checkpoint, int(steps), int(prompt_tokens), int(repeats),
                        tuple(engines) if engines else tuple(ENGINES))
 

@@ -14,9 +14,9 @@ import struct
 from collections.abc import Iterable
 from pathlib import Path
 
-from llama2np.checkpoint import MAX_SIZES
-from llama2np.errors import PromptError, TokenizerError
-from llama2np.files import read_file
+from llama2np.runtime.checkpoint import MAX_SIZES
+from llama2np.runtime.errors import PromptError, TokenizerError
+from llama2np.runtime.files import read_file
 
 BOS = 1
 BYTE_FALLBACK_OFFSET = 3  # run.c: a byte b without a vocabulary entry becomes token b + 3

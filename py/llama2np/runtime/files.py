@@ -10,7 +10,7 @@ import os
 import stat
 from pathlib import Path
 
-from llama2np.errors import Llama2npError
+from llama2np.runtime.errors import Llama2npError
 
 
 def open_regular(path: str | Path, what: str, error: type[Llama2npError] = Llama2npError) -> int:

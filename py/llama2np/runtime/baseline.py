@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from llama2np.checkpoint import Checkpoint
+from llama2np.runtime.checkpoint import Checkpoint
 
 
 def rmsnorm(x: np.ndarray, weight: np.ndarray) -> np.ndarray:

@@ -8,10 +8,10 @@
 - rope.py: RoPE's rotations as complex numbers
 """
 
-from llama2np.checkpoint import Checkpoint, Config
-from llama2np.model.float32 import Float32Transformer
-from llama2np.model.fused import FusedTransformer
-from llama2np.model.transformer import Transformer
+from llama2np.runtime.checkpoint import Checkpoint, Config
+from llama2np.runtime.model.float32 import Float32Transformer
+from llama2np.runtime.model.fused import FusedTransformer
+from llama2np.runtime.model.transformer import Transformer
 
 __all__ = ["Float32Transformer", "FusedTransformer", "Transformer", "engine_for", "make_model",
            "memory_needed"]

@@ -37,9 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llama2np.checkpoint import Checkpoint, Config
-from llama2np.model.rope import rope_rotations
-from llama2np.model.transformer import EPS, FIRST_POSITIONS, Transformer
+from llama2np.runtime.checkpoint import Checkpoint, Config
+from llama2np.runtime.model.rope import rope_rotations
+from llama2np.runtime.model.transformer import EPS, FIRST_POSITIONS, Transformer
 
 DTYPE = np.float64
 LOG2_E = 1.0 / math.log(2.0)  # exp(s) = 2^(s * log2 e): NumPy's exp2 is a third cheaper

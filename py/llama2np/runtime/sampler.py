@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from llama2np.errors import Llama2npError, UsageError
+from llama2np.runtime.errors import Llama2npError, UsageError
 
 U64 = (1 << 64) - 1
 F32 = np.float32

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from llama2np.errors import CheckpointError
-from llama2np.files import read_file
+from llama2np.runtime.errors import CheckpointError
+from llama2np.runtime.files import read_file
 
 MAGIC = 0x616B3432  # "ak42" as a little-endian uint32: llama2.c export.py's version 1 and 2 files
 LEGACY_HEADER = struct.Struct("<7i")

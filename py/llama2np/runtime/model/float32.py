@@ -12,9 +12,9 @@ import sys
 
 import numpy as np
 
-from llama2np.checkpoint import Checkpoint, Config
-from llama2np.model.rope import rope_rotations, rotate
-from llama2np.model.transformer import EPS, FIRST_POSITIONS, Transformer
+from llama2np.runtime.checkpoint import Checkpoint, Config
+from llama2np.runtime.model.rope import rope_rotations, rotate
+from llama2np.runtime.model.transformer import EPS, FIRST_POSITIONS, Transformer
 
 
 # Matrix (out, in) times vector into a buffer, and a batch of rows (T, in) times its transpose.
