@@ -82,7 +82,8 @@ async function fetchChecked(post, file, url, { encoding, brotli }) {
 }
 
 // Each file's progress goes to the page, which adds them up into one bar (web/progress.js):
-// its bytes on the wire so far and in all; at most one message every 50 ms, and always its last.
+// its bytes on the wire so far and in all. All files together post at most one message every
+// 50 ms, and each file always its last.
 let lastPost = 0;
 function reporter(post, url, wire) {
   const state = { type: "progress", stage: "file", url, wire, done: 0 };

@@ -212,8 +212,8 @@ async function switchModel({ modelURL }) {
 
 
 // V8 runs new WebAssembly in its baseline tier and optimises the hot functions only after they
-// have run a while, so a visitor's first story would be written at a third of the speed of the
-// next (about 1,000 against 3,000 tokens/s here). A silent greedy story, written in slices
+// have run a while, so a visitor's first story would be written far slower than the next
+// (docs/speed.md). A silent greedy story, written in slices
 // while they type their prompt, gets NumPy's loops optimised first; any request stops it.
 const WARM_UP_STEPS = 256;
 

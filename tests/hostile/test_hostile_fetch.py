@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from hostile import assert_refused, folder_state, run_bounded
 
+pytestmark = pytest.mark.hostile
+
 MODEL = b"model bytes " * 100
 SHA = hashlib.sha256(MODEL).hexdigest()
 GOOD = {"url": "http://127.0.0.1:9/a.bin", "size": len(MODEL), "sha256": SHA}

@@ -26,6 +26,8 @@ from llama2np.runtime.errors import CheckpointError
 from llama2np.tools.models.pickle_reader import load_pt
 from support import FIXTURES
 
+pytestmark = pytest.mark.hostile
+
 PEAK_RSS_MB = 100  # measured: 36-58 MB for every hostile case below
 
 def run_measured(*args: object, memory_mb: int = 768):

@@ -29,6 +29,8 @@ from llama2np.runtime.tokenizer import BOS
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from support import GOLDEN_T0, write_tokenizer
 
+pytestmark = pytest.mark.hostile
+
 # Python, NumPy and a small model stay near 40 MB resident; a command that believed a header
 # (a KV cache for 10^9 positions, a vocabulary of 2^31 rows) would need gigabytes.
 PEAK_RSS_MB = 160

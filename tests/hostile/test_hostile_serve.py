@@ -19,6 +19,8 @@ import pytest
 from hostile import MEMORY_LIMIT_MB, folder_state
 from llama2np.tools.site.serve import start_server
 
+pytestmark = pytest.mark.hostile
+
 SECRET = b"secret bytes that must never leave this machine 7f3a9c"
 HASHED = "web-0123456789"
 TIMEOUT = 2.0  # the server's --timeout in these tests

@@ -178,7 +178,7 @@ def sample_topp(probabilities: np.ndarray, topp: np.float32, coin: np.float32,
     Tokens below (1 - topp) / (n - 1) cannot be in the nucleus, so run.c drops them before
     sorting; keeping that cutoff keeps the float32 sums, and so the choices, identical. Running
     sums of probabilities never decrease, so "the first sum above x" is a binary search. (Array
-    methods rather than NumPy's functions: under Pyodide each function's dispatch costs ~1 us.)
+    methods rather than NumPy's functions: under Pyodide each function's dispatch is dear.)
     """
     if cutoff is None:
         cutoff = nucleus_cutoff(topp, len(probabilities))

@@ -42,14 +42,13 @@ from llama2np.runtime.model.rope import rope_rotations
 from llama2np.runtime.model.transformer import EPS, FIRST_POSITIONS, Transformer
 
 DTYPE = np.float64
-LOG2_E = 1.0 / math.log(2.0)  # exp(s) = 2^(s * log2 e): NumPy's exp2 is a third cheaper
+LOG2_E = 1.0 / math.log(2.0)  # exp(s) = 2^(s * log2 e): NumPy's exp2 is cheaper (docs/speed.md)
 # `step` exponentiates attention scores without subtracting their maximum first (two NumPy calls
 # a layer saved); a softmax normaliser inside this range proves that was exact: nothing
 # overflowed, and the largest term is far above float64's smallest normal number.
 NORMALISER_RANGE = (2.0**-1000, 2.0**1000)
 # Vector times matrix into a buffer: ndarray.dot skips the ufunc machinery that np.matmul sets
-# up (0.45 us a call with BLAS), but without BLAS (Pyodide) its loop is slower than matmul's on
-# the large matrices.
+# up, but without BLAS (Pyodide) its loop is slower than matmul's on the large matrices.
 vecmat = np.matmul if sys.platform == "emscripten" else np.ndarray.dot
 
 
@@ -57,7 +56,7 @@ vecmat = np.matmul if sys.platform == "emscripten" else np.ndarray.dot
 class Layer:
     """One transformer block's fused weights, as (in, out) views of (out, in) rows, so that every
     product is x @ W and each output sums over a contiguous row. NumPy without BLAS (Pyodide)
-    then runs its dot-product loop, up to 1.7x faster than walking a column; BLAS does not care.
+    then runs its dot-product loop, faster than walking a column; BLAS does not care.
     """
 
     wqkv: np.ndarray  # (dim, dim + 2 * kv_dim): q, then k and v interleaved by key/value head

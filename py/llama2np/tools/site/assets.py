@@ -26,21 +26,21 @@ SIBLINGS = (".br", ".gz")
 # check below keeps a sibling only where it saves enough.
 COMPRESSIBLE = {".html", ".js", ".mjs", ".css", ".json", ".wasm", ".bin", ".svg", ".zip", ".whl"}
 MIN_SAVING = 0.05
-# Brotli's best setting (quality 11, a 16 MB window) packs the megabyte files 5-17% tighter than
+# Brotli's best setting (quality 11, a 16 MB window) packs the megabyte files tighter than
 # quality 9 but takes tens of seconds on Pyodide's WebAssembly, so its output is kept in a cache keyed
 # by the input's sha256: rebuilding unchanged files costs nothing.
 BROTLI_WINDOW_BITS = 24
 BEST_QUALITY, FAST_QUALITY = 11, 5
 # A file larger than this is first sampled: SAMPLES slices of SAMPLE_BYTES spread over it,
 # packed at the fast setting (milliseconds). Model weights hardly compress (float32 mantissas are
-# noise: about 8% saved, whatever the setting), and the best setting takes about 4 s a megabyte
-# on them: 3 min 45 s for stories15M, for a sibling a few percent smaller.
+# noise: a few percent saved, whatever the setting), and the best setting takes seconds a
+# megabyte on them: minutes for stories15M, for a sibling a few percent smaller.
 SAMPLED_ABOVE = 4 << 20
 SAMPLES, SAMPLE_BYTES = 8, 256 << 10
 # Sampled savings below NOT_WORTH leave the file as it is: even the best setting would not reach
 # MIN_SAVING (it beats the fast one by about two points on such data). Below HARDLY, the fast
 # setting packs the file: on data this close to noise the best one gains little for its minutes.
-# The WebAssembly and the stored zips save 60-80% and keep the best setting.
+# The WebAssembly and the stored zips pack well and keep the best setting.
 NOT_WORTH, HARDLY = MIN_SAVING / 2, 0.25
 
 

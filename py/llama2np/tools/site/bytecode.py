@@ -1,9 +1,9 @@
 """Python sources in a zip, compiled for the browser's Python before a visitor downloads them.
 
-Compiling the standard library's modules at start costs the page about a second and a half;
-shipping them compiled costs nothing at start. The host's Python is 3.12 like the browser's, so
+Compiling the standard library's modules at start costs the page most of Python's start
+(docs/hosting.md); shipping them compiled costs nothing at start. The host's Python is 3.12 like the browser's, so
 its bytecode is the browser's. Modules are compiled as `python -OO` would (no docstrings, no
-asserts): the page reads no docstring, and they would be a fifth of the bytes. Each .pyc is
+asserts): the page reads no docstring, and they would be many of the bytes. Each .pyc is
 sourceless (its header names no source time), so the same sources give the same bytes.
 """
 

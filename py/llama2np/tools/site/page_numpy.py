@@ -16,7 +16,7 @@ from llama2np.runtime.errors import Llama2npError
 from llama2np.tools.site.bytecode import compiled_members
 from llama2np.tools.site.runtime_wheel import read_members, write_zip
 
-# numpy.linalg's compiled kernels (a fifth of NumPy's download) are imported by `import numpy`
+# numpy.linalg's compiled kernels (much of NumPy's download) are imported by `import numpy`
 # but never called by the page; the site's NumPy has this module in their place, which says so
 # if anything ever calls one.
 LINALG_KERNELS = "numpy/linalg/_umath_linalg.cpython-312-wasm32-emscripten.so"
