@@ -107,7 +107,7 @@ function startWorker() {
   ui.model.textContent = "Loading the model…";
   setState("loading");
   say("");
-  startMeter();
+  startMeter(remembered(RUNTIME_KEY) === siteURL("llama2np-pyodide"));
   worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   worker.onmessage = ({ data }) => handlers[data.type]?.(data);
   worker.onerror = (event) => {
@@ -137,12 +137,13 @@ async function workerFailure(event) {
   return generic;
 }
 
-// The load bar, from the first progress message to `ready` (web/progress.js).
-function startMeter() {
+// The load bar, from the first progress message to `ready` (web/progress.js); `cached`: this
+// browser loaded these files before (another of the site's models may not be).
+function startMeter(cached = false) {
   meter = loadMeter((fraction, label) => {
     ui.progress.value = fraction;
     ui.progressLabel.textContent = label;
-  }, remembered(RUNTIME_KEY) === siteURL("llama2np-pyodide"));
+  }, cached);
 }
 
 // Where a <meta> tag of the page says a part of the site is, as an absolute address.
@@ -156,7 +157,7 @@ const handlers = {
     model = info;
     switching = null;
     meter?.finish();
-    window.llama2np.runtime.model = info;
+    window.llama2np.model = info;
     window.llama2np.loadSeconds = seconds;
     window.llama2np.loadStages = stages;
     window.llama2np.fromSnapshot = fromSnapshot;
@@ -247,7 +248,7 @@ const handlers = {
   },
   [OUT.OPENED]({ model: info, seconds, heap }) {
     model = { ...info, own: true };
-    window.llama2np.runtime.model = info;
+    window.llama2np.model = info;
     window.llama2np.openedHeap = heap;
     showModel(info);
     story = null;

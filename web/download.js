@@ -22,7 +22,7 @@ async function request(url, init) {
     throw new Error(`Could not reach the server for ${nameOf(url)}; check the connection, then press Retry.`);
   }
   if (!response.ok) {
-    if (response.status === 404 && /\.(br|gz)$/.test(new URL(url).pathname)) {
+    if (response.status >= 400 && response.status < 500 && /\.(br|gz)$/.test(new URL(url).pathname)) {
       const missing = new Error(`${nameOf(url)} is missing from the host`);
       missing.missingSibling = true; // stages.js asks for the file itself instead
       throw missing;
@@ -42,12 +42,17 @@ export async function fetchJSON(url) {
 }
 
 // "br" or "gzip" when the host compressed the probe file itself, else "" (it sends files as
-// they are, and the page fetches the compressed siblings).
+// they are, or the probe is missing: the page then fetches the compressed siblings).
 export async function hostEncoding(probeURL) {
-  const response = await request(probeURL);
-  await response.arrayBuffer();
+  let response;
+  try {
+    response = await network(probeURL);
+    await response.arrayBuffer();
+  } catch {
+    throw new Error(`Could not read ${nameOf(probeURL)} from the server (a broken connection, or a Content-Encoding the host sends wrongly); check the connection, then press Retry, or tell the site's owner.`);
+  }
   const encoding = (response.headers.get("Content-Encoding") ?? "").trim().toLowerCase();
-  return encoding === "br" || encoding === "gzip" ? encoding : "";
+  return response.ok && (encoding === "br" || encoding === "gzip") ? encoding : "";
 }
 
 // How to get one listed file ({name, bytes, br?, gz?} at `url`): which address to ask, how to
@@ -83,7 +88,8 @@ export async function download(file, way, brotli, onWire, init = undefined, resp
     }
   } catch (error) {
     if (error.sentence) throw error;
-    throw new Error(`The file ${nameOf(way.url)} could not be decoded (${error?.message ?? error}); the site is damaged. Press Retry, or tell the site's owner.`);
+    // A broken connection and a damaged file look alike from here.
+    throw new Error(`The file ${nameOf(way.url)} did not arrive whole or could not be decoded (${error?.message ?? error}); press Retry, or tell the site's owner if it happens again.`);
   }
   if (bytes.length !== file.bytes) {
     throw new Error(`The file ${nameOf(way.url)} arrived incomplete (${bytes.length} of ${file.bytes} bytes); press Retry.`);

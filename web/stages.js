@@ -1,9 +1,10 @@
-// A load's downloads: every file of the site's runtime and model, fetched at once in its
-// smallest form (download.js), counted into the page's one load bar, and checked against the
-// sha256 the site lists. Pyodide's own requests for them are answered from these bytes
-// (`answerPyodide`), so no host setting (MIME types, Content-Encoding) can get in its way.
+// A load's downloads: every file of the site's runtime and model, fetched in its smallest form
+// (download.js), counted into the page's one load bar, and checked against the sha256 the site
+// lists. Pyodide's own requests for them are answered from these bytes (`answerPyodide`), so no
+// host setting (MIME types, Content-Encoding) can get in its way.
 
 import { download, fetchJSON, hostEncoding, route, sha256Hex } from "./download.js";
+import { OUT } from "./protocol.js";
 
 // The site's lists and how this host sends files: {listing (files.json), manifest (the
 // model's), encoding ("br", "gzip" or ""), brotli (a promise of the decoder, or null)}.
@@ -12,10 +13,33 @@ export async function siteLists(pyodideURL, modelURL) {
     fetchJSON(new URL("files.json", pyodideURL)),
     fetchJSON(new URL(modelURL)),
   ]);
+  checkListing(listing, manifest);
   const encoding = await hostEncoding(new URL(listing.probe.name, pyodideURL));
   const brotli = encoding || !listing.brotli ? null : brotliDecoder(pyodideURL, listing.brotli);
   return { listing, manifest, encoding, brotli };
 }
+
+// The lists are the site's own, but a damaged or hand-edited one must end in a sentence, not in
+// a download of a trillion bytes or a TypeError.
+export function checkListing(listing, manifest) {
+  const entries = [
+    ...(Array.isArray(listing?.files) ? listing.files : [null]),
+    ...(Array.isArray(listing?.brotli) ? listing.brotli : []),
+    listing?.probe,
+    manifest?.checkpoint && { ...manifest.checkpoint, name: manifest.checkpoint.file },
+    manifest?.tokenizer && { ...manifest.tokenizer, name: manifest.tokenizer.file },
+  ];
+  const size = (n, limit) => Number.isSafeInteger(n) && n > 0 && n <= limit;
+  for (const entry of entries) {
+    const intact = entry && typeof entry.name === "string" && /^[\w.-]+$/.test(entry.name)
+      && size(entry.bytes, MAX_FILE_BYTES) && /^[0-9a-f]{64}$/.test(entry.sha256)
+      && ["br", "gz"].every((sibling) => entry[sibling] === undefined || size(entry[sibling], entry.bytes + 65536));
+    if (!intact) {
+      throw new Error("The site's list of files is damaged (files.json or a model's manifest.json); rebuild the site with `llama2np build`, or tell the site's owner.");
+    }
+  }
+}
+const MAX_FILE_BYTES = 4 * 2 ** 30; // no file of a site can be larger than the page's memory
 
 // The site's Brotli decoder (a small WebAssembly module, fetched gzip-compressed), or null
 // where it cannot run: its files then come as .gz instead.
@@ -34,21 +58,23 @@ async function brotliDecoder(pyodideURL, [script, wasm]) {
   }
 }
 
-// Starts downloading `files` ({name, bytes, sha256, br?, gz?} in `folderURL`) and returns
-// {name: promise of its checked bytes}. Each file's wire bytes go to the page (`post`).
-export function downloadFiles(post, files, folderURL, site) {
+// Starts downloading `files` ({name, bytes, sha256, br?, gz?} in `folderURL`), once `gate` (a
+// promise) has settled, and returns {name: promise of its checked bytes}. Each file is in the
+// load bar at once; its wire bytes go to the page (`post`) as they arrive.
+export function downloadFiles(post, files, folderURL, site, gate = null) {
   const downloads = {};
   for (const file of files) {
     const url = new URL(file.name, folderURL).href;
-    downloads[file.name] = fetchChecked(post, file, url, site);
+    downloads[file.name] = fetchChecked(post, file, url, site, gate);
     downloads[file.name].catch(() => {}); // reported by whichever step awaits it first
   }
   return downloads;
 }
 
-async function fetchChecked(post, file, url, { encoding, brotli }) {
+async function fetchChecked(post, file, url, { encoding, brotli }, gate) {
   let way = route(file, url, encoding, Boolean(brotli));
   const report = reporter(post, url, way.wire);
+  if (gate) await gate.catch(() => {}); // a failure there is reported there
   const get = async (init) => {
     let bytes;
     try {
@@ -73,20 +99,20 @@ async function fetchChecked(post, file, url, { encoding, brotli }) {
     console.warn(`${file.name} failed its sha256 check; downloading it again.`);
     report.restart(way.wire);
     bytes = await get({ cache: "reload" });
-    if ((await sha256Hex(bytes)) !== file.sha256) {
-      throw new Error(`The file ${file.name} arrived damaged (its sha256 does not match the site's list); press Retry, or tell the site's owner if it happens again.`);
-    }
+    if ((await sha256Hex(bytes)) !== file.sha256) throw damaged(file);
   }
   report.done();
   return bytes;
 }
+
+const damaged = (file) => new Error(`The file ${file.name} arrived damaged (its sha256 does not match the site's list); press Retry, or tell the site's owner if it happens again.`);
 
 // Each file's progress goes to the page, which adds them up into one bar (web/progress.js):
 // its bytes on the wire so far and in all. All files together post at most one message every
 // 50 ms, and each file always its last.
 let lastPost = 0;
 function reporter(post, url, wire) {
-  const state = { type: "progress", stage: "file", url, wire, done: 0 };
+  const state = { type: OUT.PROGRESS, stage: "file", url, wire, done: 0 };
   post(state);
   return {
     restart(total) {
@@ -109,47 +135,61 @@ function reporter(post, url, wire) {
   };
 }
 
-// Pyodide fetches its WebAssembly, library zip, lock file and wheels itself; these requests
-// are answered from the downloads (`prepared`: absolute URL -> promise of bytes), with the
-// right type, whatever the host would have sent. The files in `counted` (URL -> listed file)
-// go to the host as asked, and are counted and checked on a copy of the response. Other
-// requests go out as usual. Returns a function whose promise settles once every counted file
-// has arrived intact.
-export function answerPyodide(post, encoding, prepared, counted) {
+// Pyodide fetches its WebAssembly, library zip, lock file and wheels itself. A request for a
+// file the worker downloads (`downloaded(url)`, a promise of its bytes, or undefined) is answered
+// from those bytes, with the right type, whatever the host would have sent. The files in
+// `counted` (URL -> listed file) go to the host as asked, so that the browser can keep the
+// machine code it compiles from them, and are counted and checked on a copy of the response;
+// one the host sends with a wrong type is handed over as bytes of the right one. Other requests
+// go out as usual. `arrived` settles once every counted file has arrived intact.
+export function answerPyodide(post, encoding, counted, downloaded) {
   const network = self.fetch.bind(self);
-  const checks = [];
+  const arrivals = new Map();
+  for (const [url, file] of counted) {
+    const report = reporter(post, url, route(file, url, encoding, false).wire); // in the bar from the start
+    let settle;
+    const arrival = new Promise((resolve, reject) => (settle = { resolve, reject }));
+    arrivals.set(url, { file, report, arrival, settle });
+  }
   self.fetch = (input, init) => {
     const url = new URL(typeof input === "string" || input instanceof URL ? input : input.url, self.location.href).href;
-    const bytes = prepared.get(url);
-    if (bytes) {
-      const type = url.endsWith(".wasm") ? "application/wasm" : url.endsWith(".json") ? "application/json" : "application/octet-stream";
-      return bytes.then((body) => new Response(body, { headers: { "Content-Type": type } }));
-    }
-    const file = counted.get(url);
-    const response = network(input, init);
-    if (file) {
-      const check = response.then((answer) => checkCopy(post, file, url, route(file, url, encoding, false), answer.clone()));
-      check.catch(() => {});
-      checks.push(check);
-    }
-    return response;
+    const bytes = downloaded(url);
+    if (bytes) return bytes.then((body) => new Response(body, { headers: { "Content-Type": typeOf(url) } }));
+    const waiting = arrivals.get(url);
+    if (!waiting) return network(input, init);
+    return network(input, init).then((response) => {
+      if (!response.ok) {
+        const failed = new Error(`Could not download ${waiting.file.name} (HTTP ${response.status}); the site may be incomplete. Press Retry, or tell the site's owner.`);
+        waiting.settle.reject(failed);
+        throw failed;
+      }
+      const way = route(waiting.file, url, encoding, false);
+      const check = checkCopy(waiting.file, way, response.clone(), waiting.report);
+      check.then(waiting.settle.resolve, waiting.settle.reject);
+      if ((response.headers.get("Content-Type") ?? "").split(";")[0].trim() === typeOf(url)) return response;
+      return check.then((body) => new Response(body, { headers: { "Content-Type": typeOf(url) } }));
+    }, (error) => {
+      waiting.settle.reject(error);
+      throw error;
+    });
   };
-  for (const [url, file] of counted) reporter(post, url, route(file, url, encoding, false).wire); // in the bar from the start
-  return () => Promise.all(checks);
+  const arrived = Promise.all([...arrivals.values()].map(({ arrival }) => arrival));
+  arrived.catch(() => {});
+  return { arrived };
 }
 
-async function checkCopy(post, file, url, way, copy) {
-  const report = reporter(post, url, way.wire);
+const typeOf = (url) => (url.endsWith(".wasm") ? "application/wasm" : url.endsWith(".json") ? "application/json" : "application/octet-stream");
+
+async function checkCopy(file, way, copy, report) {
   const bytes = await download(file, way, null, report.bytes, undefined, copy);
-  if ((await sha256Hex(bytes)) !== file.sha256) {
-    throw new Error(`The file ${file.name} arrived damaged (its sha256 does not match the site's list); press Retry, or tell the site's owner if it happens again.`);
-  }
+  if ((await sha256Hex(bytes)) !== file.sha256) throw damaged(file);
   report.done();
+  return bytes;
 }
 
 // --- the snapshot of a started Python, made in this browser -------------------------------
 
-// Starting Python costs a visit most of its load time; restoring a snapshot of a started
+// Starting Python costs a visit much of its load time; restoring a snapshot of a started
 // interpreter costs a fraction. The first visit makes one (web/worker.js) and keeps it here,
 // with its sha256, under the runtime's content-hashed address: a later visit restores it if it
 // is intact, and starts afresh otherwise. Cache Storage needs a secure context (https or
@@ -170,11 +210,16 @@ export async function readSnapshot(url) {
   return null;
 }
 
+// Keeps `bytes` as the snapshot of the runtime at `url`, in place of this site's older ones
+// (another site on the same origin keeps its own).
 export async function storeSnapshot(url, bytes) {
   if (!self.caches) return;
   try {
     const cache = await caches.open(SNAPSHOTS);
-    for (const old of await cache.keys()) await cache.delete(old);
+    const site = new URL("..", url).href;
+    for (const old of await cache.keys()) {
+      if (new URL("..", old.url).href === site) await cache.delete(old);
+    }
     const headers = { "Content-Type": "application/octet-stream", "X-Sha256": await sha256Hex(bytes) };
     await cache.put(url, new Response(bytes, { headers }));
   } catch {
@@ -182,10 +227,19 @@ export async function storeSnapshot(url, bytes) {
   }
 }
 
-// A site model's checkpoint and tokenizer, downloaded and checked: {checkpoint, tokenizer}.
-export async function downloadModel(post, manifest, modelURL, site) {
+export async function forgetSnapshot(url) {
+  try {
+    if (self.caches) await (await caches.open(SNAPSHOTS)).delete(url);
+  } catch {
+    // nothing stored, or nothing to be done
+  }
+}
+
+// A site model's checkpoint and tokenizer, downloaded (once `gate` has settled) and checked:
+// {checkpoint, tokenizer}.
+export async function downloadModel(post, manifest, modelURL, site, gate = null) {
   const files = [manifest.checkpoint, manifest.tokenizer].map((entry) => ({ ...entry, name: entry.file }));
-  const downloads = downloadFiles(post, files, modelURL, site);
+  const downloads = downloadFiles(post, files, modelURL, site, gate);
   const [checkpoint, tokenizer] = await Promise.all(files.map((file) => downloads[file.name]));
   return { checkpoint, tokenizer };
 }

@@ -8,7 +8,7 @@
 
 import { fetchJSON } from "./download.js";
 import { IN, OUT } from "./protocol.js";
-import { answerPyodide, downloadFiles, downloadModel, readSnapshot, siteLists, storeSnapshot } from "./stages.js";
+import { answerPyodide, checkListing, downloadFiles, downloadModel, forgetSnapshot, readSnapshot, siteLists, storeSnapshot } from "./stages.js";
 
 const SLICE_SECONDS = 0.012; // Python's share of each turn; Stop waits at most this long
 // Pyodide 0.27's WebAssembly memory can grow to 4 GiB; Python and NumPy hold part of it already.
@@ -49,20 +49,27 @@ async function load({ pyodideURL, modelURL }) {
   currentSite = site;
   const { listing, manifest } = site;
   const own = (file) => !fetchedByPyodide(file.name, site.encoding);
-  const runtime = downloadFiles(post, listing.files.filter(own), pyodideURL, site);
-  const model = downloadModel(post, manifest, modelURL, site);
-  model.catch(() => {});
   const address = (file) => new URL(file.name, pyodideURL).href;
-  const checked = answerPyodide(post, site.encoding,
-    new Map(listing.files.filter((file) => own(file) && !file.name.endsWith(".js")).map((file) => [address(file), runtime[file.name]])),
-    new Map(listing.files.filter((file) => !own(file) && file.name.endsWith(".wasm")).map((file) => [address(file), file])));
+  // What Python's start needs comes first; the wheels and the model take the link after it.
+  const first = listing.files.filter((file) => STARTS_PYTHON.has(file.name));
+  const counted = new Map(first.filter((file) => !own(file) && file.name.endsWith(".wasm")).map((file) => [address(file), file]));
+  const deferred = {};
+  const fromPyodide = answerPyodide(post, site.encoding, counted,
+    (url) => deferred[url]); // the worker's own downloads, below
+  const early = downloadFiles(post, first.filter(own), pyodideURL, site);
+  const gate = Promise.all([...Object.values(early), fromPyodide.arrived]);
+  const later = downloadFiles(post, listing.files.filter((file) => own(file) && !STARTS_PYTHON.has(file.name)), pyodideURL, site, gate);
+  const runtime = { ...early, ...later };
+  for (const file of listing.files.filter(own)) deferred[address(file)] = runtime[file.name];
+  const model = downloadModel(post, manifest, modelURL, site, gate);
   post({ type: OUT.PROGRESS, stage: "listed" });
+  // A download that fails ends the load with its sentence, whichever step was waiting for it.
+  const failure = firstFailure([...Object.values(runtime), fromPyodide.arrived, model]);
   const snapshot = readSnapshot(new URL(SNAPSHOT_FILE, pyodideURL).href);
-  if (!site.encoding) await runPyodideScript(pyodideURL, runtime["pyodide.asm.js"]);
+  if (!site.encoding) await Promise.race([runPyodideScript(pyodideURL, runtime["pyodide.asm.js"]), failure]);
   const downloaded = performance.now();
   post({ type: OUT.PROGRESS, stage: "start", label: "Starting Python" });
-  const made = await startPython(pyodideURL, await snapshot, listing.preimport);
-  await checked();
+  const made = await Promise.race([startPython(pyodideURL, await snapshot, listing.preimport, gate), failure]);
   const pythonStarted = performance.now();
   post({ type: OUT.PROGRESS, stage: "install", label: "Installing NumPy and llama2np" });
   const failures = [];
@@ -73,7 +80,7 @@ async function load({ pyodideURL, modelURL }) {
   if (failures.length) throw new Error(`Could not install the Python packages (${failures.join(" ")}); press Retry.`);
 
   const packagesLoaded = performance.now();
-  const modelFiles = await model;
+  const modelFiles = await Promise.race([model, failure]);
   post({ type: OUT.PROGRESS, stage: "model", label: "Reading the model" });
   openSession(manifest, modelFiles);
   // Where the load time went, for `llama2np bench --browser`: each stage counts from the end
@@ -86,6 +93,17 @@ async function load({ pyodideURL, modelURL }) {
   });
   if (made) storeSnapshot(new URL(SNAPSHOT_FILE, pyodideURL).href, made);
   warmUp().catch(() => {}); // a failure here would show, with its sentence, on the first story
+}
+
+// What Python's start needs; the rest waits for these to arrive, so that they do not share the
+// link with the wheels and the model.
+const STARTS_PYTHON = new Set(["pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json"]);
+
+// A promise that rejects as the first of `promises` does, and never settles otherwise.
+function firstFailure(promises) {
+  const failed = Promise.race(promises.map((promise) => promise.then(() => new Promise(() => {}))));
+  failed.catch(() => {});
+  return failed;
 }
 
 // The files Pyodide fetches itself: its loader always; where the host compresses, also its
@@ -114,7 +132,7 @@ const SNAPSHOT_FILE = "python-snapshot.bin";
 // Starts Python: from `stored`, a snapshot of a started interpreter, when it restores; else
 // afresh, importing the standard library the page uses (`preimport`) and returning a snapshot
 // of that interpreter for the next visit (where the browser can keep one).
-async function startPython(pyodideURL, stored, preimport) {
+async function startPython(pyodideURL, stored, preimport, arrived) {
   // Pyodide waits forever when its WebAssembly is refused; a module of eight bytes asks first.
   try {
     new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));
@@ -129,18 +147,20 @@ async function startPython(pyodideURL, stored, preimport) {
     stdout: () => {},
     stderr: (line) => console.warn(line),
   };
+  const snapshotURL = new URL(SNAPSHOT_FILE, pyodideURL).href;
   if (stored) {
     try {
-      pyodide = await loadPyodide({ ...options, _loadSnapshot: stored });
+      pyodide = await started(loadPyodide({ ...options, _loadSnapshot: stored }), arrived);
       pyodide.runPython("import random; random.seed()");
       fromSnapshot = true;
       return null;
     } catch (error) {
+      await forgetSnapshot(snapshotURL); // it would fail again on the next visit
       console.warn(`Python could not start from its snapshot (${sentence(error)}); starting afresh.`);
     }
   }
   const keep = Boolean(self.caches);
-  pyodide = await loadPyodide({ ...options, _makeSnapshot: keep });
+  pyodide = await started(loadPyodide({ ...options, _makeSnapshot: keep }), arrived);
   if (!keep) return null;
   pyodide.runPython(`import ${preimport.join(", ")}`);
   return pyodide.makeMemorySnapshot();
@@ -196,6 +216,7 @@ async function switchModel({ modelURL }) {
   const started = performance.now();
   const site = { ...currentSite, manifest: await fetchJSON(new URL(modelURL)) };
   const { manifest } = site;
+  checkListing(site.listing, manifest);
   const download = downloadModel(post, manifest, modelURL, site);
   post({ type: OUT.PROGRESS, stage: "listed" });
   const files = await download;
@@ -227,6 +248,33 @@ async function warmUp() {
     }
   } finally {
     warming = false;
+  }
+}
+
+// Pyodide waits forever when its WebAssembly cannot be instantiated: it only logs a warning,
+// which is taken here as the failure it is. And whatever else may stall it, once every file
+// Python's start needs has arrived intact, it gets STALL_SECONDS to start.
+const STALL_SECONDS = 60;
+const INSTANTIATION_FAILED = "wasm instantiation failed!"; // Pyodide 0.27's words
+
+async function started(starting, arrived) {
+  const stalled = (message) => Object.assign(new Error(message), { stalled: true });
+  const warn = console.warn;
+  let timer;
+  const failed = new Promise((_, reject) => {
+    console.warn = (...args) => {
+      warn(...args);
+      if (args[0] === INSTANTIATION_FAILED) reject(stalled("Python's WebAssembly could not be instantiated; press Retry."));
+    };
+    arrived.then(() => {
+      timer = setTimeout(() => reject(stalled(`Python did not start within ${STALL_SECONDS} s of its files arriving; press Retry.`)), STALL_SECONDS * 1000);
+    }, reject);
+  });
+  try {
+    return await Promise.race([starting, failed]);
+  } finally {
+    console.warn = warn;
+    clearTimeout(timer);
   }
 }
 

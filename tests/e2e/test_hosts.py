@@ -3,8 +3,11 @@ every host serves a page that becomes ready, writes run.c's story, and costs a f
 at most 5.5 MB (llama2np serve, which sends Brotli) or 6.5 MB (hosts that send files as they
 are, where the page fetches and decodes the compressed siblings itself)."""
 
+import functools
+import http.server
 import re
 import shutil
+import threading
 import time
 
 import pytest
@@ -118,3 +121,80 @@ def wait_ready(visit) -> bool:
     while visit.state() == "loading" and time.monotonic() < deadline:
         time.sleep(0.05)
     return visit.state() == "ready"
+
+
+def without(site, tmp_path, *patterns):
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy, ignore=shutil.ignore_patterns(*patterns))
+    return copy
+
+
+def test_a_missing_webassembly_ends_the_load_with_a_sentence(built_site, tmp_path, visit_with):
+    with serving(without(built_site, tmp_path, "pyodide.asm.wasm*"), "http.server") as port:
+        visit = visit_with(f"http://127.0.0.1:{port}/")
+        visit.expected_errors = True  # the browser logs the 404
+        visit.open(state="error")
+        assert "pyodide.asm.wasm" in visit.status() and "HTTP 404" in visit.status()
+
+
+def test_a_damaged_library_is_named(built_site, visit_with):
+    with serving(built_site, "http.server") as port:
+        visit = visit_with(f"http://127.0.0.1:{port}/")
+        data = bytearray(next(built_site.glob("pyodide-*/python_stdlib.zip.br")).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        visit.page.context.route("**/python_stdlib.zip.br",
+                                 lambda route: route.fulfill(status=200, body=bytes(data)))
+        visit.expected_errors = True
+        visit.open(state="error")
+        assert "python_stdlib.zip" in visit.status(), visit.status()
+
+
+def test_webassembly_sent_with_a_wrong_type_by_a_compressing_host_still_runs(visit):
+    def octet_stream(route):
+        response = route.fetch()
+        route.fulfill(response=response, headers={**response.headers,
+                                                  "content-type": "application/octet-stream"})
+
+    visit.page.context.route("**/pyodide.asm.wasm", octet_stream)
+    visit.open()
+
+
+def test_a_probe_garbled_by_a_wrong_encoding_is_a_sentence(built_site, visit_with):
+    class Lying(http.server.SimpleHTTPRequestHandler):
+        def end_headers(self) -> None:
+            if self.path.endswith("encoding-probe.bin"):  # sent as it is, labelled gzip
+                self.send_header("Content-Encoding", "gzip")
+            super().end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Lying, directory=str(built_site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        visit = visit_with(f"http://127.0.0.1:{server.server_port}/")
+        visit.expected_errors = True
+        visit.open(state="error")
+        assert "encoding-probe.bin" in visit.status() and "Content-Encoding" in visit.status()
+    finally:
+        server.shutdown()
+
+
+def test_a_stored_snapshot_that_cannot_be_instantiated_gives_way_to_a_fresh_start(visit, golden):
+    visit.open()
+    visit.page.wait_for_timeout(500)  # the snapshot is stored in the background
+    halved = visit.page.evaluate("""async () => {
+        const cache = await caches.open('llama2np-python-snapshot');
+        const [key] = await cache.keys();
+        const bytes = new Uint8Array(await (await cache.match(key)).arrayBuffer()).slice(0, 1 << 24);
+        const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+        const hex = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+        await cache.put(key, new Response(bytes, { headers: { 'X-Sha256': hex } }));
+        return bytes.length;
+    }""")
+    assert halved == 1 << 24
+    visit.expected_errors = True  # Pyodide logs the failed instantiation
+    visit.open()
+    assert visit.page.evaluate("() => window.llama2np.fromSnapshot") is False
+    assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)

@@ -95,12 +95,12 @@ def test_the_site_lists_its_models_and_switches_between_them_in_one_python(
     assert options[1].startswith("small32k · ") and options[1].endswith(megabytes)
     assert f"{listed[1]['parameters'] / 1e6:.1f}M parameters" in options[1]  # 1,045,xxx
     assert visit.page.input_value("#model-select") == "0"
-    assert visit.page.evaluate("() => window.llama2np.runtime.model.name") == "stories260K"
+    assert visit.page.evaluate("() => window.llama2np.model.name") == "stories260K"
 
     python = visit.page.evaluate("() => window.llama2np.readyMs")
     choose(visit, 1)
-    assert visit.page.evaluate("() => window.llama2np.runtime.model.config.vocab_size") == 32000
-    assert visit.page.evaluate("() => window.llama2np.runtime.model.name") == "small32k"
+    assert visit.page.evaluate("() => window.llama2np.model.config.vocab_size") == 32000
+    assert visit.page.evaluate("() => window.llama2np.model.name") == "small32k"
     assert visit.text("model").startswith("small32k: ")
     assert visit.write(**SEEDED) == generate_cli(*small_model)
     # The same Python read it: the snapshot-restored interpreter was not started again.
@@ -119,7 +119,7 @@ def test_the_site_lists_its_models_and_switches_between_them_in_one_python(
     shared.page.goto(link)
     assert wait_for_state(shared.page, ("ready", "error"), 90) == "ready", shared.status()
     assert shared.page.input_value("#model-select") == "1"
-    assert shared.page.evaluate("() => window.llama2np.runtime.model.name") == "small32k"
+    assert shared.page.evaluate("() => window.llama2np.model.name") == "small32k"
 
 
 def test_a_site_with_one_model_has_no_picker(visit):
@@ -184,8 +184,8 @@ def test_a_model_the_picker_cannot_fetch_is_a_sentence_and_the_one_before_stays(
     assert "404" in visit.status() and "Traceback" not in visit.status()
     assert visit.state() == "ready"
     assert visit.page.input_value("#model-select") == "0"
-    assert visit.page.evaluate("() => window.llama2np.runtime.model.name") == "stories260K"
+    assert visit.page.evaluate("() => window.llama2np.model.name") == "stories260K"
     assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
     context.unroute("**/small32k.bin")
     choose(visit, 1)  # and once the file is there, it loads
-    assert visit.page.evaluate("() => window.llama2np.runtime.model.name") == "small32k"
+    assert visit.page.evaluate("() => window.llama2np.model.name") == "small32k"

@@ -210,7 +210,7 @@ def test_a_q8_0_model_built_into_a_site(visit_with, files, tmp_path):
         visit.open()
         millions = parameter_count(synthetic_checkpoint(WIDE)) / 1e6
         assert visit.text("model").startswith(f"{checkpoint.stem}: {millions:.1f}M parameters,")
-        assert visit.page.evaluate("() => window.llama2np.runtime.model.version") == 2
+        assert visit.page.evaluate("() => window.llama2np.model.version") == 2
         assert_writes_like_the_cli(visit, checkpoint, tokenizer)
     finally:
         server.shutdown()

@@ -44,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
     if args.site is not None and not args.browser:
         raise UsageError("--site is for bench --browser; add --browser, or leave --site out to "
                          "measure on this CPython.")
+    if args.links != "all" and not args.browser:
+        raise UsageError("--links is for bench --browser; add --browser, or leave --links out to "
+                         "measure on this CPython.")
     if args.shapes is not None:
         from llama2np.tools.bench.sweep import parse_shapes, sweep
 

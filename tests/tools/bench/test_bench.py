@@ -35,3 +35,22 @@ def test_shapes_are_checked_before_anything_runs(model_dir):
 
     assert_refused(run_bounded("bench", "--shapes", "7B"), 2, "--shapes", "260K, 15M, 42M, 110M")
     assert_refused(run_bounded("bench", "--shapes", "15M", "--browser"), 2, "--site")
+
+
+def test_links_without_browser_is_a_usage_error():
+    result = run_cli("bench", "--links", "localhost")
+    assert result.returncode == 2 and "--links is for bench --browser" in result.stderr
+
+
+def test_nginx_is_never_pointed_at_a_folder_whose_name_its_config_would_read(tmp_path):
+    import pytest
+    from llama2np.runtime.errors import Llama2npError
+    from llama2np.tools.bench.hosts import nginx_available, serving
+
+    if not nginx_available():
+        pytest.skip("nginx is not installed")
+    folder = tmp_path / 'site";listen 127.0.0.1:1;x "'
+    folder.mkdir()
+    with pytest.raises(Llama2npError, match="cannot be pointed at"):
+        with serving(folder, "nginx"):
+            pass

@@ -356,3 +356,10 @@ def test_the_page_links_the_source_it_runs(built_site):
     packaged = {f"py/{p.relative_to(PACKAGE_DIR.parent).as_posix()}"
                 for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts}
     assert packaged <= names
+
+
+def test_a_trace_that_imported_nothing_is_refused():
+    from llama2np.tools.site.trace import Trace
+
+    with pytest.raises(Llama2npError, match="did not import"):
+        Trace(modules={}).require({"numpy/__init__.pyc"}, {"encodings/__init__.py"})

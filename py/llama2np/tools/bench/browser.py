@@ -88,7 +88,7 @@ def measure_in_browser(site: Path, steps: int, prompt_tokens: int, repeats: int)
                 "(o) => window.llama2np.bench(o)",
                 {"steps": steps, "promptTokens": prompt_tokens, "repeats": repeats},
             )
-            model = page.evaluate("() => window.llama2np.runtime.model?.name ?? 'model'")
+            model = page.evaluate("() => window.llama2np.model?.name ?? 'model'")
             product = context.new_cdp_session(page).send("Browser.getVersion")["product"]
             context.close()
     finally:

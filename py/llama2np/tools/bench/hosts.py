@@ -36,7 +36,7 @@ http {{
     scgi_temp_path {scratch}/scgi;
     server {{
         listen 127.0.0.1:{port};
-        root {site};
+        root "{site}";
     }}
 }}
 """
@@ -67,10 +67,15 @@ def serving(site: Path, host: str) -> Iterator[int]:
             if not nginx_available():
                 raise Llama2npError("nginx is not installed; run `apt-get install nginx` and retry.")
             config = Path(scratch) / "nginx.conf"
+            folder = str(site.resolve())
+            if any(c in folder for c in '"\\$') or not folder.isprintable():
+                raise Llama2npError(f"nginx cannot be pointed at {folder!r} safely (quotes, "
+                                    "backslashes, $ and control characters have meanings in its "
+                                    "config); move the site to a plainer folder name.")
             # Started as root, nginx's workers drop to nobody, who cannot read a private folder.
             user = "user root;" if os.geteuid() == 0 else ""
             config.write_text(NGINX_CONFIG.format(user=user, scratch=scratch, port=port,
-                                                  site=site.resolve(), mime_types=NGINX_MIME_TYPES))
+                                                  site=folder, mime_types=NGINX_MIME_TYPES))
             command = ["nginx", "-c", str(config), "-e", f"{scratch}/error.log"]
         else:
             raise ValueError(host)

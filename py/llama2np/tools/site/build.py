@@ -178,6 +178,7 @@ def write_runtime(runtime: RuntimeFiles, folder: Path, model: tuple[Path, Path],
     wheel = build_runtime_wheel(folder)
     write_lock(runtime.pyodide_dir / "pyodide-lock.json", folder / "pyodide-lock.json", numpy, wheel)
     trace = trace_runtime(folder, *model)
+    trace.require({"numpy/__init__.pyc"}, {"encodings/__init__.py", "_pyodide/__init__.py"})
     keep_only(numpy, trace.package_members("numpy"), keep_metadata=True)
     stdlib = folder / STDLIB
     build_page_stdlib(runtime.pyodide_dir / STDLIB, stdlib, trace.stdlib_members())

@@ -34,6 +34,14 @@ class Trace:
         """Names of the imported modules that live in python_stdlib.zip."""
         return sorted(name for name, f in self.modules.items() if f.startswith(STDLIB_PREFIX))
 
+    def require(self, numpy: set[str], stdlib: set[str]) -> None:
+        """Refuse a trace that lacks what any run of the page imports (a Node that printed
+        a list without running the page, say): a site cut to it would not start."""
+        missing = (numpy - self.package_members("numpy")) | (stdlib - self.stdlib_members())
+        if missing:
+            raise Llama2npError(f"the page's Python in Node did not import {sorted(missing)[0]}; "
+                                "check that `node` is Node.js 18 or newer, and retry.")
+
     def package_members(self, package: str) -> set[str]:
         """Files of `package` (as wheel members, `numpy/...`) that were imported."""
         prefix = SITE_PACKAGES + package + "/"
