@@ -5,10 +5,10 @@ import json
 import math
 import struct
 
-import llama2np
 import numpy as np
 import pytest
 from llama2np.runtime.errors import Llama2npError
+from llama2np.runtime.session import Session
 from llama2np.tools.models.checkpoint_writer import write_checkpoint
 from llama2np.tools.models.validation import PYTORCH_FORMAT, validate_model
 from support import FIXTURES, run_cli, write_tokenizer
@@ -159,7 +159,8 @@ GATE_CASES = {
 @pytest.mark.parametrize("case", GATE_CASES)
 def test_validate_accepts_exactly_what_the_runtime_loads(model_dir, checkpoint, tmp_path, case):
     """validate reads through the runtime's own readers, so for models without NaN or all-zero
-    tensors its verdict is the runtime's: `llama2np.load` (what generate and the page call)."""
+    tensors its verdict is the runtime's: a `Session`, what the page opens (read_checkpoint,
+    make_model and the tokenizer, as generate calls them)."""
     version, change_model, change_tokenizer = GATE_CASES[case]
     model = write_checkpoint(checkpoint, version)
     model = change_model(model) if change_model else model
@@ -168,7 +169,7 @@ def test_validate_accepts_exactly_what_the_runtime_loads(model_dir, checkpoint, 
     (tmp_path / "model.bin").write_bytes(model)
     (tmp_path / "tok.bin").write_bytes(tokenizer)
     try:
-        llama2np.load(model, tokenizer)
+        Session(model, tokenizer)
         loads = True
     except Llama2npError:
         loads = False
@@ -181,7 +182,7 @@ def test_validate_refuses_a_pt_and_says_how_to_convert_it(tmp_path):
     tokenizer = tmp_path / "tok32.bin"
     write_tokenizer(tokenizer, 32)
     with pytest.raises(Llama2npError):
-        llama2np.load((FIXTURES / "tiny_train.pt").read_bytes(), tokenizer.read_bytes())
+        Session((FIXTURES / "tiny_train.pt").read_bytes(), tokenizer.read_bytes())
     result = run_cli("validate", FIXTURES / "tiny_train.pt", "-z", tokenizer, "--json")
     assert result.returncode == 1
     report = json.loads(result.stdout)
