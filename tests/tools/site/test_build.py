@@ -363,3 +363,20 @@ def test_a_trace_that_imported_nothing_is_refused():
 
     with pytest.raises(Llama2npError, match="did not import"):
         Trace(modules={}).require({"numpy/__init__.pyc"}, {"encodings/__init__.py"})
+
+
+def test_a_trace_of_the_same_inputs_comes_from_the_cache(tmp_path, monkeypatch, model_dir):
+    from llama2np.tools.site import trace
+
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    (runtime / "pyodide.js").write_text("// the runtime's files, whatever they are\n")
+    model = (model_dir / "stories260K.bin", model_dir / "tok512.bin")
+    key = trace.inputs_hash(runtime, *model)
+    (tmp_path / "traces").mkdir()
+    (tmp_path / "traces" / f"{key}.json").write_text('{"modules": {"numpy": "/lib/x"}}')
+    monkeypatch.setattr(trace.shutil, "which", lambda name: None)  # Node would be needed
+    assert trace.trace_runtime(runtime, *model, tmp_path / "traces").modules == {"numpy": "/lib/x"}
+    (runtime / "pyodide.js").write_text("// changed\n")
+    with pytest.raises(Llama2npError, match="needs Node.js"):
+        trace.trace_runtime(runtime, *model, tmp_path / "traces")

@@ -177,13 +177,14 @@ def write_runtime(runtime: RuntimeFiles, folder: Path, model: tuple[Path, Path],
     numpy = build_page_numpy(runtime.numpy_wheel, folder)
     wheel = build_runtime_wheel(folder)
     write_lock(runtime.pyodide_dir / "pyodide-lock.json", folder / "pyodide-lock.json", numpy, wheel)
-    trace = trace_runtime(folder, *model)
+    traces = compressed.with_name("traces")  # beside the compression cache
+    trace = trace_runtime(folder, *model, traces)
     trace.require({"numpy/__init__.pyc"}, {"encodings/__init__.py", "_pyodide/__init__.py"})
     keep_only(numpy, trace.package_members("numpy"), keep_metadata=True)
     stdlib = folder / STDLIB
     build_page_stdlib(runtime.pyodide_dir / STDLIB, stdlib, trace.stdlib_members())
     write_lock(runtime.pyodide_dir / "pyodide-lock.json", folder / "pyodide-lock.json", numpy, wheel)
-    trace_runtime(folder, *model)  # the cut-down files still run the page's Python
+    trace_runtime(folder, *model, traces)  # the cut-down files still run the page's Python
     names = [SITE_NAMES.get(name, name) for name in runtime.pins["pyodide"]["files"]]
     # The page asks for this small file first: a host that sends it compressed (a
     # Content-Encoding) will send every file so, and the page asks for the files themselves.

@@ -4,9 +4,12 @@
 calls what the worker calls on the site's model. The modules it imported are the standard
 library and NumPy the page needs; everything else is weight a visitor would download for nothing
 (nearly all of the 9 MB standard library, most of NumPy). The build runs it twice: once on the
-full files to learn the list, once on the trimmed files to prove that they still run.
+full files to learn the list, once on the trimmed files to prove that they still run. Each
+run's result is kept in a cache folder under a hash of everything it ran (the script, the
+runtime's files, the model), so a build of unchanged inputs runs no Node at all.
 """
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llama2np.runtime.errors import Llama2npError
+from llama2np.tools.outputs import write_atomic
 
 SCRIPT = Path(__file__).with_name("trace.mjs")
 TIMEOUT_SECONDS = 300
@@ -49,8 +53,33 @@ class Trace:
                 if f.startswith(prefix)}
 
 
-def trace_runtime(runtime_folder: Path, checkpoint: Path, tokenizer: Path) -> Trace:
-    """Run the page's workload on the runtime in `runtime_folder` with this model."""
+def trace_runtime(runtime_folder: Path, checkpoint: Path, tokenizer: Path,
+                  cache: Path | None = None) -> Trace:
+    """Run the page's workload on the runtime in `runtime_folder` with this model (or take
+    the result of the same run from `cache`)."""
+    kept = cache / f"{inputs_hash(runtime_folder, checkpoint, tokenizer)}.json" if cache else None
+    if kept and kept.is_file():
+        try:
+            return Trace(modules=json.loads(kept.read_text())["modules"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged entry: run it again
+    trace, printed = run_trace(runtime_folder, checkpoint, tokenizer)
+    if kept:
+        cache.mkdir(parents=True, exist_ok=True)
+        write_atomic(kept, printed.encode())
+    return trace
+
+
+def inputs_hash(runtime_folder: Path, checkpoint: Path, tokenizer: Path) -> str:
+    """sha256 over the trace script and every file the run reads, with their names."""
+    digest = hashlib.sha256(SCRIPT.read_bytes())
+    files = sorted(p for p in runtime_folder.iterdir() if p.is_file())
+    for path in [*files, checkpoint, tokenizer]:
+        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def run_trace(runtime_folder: Path, checkpoint: Path, tokenizer: Path) -> tuple[Trace, str]:
     node = shutil.which("node")
     if node is None:
         raise Llama2npError("building the site needs Node.js to run the page's Python once; "
@@ -66,7 +95,7 @@ def trace_runtime(runtime_folder: Path, checkpoint: Path, tokenizer: Path) -> Tr
         raise Llama2npError(f"Node took over {TIMEOUT_SECONDS} s to run the page's Python; "
                             "retry.") from None
     try:
-        return Trace(modules=json.loads(done.stdout)["modules"])
+        return Trace(modules=json.loads(done.stdout)["modules"]), done.stdout
     except (ValueError, KeyError, TypeError):
         raise Llama2npError("the page's Python in Node printed no list of modules; "
                             "retry, or report it.") from None
