@@ -139,11 +139,11 @@ async function workerFailure(event) {
 
 // The load bar, from the first progress message to `ready` (web/progress.js); `cached`: this
 // browser loaded these files before (another of the site's models may not be).
-function startMeter(cached = false) {
+function startMeter(cached = false, next = undefined) {
   meter = loadMeter((fraction, label) => {
     ui.progress.value = fraction;
     ui.progressLabel.textContent = label;
-  }, cached);
+  }, cached, next);
 }
 
 // Where a <meta> tag of the page says a part of the site is, as an absolute address.
@@ -310,7 +310,7 @@ function chooseModel(next) {
   markStale();
   setState("loading");
   say("");
-  startMeter();
+  startMeter(false, "Reading the model");
   worker.postMessage({ type: IN.MODEL, modelURL: next.manifestURL });
 }
 

@@ -70,7 +70,8 @@ export function route(file, url, encoding, brotli) { // brotli: whether the deco
 // `init` is fetch's (`{cache: "reload"}` passes by every stored copy); `response`, one already
 // had for `way.url`.
 export async function download(file, way, brotli, onWire, init = undefined, response = undefined) {
-  response ??= await request(way.url, init);
+  const quiet = new AbortController(); // a host that stops sending is given up on
+  response ??= await request(way.url, { ...init, signal: quiet.signal });
   // A host may send a .gz with its own Content-Encoding, which the browser has undone.
   const decode = response.headers.get("Content-Encoding") ? "" : way.decode;
   const scale = decode ? 1 : way.wire / file.bytes;
@@ -80,7 +81,7 @@ export async function download(file, way, brotli, onWire, init = undefined, resp
   else body = counted(body, (n) => onWire(n * scale));
   let bytes;
   try {
-    bytes = await collect(body, decode === "br" ? way.wire : file.bytes, way.url);
+    bytes = await collect(body, decode === "br" ? way.wire : file.bytes, way.url, quiet);
     if (decode === "br") {
       const decoder = await brotli;
       if (!decoder) return null;
@@ -105,13 +106,32 @@ function counted(stream, onBytes) {
   } }));
 }
 
-// All of a stream, refusing more than `limit` bytes (a damaged or wrong file).
-async function collect(stream, limit, url) {
+// All of a stream, refusing more than `limit` bytes (a damaged or wrong file), and giving up
+// (through `quiet`, which aborts the request) when nothing arrives for QUIET_SECONDS.
+const QUIET_SECONDS = 30;
+
+async function collect(stream, limit, url, quiet) {
   const parts = [];
   let length = 0;
   const reader = stream.getReader();
   for (;;) {
-    const { done, value } = await reader.read();
+    let timer;
+    const silence = new Promise((_, reject) => {
+      timer = setTimeout(() => {
+        const error = new Error(`The server sent nothing of ${nameOf(url)} for ${QUIET_SECONDS} s; check the connection, then press Retry.`);
+        error.sentence = true;
+        error.quiet = true;
+        reject(error); // first: cancelling ends the pending read, which must not win the race
+        quiet?.abort();
+        reader.cancel().catch(() => {});
+      }, QUIET_SECONDS * 1000);
+    });
+    let done, value;
+    try {
+      ({ done, value } = await Promise.race([reader.read(), silence]));
+    } finally {
+      clearTimeout(timer);
+    }
     if (done) break;
     length += value.length;
     if (length > limit) {

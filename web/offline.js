@@ -11,12 +11,12 @@ export async function keepOffline({ resources = [], extra = [], folders = [], on
     const registration = await navigator.serviceWorker.register(new URL("service-worker.js", document.baseURI), { scope: "./" });
     const active = registration.active ?? (await navigator.serviceWorker.ready).active;
     const page = performance.getEntriesByType("resource").map((entry) => entry.name);
-    const urls = [new URL(".", document.baseURI).href, ...page, ...resources, ...extra].filter((url) => url.startsWith(location.origin));
+    const urls = [new URL(".", document.baseURI).href, ...page, ...resources].filter((url) => url.startsWith(location.origin));
     const kept = new MessageChannel();
     kept.port1.onmessage = ({ data }) => {
       if (data?.kept) onKept();
     };
-    active.postMessage({ type: "keep", urls: [...new Set(urls)], folders }, [kept.port2]);
+    active.postMessage({ type: "keep", urls: [...new Set(urls)], extra, folders }, [kept.port2]);
   } catch (error) {
     console.warn(`This page will not work offline: ${error?.message ?? error}`);
   }

@@ -12,7 +12,8 @@ const RATE_AFTER_MS = 1000; // an estimate needs this much of the download behin
 
 // `show(fraction, label)` draws the bar; `cached`: this browser loaded this site before, so its
 // files come from its own cache rather than the network.
-export function loadMeter(show, cached = false) {
+// `next` names what follows the downloads.
+export function loadMeter(show, cached = false, next = "Starting Python") {
   const files = new Map(); // url -> {wire, done}
   let shown = 0;
   let firstBytes = 0; // when the first bytes came, for the rate
@@ -29,7 +30,7 @@ export function loadMeter(show, cached = false) {
     const downloading = !listed || done < wire; // Python may start before the last file is in
     const floor = downloading ? 0 : STAGES[stage.key] ?? 0;
     shown = Math.max(shown, listed && wire ? DOWNLOAD_SHARE * (done / wire) : 0, floor);
-    let label = downloading ? download : stage.key === "download" ? "Starting Python" : stage.label;
+    let label = downloading ? download : stage.key === "download" ? next : stage.label;
     if (downloading && listed) {
       label += ` ${megabytes(done)} of ${megabytes(wire)} MB`;
       const elapsed = performance.now() - firstBytes;

@@ -19,15 +19,18 @@ self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim(
 self.addEventListener("fetch", (event) => {
   const { request } = event;
   if (request.method !== "GET" || new URL(request.url).origin !== self.location.origin) return;
-  event.respondWith(HASHED.test(request.url) ? storeFirst(request) : networkFirst(request));
+  event.respondWith(HASHED.test(request.url) ? storeFirst(event) : networkFirst(request));
 });
 
-async function storeFirst(request) {
+// The answer goes to the page at once; its copy is stored as it arrives (waiting for the store
+// first would hold every byte back until the whole file was in).
+async function storeFirst(event) {
+  const { request } = event;
   const store = await caches.open(STORE);
   const stored = request.cache === "reload" ? null : await store.match(request);
   if (stored) return stored;
   const response = await fetch(request);
-  if (response.ok) await store.put(request, response.clone()).catch(() => {});
+  if (response.ok) event.waitUntil(store.put(request, response.clone()).catch(() => {}));
   return response;
 }
 
@@ -60,21 +63,33 @@ self.addEventListener("message", (event) => {
   if (event.data?.type !== "keep" || !Array.isArray(event.data.urls)) return;
   const [port] = event.ports;
   event.waitUntil(
-    keep(event.data.urls.filter((url) => typeof url === "string"), Array.isArray(event.data.folders) ? event.data.folders : []).then(
+    keep(strings(event.data.urls), strings(event.data.folders), strings(event.data.extra)).then(
       (count) => port?.postMessage({ kept: count }),
       (error) => port?.postMessage({ kept: 0, error: String(error?.message ?? error) }),
     ),
   );
 });
 
-async function keep(urls, otherFolders = []) {
+const strings = (list) => (Array.isArray(list) ? list.filter((item) => typeof item === "string") : []);
+
+// Stores what the visit loaded (`urls`, from the browser's HTTP cache only: a host that forbids
+// caching would otherwise send the whole visit a second time; what is not there is stored on the
+// next visit, as it passes) and `extra` files the visit did not load (fetched). Returns how many
+// it holds, or 0 when some could not be kept.
+async function keep(urls, otherFolders = [], extra = []) {
   const store = await caches.open(STORE);
-  const wanted = urls.map((url) => new URL(url, self.location.href)).filter((url) => url.origin === self.location.origin);
+  let missed = 0;
+  const ours = (list) => list.map((url) => new URL(url, self.location.href)).filter((url) => url.origin === self.location.origin);
+  const wanted = [...ours(urls), ...ours(extra)];
+  const fetched = new Set(ours(extra).map((url) => url.href));
   for (const url of wanted) {
     const key = pageKey(url.href);
     if (await store.match(key)) continue;
-    const response = await fetch(key); // mostly from the browser's HTTP cache
-    if (!response.ok) throw new Error(`${key} answered HTTP ${response.status}`);
+    const response = await fetch(key, fetched.has(url.href) ? {} : { cache: "only-if-cached", mode: "same-origin" }).catch(() => null);
+    if (!response?.ok) {
+      missed += 1;
+      continue;
+    }
     await store.put(key, response);
   }
   const current = [...wanted, ...otherFolders.filter((url) => typeof url === "string").map((url) => new URL(url, self.location.href))];
@@ -85,5 +100,5 @@ async function keep(urls, otherFolders = []) {
       await store.delete(request);
     }
   }
-  return wanted.length;
+  return missed ? 0 : wanted.length;
 }

@@ -30,16 +30,19 @@ export function checkListing(listing, manifest) {
     manifest?.tokenizer && { ...manifest.tokenizer, name: manifest.tokenizer.file },
   ];
   const size = (n, limit) => Number.isSafeInteger(n) && n > 0 && n <= limit;
+  const names = Array.isArray(listing?.files) ? listing.files.map((file) => file?.name) : [];
+  const complete = REQUIRED.every((name) => names.includes(name)) && new Set(names).size === names.length;
   for (const entry of entries) {
     const intact = entry && typeof entry.name === "string" && /^[\w.-]+$/.test(entry.name)
       && size(entry.bytes, MAX_FILE_BYTES) && /^[0-9a-f]{64}$/.test(entry.sha256)
       && ["br", "gz"].every((sibling) => entry[sibling] === undefined || size(entry[sibling], entry.bytes + 65536));
-    if (!intact) {
+    if (!intact || !complete) {
       throw new Error("The site's list of files is damaged (files.json or a model's manifest.json); rebuild the site with `llama2np build`, or tell the site's owner.");
     }
   }
 }
 const MAX_FILE_BYTES = 4 * 2 ** 30; // no file of a site can be larger than the page's memory
+const REQUIRED = ["pyodide.js", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json"];
 
 // The site's Brotli decoder (a small WebAssembly module, fetched gzip-compressed), or null
 // where it cannot run: its files then come as .gz instead.
@@ -92,11 +95,16 @@ async function fetchChecked(post, file, url, { encoding, brotli }, gate) {
     report.restart(way.wire);
     return download(file, way, null, report.bytes, init);
   };
-  let bytes = await get();
-  if ((await sha256Hex(bytes)) !== file.sha256) {
-    // A copy the browser kept (the service worker's store, the HTTP cache) may have been
-    // damaged since: fetched once more past every stored copy, which replaces it.
-    console.warn(`${file.name} failed its sha256 check; downloading it again.`);
+  // A copy the browser kept (the service worker's store, the HTTP cache) may be damaged or cut
+  // short: whatever goes wrong the first time, the file is fetched once more past every stored
+  // copy, which replaces it.
+  let bytes;
+  try {
+    bytes = await get();
+    if ((await sha256Hex(bytes)) !== file.sha256) throw damaged(file);
+  } catch (error) {
+    if (error.quiet) throw error; // a host that stopped sending: the visitor decides
+    console.warn(`${file.name}: ${error?.message ?? error}; downloading it again.`);
     report.restart(way.wire);
     bytes = await get({ cache: "reload" });
     if ((await sha256Hex(bytes)) !== file.sha256) throw damaged(file);
@@ -165,6 +173,9 @@ export function answerPyodide(post, encoding, counted, downloaded) {
       }
       const way = route(waiting.file, url, encoding, false);
       const check = checkCopy(waiting.file, way, response.clone(), waiting.report);
+      // A damaged copy in the browser's cache would come back on every visit: replaced now, so
+      // that Retry gets a good one.
+      check.catch(() => network(url, { cache: "reload" }).then((fresh) => fresh.arrayBuffer()).catch(() => {}));
       check.then(waiting.settle.resolve, waiting.settle.reject);
       if ((response.headers.get("Content-Type") ?? "").split(";")[0].trim() === typeOf(url)) return response;
       return check.then((body) => new Response(body, { headers: { "Content-Type": typeOf(url) } }));

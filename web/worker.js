@@ -139,7 +139,12 @@ async function startPython(pyodideURL, stored, preimport, arrived) {
   } catch (error) {
     throw new Error(`WebAssembly is refused here: ${error?.message ?? error}`);
   }
-  const { loadPyodide } = await import(new URL("pyodide.js", pyodideURL).href);
+  let loadPyodide;
+  try {
+    ({ loadPyodide } = await import(new URL("pyodide.js", pyodideURL).href));
+  } catch (error) {
+    throw new Error(`Could not load Pyodide's loader, pyodide.js (${error?.message ?? error}); press Retry, or tell the site's owner.`);
+  }
   const options = {
     indexURL: pyodideURL,
     lockFileURL: new URL("pyodide-lock.json", pyodideURL).href,

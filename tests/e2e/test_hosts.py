@@ -189,3 +189,50 @@ def test_a_stored_snapshot_that_cannot_be_instantiated_gives_way_to_a_fresh_star
     visit.open()
     assert visit.page.evaluate("() => window.llama2np.fromSnapshot") is False
     assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
+
+
+def test_a_file_that_arrives_damaged_is_fetched_once_more_past_every_stored_copy(built_site,
+                                                                                 visit_with):
+    with serving(built_site, "http.server") as port:
+        # Playwright's routing and a service worker's registration do not mix: no service worker.
+        visit = visit_with(f"http://127.0.0.1:{port}/", service_workers="block")
+        answers = []
+
+        def first_garbled(route):
+            answers.append(route.request.url)
+            if len(answers) == 1:
+                route.fulfill(status=200, body=b"\x00" * 1000)  # not Brotli at all
+            else:
+                route.continue_()
+
+        visit.page.context.route("**/stories260K.bin.br", first_garbled)
+        visit.open()
+        assert len(answers) == 2, answers
+
+
+def test_a_host_that_stops_sending_is_given_up_on_with_a_sentence(built_site, visit_with):
+    class Stalling(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if not self.path.endswith("pyodide.asm.wasm.br"):
+                return super().do_GET()
+            self.send_response(200)
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            self.wfile.write(b"\x00" * 1000)
+            self.wfile.flush()
+            time.sleep(45)  # then nothing more: the page gives up first
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Stalling, directory=str(built_site)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        visit = visit_with(f"http://127.0.0.1:{server.server_port}/")
+        visit.expected_errors = True
+        visit.open(state="error")
+        assert "sent nothing of pyodide.asm.wasm.br for 30 s" in visit.status(), visit.status()
+    finally:
+        server.shutdown()
