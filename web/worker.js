@@ -35,7 +35,7 @@ self.onmessage = ({ data }) => {
     post({ type: OUT.ERROR, fatal: false, message: `The worker does not know the request "${data?.type}".` });
     return;
   }
-  handler(data).catch((error) => post({ type: OUT.ERROR, id: data.id, fatal: data.type === IN.LOAD || Boolean(error?.fatal), message: hostCause(sentence(error)) }));
+  handler(data).catch((error) => post({ type: OUT.ERROR, id: data.id, fatal: data.type === IN.LOAD || Boolean(error?.fatal), message: sentence(error) }));
 };
 
 // --- loading -------------------------------------------------------------------------------
@@ -65,11 +65,12 @@ async function load({ pyodideURL, modelURL }) {
   post({ type: OUT.PROGRESS, stage: "listed" });
   // A download that fails ends the load with its sentence, whichever step was waiting for it.
   const failure = firstFailure([...Object.values(runtime), fromPyodide.arrived, model]);
-  const snapshot = readSnapshot(new URL(SNAPSHOT_FILE, pyodideURL).href);
+  const snapshotURL = new URL(SNAPSHOT_FILE, pyodideURL).href;
+  const snapshot = readSnapshot(snapshotURL);
   if (!site.encoding) await Promise.race([runPyodideScript(pyodideURL, runtime["pyodide.asm.js"]), failure]);
   const downloaded = performance.now();
   post({ type: OUT.PROGRESS, stage: "start", label: "Starting Python" });
-  const made = await Promise.race([startPython(pyodideURL, await snapshot, listing.preimport, gate), failure]);
+  const made = await Promise.race([startPython(pyodideURL, await snapshot, snapshotURL, listing.preimport, gate), failure]);
   const pythonStarted = performance.now();
   post({ type: OUT.PROGRESS, stage: "install", label: "Installing NumPy and llama2np" });
   const failures = [];
@@ -91,7 +92,7 @@ async function load({ pyodideURL, modelURL }) {
     packages: (packagesLoaded - pythonStarted) / 1000,
     model: (performance.now() - packagesLoaded) / 1000,
   });
-  if (made) storeSnapshot(new URL(SNAPSHOT_FILE, pyodideURL).href, made);
+  if (made) storeSnapshot(snapshotURL, made);
   warmUp().catch(() => {}); // a failure here would show, with its sentence, on the first story
 }
 
@@ -129,15 +130,17 @@ async function runPyodideScript(pyodideURL, download) {
 // The snapshot this browser keeps of a started Python (stages.js), under this address.
 const SNAPSHOT_FILE = "python-snapshot.bin";
 
-// Starts Python: from `stored`, a snapshot of a started interpreter, when it restores; else
+// Starts Python: from `stored`, a snapshot of a started interpreter (kept at `snapshotURL`),
+// when it restores; else
 // afresh, importing the standard library the page uses (`preimport`) and returning a snapshot
 // of that interpreter for the next visit (where the browser can keep one).
-async function startPython(pyodideURL, stored, preimport, arrived) {
+async function startPython(pyodideURL, stored, snapshotURL, preimport, arrived) {
   // Pyodide waits forever when its WebAssembly is refused; a module of eight bytes asks first.
   try {
     new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));
   } catch (error) {
-    throw new Error(`WebAssembly is refused here: ${error?.message ?? error}`);
+    // A page's WebAssembly is refused only by a Content-Security-Policy: the host's header.
+    throw new Error("The host's Content-Security-Policy forbids WebAssembly, which the model runs on; add 'wasm-unsafe-eval' to its script-src, or remove the header.");
   }
   let loadPyodide;
   try {
@@ -152,7 +155,6 @@ async function startPython(pyodideURL, stored, preimport, arrived) {
     stdout: () => {},
     stderr: (line) => console.warn(line),
   };
-  const snapshotURL = new URL(SNAPSHOT_FILE, pyodideURL).href;
   if (stored) {
     try {
       pyodide = await started(loadPyodide({ ...options, _loadSnapshot: stored }), arrived);
@@ -469,14 +471,6 @@ function sentence(error, capital = true) {
     return match ? start(match[1]) : `Python failed: ${last}`;
   }
   return start(text);
-}
-
-// A failure that a setting of the host causes names that setting.
-function hostCause(message) {
-  if (/wasm-unsafe-eval|Refused to compile or instantiate WebAssembly|WebAssembly is refused/i.test(message)) {
-    return "The host's Content-Security-Policy forbids WebAssembly, which the model runs on; add 'wasm-unsafe-eval' to its script-src, or remove the header.";
-  }
-  return message;
 }
 
 const capitalize = (text) => text.charAt(0).toUpperCase() + text.slice(1);

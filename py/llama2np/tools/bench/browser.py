@@ -62,6 +62,7 @@ def measure_in_browser(site: Path, steps: int, prompt_tokens: int, repeats: int)
     from playwright.sync_api import sync_playwright
 
     from llama2np.tools.bench.chromium import launch_chromium_profile
+    from llama2np.tools.bench.delivery import time_to_ready
     from llama2np.tools.bench.link import Link
     from llama2np.tools.site.serve import start_server
 
@@ -72,13 +73,13 @@ def measure_in_browser(site: Path, steps: int, prompt_tokens: int, repeats: int)
         with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
             context = launch_chromium_profile(playwright, Path(profile))
             page = context.new_page()
-            cold_seconds = timed_visit(page, url)
+            cold_seconds = time_to_ready(page, url)
             cold_bytes = link.reset()
             cold_stages = page.evaluate("() => window.llama2np.loadStages")
             first_story = first_story_speed(page)  # the visitor's first story, then they leave
             page.wait_for_timeout(BETWEEN_VISITS_SECONDS * 1000)
             link.reset()  # the first story's and the service worker's requests in between
-            warm_seconds = timed_visit(page, url)
+            warm_seconds = time_to_ready(page, url)
             warm_bytes = link.reset()
             warm_stages = page.evaluate("() => window.llama2np.loadStages")
             # A short run first, so that the WebAssembly is optimised before it is timed.
@@ -123,9 +124,3 @@ def first_story_speed(page: object) -> float:
         time.sleep(0.01)
     return page.evaluate("() => window.llama2np.lastStats?.tokens_per_second ?? 0")
 
-
-def timed_visit(page: object, url: str) -> float:
-    """Seconds from navigation to state `ready` of one visit."""
-    from llama2np.tools.bench.delivery import time_to_ready
-
-    return time_to_ready(page, url)
