@@ -1,4 +1,5 @@
-// The page: settings in, story out. The model runs in web/worker.js; this file only talks to it.
+// The page: settings in, story out. The model runs in a worker behind web/story-writer.js; this
+// file keeps the page's one state object and shows it.
 //
 // document.body.dataset.state is loading | ready | generating | error, dataset.ended is
 // end | length | stopped after a story, and the element ids (prompt, temperature, topp, seed,
@@ -8,10 +9,9 @@
 import { megabytes, modelPicker, parameters, siteModels } from "./models.js";
 import { keepOffline } from "./offline.js";
 import { listenForModelFiles } from "./own-model.js";
-import { loadMeter } from "./progress.js";
-import { IN, OUT } from "./protocol.js";
-import { readSettings, remember, remembered, restoreSettings, saveSettings } from "./settings.js";
+import { readSettings, restoreSettings, saveSettings } from "./settings.js";
 import { shareURL, storyFile } from "./share.js";
+import { StoryWriter } from "./story-writer.js";
 import { explainer, tokenSpan } from "./why.js";
 
 const $ = (id) => document.getElementById(id);
@@ -47,39 +47,42 @@ const ui = {
   sourceCode: $("source-code"),
   actions: document.querySelector(".actions-bar"),
 };
-const RUNTIME_KEY = "llama2np-runtime"; // the runtime folder this browser downloaded whole before
 
-let worker = null;
-let model = null;
-let runId = 0;
-let current = null; // the run being written: {id, continuation: Element, explain}
-let story = null; // the story shown: {prompt, temperature, topp, seed, steps, explained, canContinue}
-let meter = null;
-const benchmarks = new Map(); // id -> {resolve, reject}
-let models = []; // the site's models (web/models.js); the picker shows when there are several
-let chosen = null; // the model the visitor chose, or null for the site's default
-let picker = null; // the <select id="model-select">
-let switching = null; // while another model loads in the same Python: the one before it
-let interacted = false; // whether the visitor has used a key or a pointer on this page yet
-let following = false; // whether the page scrolls along as the story grows (see follow)
-let shared = null; // the settings of the share link the page was opened with, if any
-const why = explainer(ui.output, ui.why, () => ui.showProbabilities.checked && ui.output.classList.contains("explained"));
+// Everything the page remembers, changed only through transition().
+const state = {
+  phase: "loading", // loading | ready | generating | error (body[data-state])
+  ended: null, // how the story shown ended: end | length | stopped (body[data-ended])
+  writer: null, // the StoryWriter, one per load (Retry makes another)
+  model: null, // the loaded model's info, or null
+  run: null, // the Story being written, or null
+  story: null, // the story shown: {prompt, temperature, topp, seed, steps, model?, explained, own, written, canContinue}
+  models: [], // the site's models (web/models.js); the picker shows when there are several
+  chosen: null, // the model the visitor chose, or null for the site's default
+  picker: null, // the <select id="model-select">
+  shared: null, // the settings of the share link the page was opened with, if any
+  interacted: false, // whether the visitor has used a key or a pointer on this page yet
+  following: false, // whether the page scrolls along as the story grows (see follow)
+};
 
-// --- state ---------------------------------------------------------------------------------
-
-function setState(state) {
-  document.body.dataset.state = state;
-  const generating = state === "generating";
-  ui.generate.disabled = state !== "ready";
+// The one way the state changes: the controls, the body's data attributes and the keyboard
+// focus follow from it.
+function transition(changes) {
+  Object.assign(state, changes);
+  const { phase, story } = state;
+  document.body.dataset.state = phase;
+  if (state.ended) document.body.dataset.ended = state.ended;
+  else delete document.body.dataset.ended;
+  const generating = phase === "generating";
+  const written = phase === "ready" && Boolean(story?.finished);
+  ui.generate.disabled = phase !== "ready";
   ui.stop.disabled = !generating;
-  ui.retry.hidden = state !== "error";
-  if (picker) picker.disabled = !(state === "ready" || state === "error");
-  ui.continue.hidden = !(state === "ready" && story?.canContinue);
-  ui.output.setAttribute("aria-busy", String(generating));
-  const written = state === "ready" && Boolean(story?.finished);
+  ui.retry.hidden = phase !== "error";
+  ui.continue.hidden = !(phase === "ready" && story?.canContinue);
+  if (state.picker) state.picker.disabled = !(phase === "ready" || phase === "error");
   for (const button of [ui.copy, ui.download]) button.disabled = !written;
   ui.share.disabled = !written || story.own; // a link cannot carry the visitor's own files
-  keepFocus(generating ? ui.stop : state === "error" ? ui.retry : ui.generate);
+  ui.output.setAttribute("aria-busy", String(generating));
+  keepFocus(generating ? ui.stop : phase === "error" ? ui.retry : ui.generate);
 }
 
 // A control that was just disabled or hidden drops the keyboard focus to <body>, where Enter
@@ -88,7 +91,7 @@ function setState(state) {
 function keepFocus(next) {
   const active = document.activeElement;
   const lost = !active || active === document.body;
-  if (lost ? interacted : active.disabled || active.hidden || active.closest("[hidden]")) {
+  if (lost ? state.interacted : active.disabled || active.hidden || active.closest("[hidden]")) {
     next.focus({ preventScroll: true });
   }
 }
@@ -98,175 +101,60 @@ function say(message, kind = "info") {
   ui.status.dataset.kind = kind;
 }
 
-// --- the worker ----------------------------------------------------------------------------
+const why = explainer(ui.output, ui.why, () => ui.showProbabilities.checked && ui.output.classList.contains("explained"));
 
-function startWorker() {
-  worker?.terminate();
-  model = null;
-  current = null;
-  ui.model.textContent = "Loading the model…";
-  setState("loading");
-  say("");
-  startMeter(remembered(RUNTIME_KEY) === siteURL("llama2np-pyodide"));
-  worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
-  worker.onmessage = ({ data }) => handlers[data.type]?.(data);
-  worker.onerror = (event) => {
-    event.preventDefault();
-    workerFailure(event).then(fail);
-  };
-  worker.postMessage({
-    type: IN.LOAD,
-    pyodideURL: siteURL("llama2np-pyodide"),
-    modelURL: chosen?.manifestURL ?? siteURL("llama2np-model"),
-  });
-}
-
-// Why the worker could not run, in a sentence: a module script is run only when the host sends
-// it as JavaScript, which is a setting of the host's.
-async function workerFailure(event) {
-  const generic = `The model's worker stopped (${event.message || "it could not start"}). Press Retry.`;
-  try {
-    const response = await fetch(new URL("./worker.js", import.meta.url), { method: "HEAD" });
-    const type = response.headers.get("Content-Type") ?? "no type";
-    if (response.ok && !/javascript|ecmascript/i.test(type)) {
-      return `The host sends the page's scripts (.js files) as "${type}", which browsers do not run; set the type of .js files to text/javascript on the host.`;
-    }
-  } catch {
-    // unreachable: the generic sentence says what can be said
-  }
-  return generic;
-}
-
-// The load bar, from the first progress message to `ready` (web/progress.js); `cached`: this
-// browser loaded these files before (another of the site's models may not be).
-function startMeter(cached = false, next = undefined) {
-  meter = loadMeter((fraction, label) => {
-    ui.progress.value = fraction;
-    ui.progressLabel.textContent = label;
-  }, cached, next);
-}
+// --- loading -------------------------------------------------------------------------------
 
 // Where a <meta> tag of the page says a part of the site is, as an absolute address.
 const siteURL = (name) => new URL(document.querySelector(`meta[name="${name}"]`).content, document.baseURI).href;
 
-const handlers = {
-  [OUT.PROGRESS](message) {
-    meter?.update(message);
-  },
-  [OUT.READY]({ model: info, seconds, stages, fromSnapshot, resources }) {
-    model = info;
-    switching = null;
-    meter?.finish();
-    window.llama2np.model = info;
-    window.llama2np.loadSeconds = seconds;
-    window.llama2np.loadStages = stages;
-    window.llama2np.fromSnapshot = fromSnapshot;
-    window.llama2np.readyMs = performance.now();
-    remember(RUNTIME_KEY, siteURL("llama2np-pyodide"));
-    showModel(info);
-    setState("ready");
-    const next = shared
-      ? "The settings of a shared story are filled in: press Generate to write it again."
-      : "Type the start of a story, or just press Generate.";
-    say(`Ready in ${seconds.toFixed(1)} s. ${next}`);
-    keepOffline({
-      resources,
-      extra: [ui.sourceCode.href],
-      folders: models.map((m) => m.manifestURL), // the site's other models: kept if they were
-      onKept() {
-        ui.offline.hidden = false;
-        document.body.dataset.offline = "ready";
-      },
-    });
-  },
-  [OUT.START]({ id, promptText, seed, steps }) {
-    if (id !== current?.id) return;
-    story = { ...current.request, seed, steps, explained: current.explain, canContinue: false, finished: false, own: Boolean(model?.own) };
-    ui.seedUsed.textContent = `· seed ${seed}`;
-    const prompt = document.createElement("span");
-    prompt.className = "prompt";
-    prompt.textContent = promptText;
-    current.continuation = document.createElement("span");
-    current.continuation.className = "continuation";
-    ui.output.replaceChildren(prompt, current.continuation);
-    ui.output.classList.toggle("explained", current.explain);
-    delete ui.output.dataset.stale;
-    why.reset();
-    showStory();
-  },
-  [OUT.CONTINUED]({ id, steps, takenBack }) {
-    if (id !== current?.id) return;
-    story.steps = steps;
-    if (takenBack) takeBack(current.continuation, takenBack);
-  },
-  [OUT.TOKENS]({ id, text, pieces }) {
-    if (id !== current?.id || !current.continuation) return;
-    if (!pieces) {
-      current.continuation.append(text);
-    } else {
-      const spans = pieces.map(tokenSpan);
-      current.continuation.append(...spans);
-      if (spans.length && !ui.output.querySelector('.token[tabindex="0"]')) spans[0].tabIndex = 0;
-      // a length end can flush a cut character (U+FFFD) that belongs to no token
-      const tokensText = pieces.map((piece) => piece.text).join("");
-      if (text.length > tokensText.length) current.continuation.append(text.slice(tokensText.length));
-    }
-    follow();
-  },
-  [OUT.DONE]({ id, stopped, ended, canContinue, stats }) {
-    if (id !== current?.id) return;
-    current = null;
-    window.llama2np.lastStats = stats;
-    story.canContinue = canContinue;
-    story.finished = true;
-    // A stopped story is shared and saved as the Length it reached, which writes it again.
-    story.written = stats.prompt_tokens + stats.generated_tokens;
-    const how = stopped ? "stopped" : ended;
-    document.body.dataset.ended = how;
-    setState("ready");
-    const start = stats.prompt_tokens ? ` (${stats.prompt_tokens} of them the start's)` : "";
-    const endings = {
-      end: "The model ended the story.",
-      length: canContinue ? `Cut off at Length ${story.steps}${start}; Continue writes on.` : "The context is full.",
-      stopped: "Stopped; Continue writes on.",
-    };
-    const speed = stats.tokens_per_second ? ` at ${Math.round(stats.tokens_per_second).toLocaleString("en")} tokens/s` : "";
-    const first = `${(stats.first_token_seconds * 1000).toFixed(0)} ms`;
-    const count = `${stats.generated_tokens} token${stats.generated_tokens === 1 ? "" : "s"}`;
-    say(`Wrote ${count}${speed}, the first after ${first}. ${endings[how]}`);
-    follow(); // the status may have grown the pinned bar over the story's last line
-    following = false;
-  },
-  [OUT.ERROR]({ id, fatal, message }) {
-    if (switching && !fatal) return switchFailed(message);
-    switching = null;
-    if (fatal) return fail(message);
-    if (id !== undefined && id === current?.id) current = null;
-    markStale();
-    if (document.body.dataset.state !== "loading") setState("ready");
-    say(message, "error");
-  },
-  [OUT.OPENED]({ model: info, seconds, heap }) {
-    model = { ...info, own: true };
-    window.llama2np.model = info;
-    window.llama2np.openedHeap = heap;
-    showModel(info);
-    story = null;
-    ui.output.replaceChildren();
-    ui.seedUsed.textContent = "";
-    delete document.body.dataset.ended;
-    setState("ready");
-    say(`${info.name} is ready (read in ${seconds.toFixed(1)} s); it stays in this page and is sent nowhere, so Share is off for its stories.`);
-  },
-  [OUT.OPEN_FAILED]({ message }) {
-    setState("ready"); // the model before stays loaded
-    say(message, "error");
-  },
-  [OUT.BENCH_RESULT]({ id, results }) {
-    benchmarks.get(id)?.resolve(results);
-    benchmarks.delete(id);
-  },
-};
+function showProgress(fraction, label) {
+  ui.progress.value = fraction;
+  ui.progressLabel.textContent = label;
+}
+
+function load() {
+  state.writer?.close();
+  ui.model.textContent = "Loading the model…";
+  say("");
+  const writer = new StoryWriter({
+    pyodide: siteURL("llama2np-pyodide"),
+    model: state.chosen?.manifestURL ?? siteURL("llama2np-model"),
+    onProgress: showProgress,
+    onFailure: (message) => state.writer === writer && fail(message),
+  });
+  transition({ phase: "loading", writer, model: null, run: null });
+  writer.ready.then(() => state.writer === writer && loaded(), (error) => state.writer === writer && fail(error.message));
+}
+
+// The model is in: the page is ready, and kept for offline visits.
+function loaded() {
+  const { info, loaded: { seconds, stages, fromSnapshot, resources } } = state.writer;
+  Object.assign(window.llama2np, { model: info, loadSeconds: seconds, loadStages: stages, fromSnapshot, readyMs: performance.now() });
+  showModel(info);
+  transition({ phase: "ready", model: info });
+  const next = state.shared
+    ? "The settings of a shared story are filled in: press Generate to write it again."
+    : "Type the start of a story, or just press Generate.";
+  say(`Ready in ${seconds.toFixed(1)} s. ${next}`);
+  keepOffline({
+    resources,
+    extra: [ui.sourceCode.href],
+    folders: state.models.map((m) => m.manifestURL), // the site's other models: kept if they were
+    onKept() {
+      ui.offline.hidden = false;
+      document.body.dataset.offline = "ready";
+    },
+  });
+}
+
+// The worker stopped for good (or never started): Retry starts another.
+function fail(message) {
+  if (!state.model) ui.model.textContent = "The model could not be loaded.";
+  markStale();
+  transition({ phase: "error", run: null });
+  say(message, "error");
+}
 
 // The model card (name, parameters, size and context) and the footer's credit.
 function showModel(info) {
@@ -277,14 +165,27 @@ function showModel(info) {
 }
 
 // The visitor's own checkpoint and tokenizer, read by the worker (web/own-model.js).
-function openModel(files) {
-  if (document.body.dataset.state !== "ready") {
-    say(document.body.dataset.state === "generating" ? "Stop the story before opening a model." : "Open the model files once the page is ready.", "error");
+async function openModel(files) {
+  if (state.phase !== "ready") {
+    say(state.phase === "generating" ? "Stop the story before opening a model." : "Open the model files once the page is ready.", "error");
     return;
   }
-  setState("loading");
+  transition({ phase: "loading" });
   say(`Reading ${files.map((file) => file.name).join(" and ")}…`);
-  worker.postMessage({ type: IN.OPEN, files });
+  try {
+    const info = await state.writer.open(files);
+    window.llama2np.model = info;
+    window.llama2np.openedHeap = state.writer.loaded.heap;
+    showModel(info);
+    ui.output.replaceChildren();
+    ui.seedUsed.textContent = "";
+    transition({ phase: "ready", model: info, story: null, ended: null });
+    say(`${info.name} is ready (read in ${state.writer.loaded.seconds.toFixed(1)} s); it stays in this page and is sent nowhere, so Share is off for its stories.`);
+  } catch (error) {
+    if (state.phase === "error") return; // the worker stopped: fail() said so
+    transition({ phase: "ready" }); // the model before stays loaded
+    say(error.message, "error");
+  }
 }
 
 // --- the site's models ---------------------------------------------------------------------
@@ -293,54 +194,159 @@ function openModel(files) {
 // (`model=` in its fragment) is chosen when the site has it.
 async function findModels(sharedName) {
   if (!document.querySelector('meta[name="llama2np-models"]')) return; // a page of one model
-  models = await siteModels(siteURL("llama2np-models"), document.baseURI);
-  chosen = models.find((m) => m.name === sharedName) ?? null;
-  if (models.length < 2) return;
-  picker = modelPicker(ui.model, models, chosen ?? models[0], chooseModel);
-  setState(document.body.dataset.state);
+  const models = await siteModels(siteURL("llama2np-models"), document.baseURI);
+  const chosen = models.find((m) => m.name === sharedName) ?? null;
+  const picker = models.length < 2 ? null : modelPicker(ui.model, models, chosen ?? models[0], chooseModel);
+  transition({ models, chosen, picker });
 }
 
-// Another model, read by the same Python (the worker frees the one before); after a failure
-// the picker chooses it again through a fresh worker.
-function chooseModel(next) {
-  chosen = next;
-  if (document.body.dataset.state !== "ready") return startWorker();
-  switching = model;
-  model = null;
+// Another model, read by the same Python (the worker frees the one before). When it cannot be
+// downloaded, the one before stays loaded and chosen; after a failure the picker starts afresh.
+async function chooseModel(next) {
+  const before = state.model;
+  transition({ chosen: next });
+  if (state.phase !== "ready") return load();
   markStale();
-  setState("loading");
   say("");
-  startMeter(false, "Reading the model");
-  worker.postMessage({ type: IN.MODEL, modelURL: next.manifestURL });
+  transition({ phase: "loading", model: null });
+  try {
+    await state.writer.use(next.manifestURL, showProgress);
+    loaded();
+  } catch (error) {
+    if (state.phase === "error") return; // the worker stopped: fail() said so
+    const chosen = state.models.find((m) => m.manifestURL === before?.manifest) ?? state.chosen;
+    if (chosen) state.picker.value = String(state.models.indexOf(chosen));
+    showProgress(1, "Ready");
+    transition({ phase: "ready", model: before, chosen });
+    say(error.message, "error");
+  }
 }
 
-// The other model could not be fetched: the one before is still loaded and stays chosen.
-function switchFailed(message) {
-  model = switching;
-  switching = null;
-  chosen = models.find((m) => m.manifestURL === model?.manifest) ?? chosen;
-  if (picker && chosen) picker.value = String(models.indexOf(chosen));
-  meter?.finish();
-  setState("ready");
-  say(message, "error");
+// --- writing -------------------------------------------------------------------------------
+
+async function generate() {
+  if (state.phase !== "ready") return; // a second click while writing does nothing
+  let request;
+  try {
+    request = readSettings(state.model?.config.seq_len ?? 512);
+  } catch (error) {
+    markStale();
+    say(error.message, "error");
+    return;
+  }
+  if (state.picker && state.model) request.model = state.models.find((m) => m.manifestURL === state.model.manifest)?.name;
+  const explain = ui.showProbabilities.checked;
+  const { prompt, temperature, topp, seed, steps } = request;
+  const run = state.writer.generate(prompt, { temperature, topp, seed, steps, probabilities: explain });
+  begin(run, "Writing…");
+  let started;
+  try {
+    started = await run.started;
+  } catch (error) {
+    return runFailed(run, error);
+  }
+  ui.seedUsed.textContent = `· seed ${started.seed}`;
+  const promptSpan = document.createElement("span");
+  promptSpan.className = "prompt";
+  promptSpan.textContent = started.promptText;
+  const continuation = document.createElement("span");
+  continuation.className = "continuation";
+  ui.output.replaceChildren(promptSpan, continuation);
+  ui.output.classList.toggle("explained", explain);
+  delete ui.output.dataset.stale;
+  why.reset();
+  transition({ story: { ...request, seed: started.seed, steps: started.steps, explained: explain, own: Boolean(state.model?.own), canContinue: false } });
+  showStory();
+  await write(run, continuation);
 }
 
-function fail(message) {
-  current = null;
-  if (!model) ui.model.textContent = "The model could not be loaded.";
+async function continueStory() {
+  if (state.phase !== "ready" || !state.story?.canContinue) return;
+  const continuation = ui.output.querySelector(".continuation");
+  const run = state.writer.continue();
+  transition({ story: { ...state.story, canContinue: false } });
+  begin(run, "Writing on…");
+  let started;
+  try {
+    started = await run.started;
+  } catch (error) {
+    return runFailed(run, error);
+  }
+  transition({ story: { ...state.story, steps: started.steps } });
+  if (started.takenBack) takeBack(continuation, started.takenBack);
+  await write(run, continuation);
+}
+
+function begin(run, message) {
+  why.hide();
+  transition({ phase: "generating", run, ended: null, following: true });
+  say(message);
+  showStory();
+}
+
+// Shows the story's pieces as they come, then how it ended.
+async function write(run, continuation) {
+  try {
+    for await (const { text, tokens } of run) {
+      if (state.run !== run) return;
+      if (!tokens) {
+        continuation.append(text);
+      } else {
+        const spans = tokens.map(tokenSpan);
+        continuation.append(...spans);
+        if (spans.length && !ui.output.querySelector('.token[tabindex="0"]')) spans[0].tabIndex = 0;
+        // a length end can flush a cut character (U+FFFD) that belongs to no token
+        const tokensText = tokens.map((token) => token.text).join("");
+        if (text.length > tokensText.length) continuation.append(text.slice(tokensText.length));
+      }
+      follow();
+    }
+    const result = await run.finished;
+    if (state.run !== run) return;
+    ended(result);
+  } catch (error) {
+    runFailed(run, error);
+  }
+}
+
+function ended({ stopped, ended: how, canContinue, stats }) {
+  window.llama2np.lastStats = stats;
+  // A stopped story is shared and saved as the Length it reached, which writes it again.
+  const before = state.story.generated ?? 0; // a continued story's tokens written before
+  const story = { ...state.story, canContinue, finished: true, generated: stats.generated_tokens, written: stats.prompt_tokens + stats.generated_tokens };
+  const end = stopped ? "stopped" : how;
+  transition({ phase: "ready", run: null, story, ended: end });
+  const start = stats.prompt_tokens ? ` (${stats.prompt_tokens} of them the start's)` : "";
+  const endings = {
+    end: "The model ended the story.",
+    length: canContinue ? `Cut off at Length ${story.steps}${start}; Continue writes on.` : "The context is full.",
+    stopped: "Stopped; Continue writes on.",
+  };
+  const speed = stats.tokens_per_second ? ` at ${Math.round(stats.tokens_per_second).toLocaleString("en")} tokens/s` : "";
+  const wrote = stats.generated_tokens - before;
+  const count = `${wrote}${before ? " more" : ""} token${wrote === 1 ? "" : "s"}`;
+  const first = before ? "" : `, the first after ${(stats.first_token_seconds * 1000).toFixed(0)} ms`;
+  say(`Wrote ${count}${speed}${first}. ${endings[end]}`);
+  follow(); // the status may have grown the pinned bar over the story's last line
+  transition({ following: false });
+}
+
+// A story the model refused (too long a start, say): the page is ready for another.
+function runFailed(run, error) {
+  if (state.run !== run || state.phase === "error") return; // the worker stopped: fail() said so
   markStale();
-  setState("error");
-  say(message, "error");
-  for (const { reject } of benchmarks.values()) reject(new Error(message));
-  benchmarks.clear();
+  transition({ phase: "ready", run: null });
+  say(error.message, "error");
+}
+
+function stop() {
+  state.run?.stop();
 }
 
 // An error leaves the last story on the page, marked as the one before it, not as its result.
 function markStale() {
-  following = false;
   if (ui.output.textContent) ui.output.dataset.stale = "true";
-  delete document.body.dataset.ended;
-  if (story) story.canContinue = false;
+  transition({ following: false, ended: null, story: state.story && { ...state.story, canContinue: false } });
 }
 
 // Removes the last `count` characters (code points) from the text of `element`.
@@ -355,42 +361,7 @@ function takeBack(element, count) {
   }
 }
 
-// --- the controls --------------------------------------------------------------------------
-
-function generate() {
-  if (document.body.dataset.state !== "ready") return; // a second click while writing does nothing
-  let request;
-  try {
-    request = readSettings(model?.config.seq_len ?? 512);
-  } catch (error) {
-    markStale();
-    setState("ready");
-    say(error.message, "error");
-    return;
-  }
-  const explain = ui.showProbabilities.checked;
-  if (picker && model) request.model = models.find((m) => m.manifestURL === model.manifest)?.name;
-  current = { id: ++runId, continuation: null, explain, request };
-  begin("Writing…");
-  worker.postMessage({ type: IN.GENERATE, id: current.id, explain, ...request });
-}
-
-function continueStory() {
-  if (document.body.dataset.state !== "ready" || !story?.canContinue) return;
-  current = { id: ++runId, continuation: ui.output.querySelector(".continuation"), explain: story.explained };
-  story.canContinue = false;
-  begin("Writing on…");
-  worker.postMessage({ type: IN.CONTINUE, id: current.id });
-}
-
-function begin(message) {
-  delete document.body.dataset.ended;
-  why.hide();
-  setState("generating");
-  say(message);
-  following = true;
-  showStory();
-}
+// --- following the story -------------------------------------------------------------------
 
 // The bottom of what the visitor can see of the page: the top of the bar pinned to a phone's
 // screen, or the screen's bottom.
@@ -410,15 +381,13 @@ function showStory() {
 // While a story is written, the line being written stays in view: the page scrolls as the story
 // grows past the bottom of what can be seen, until the visitor scrolls it themselves.
 function follow() {
-  if (!following) return;
+  if (!state.following) return;
   const end = ui.output.getBoundingClientRect().bottom;
   const room = visibleBottom() - 8;
   if (end > room) window.scrollBy({ top: end - room, behavior: "instant" });
 }
 
-function stop() {
-  if (current) worker.postMessage({ type: IN.STOP, id: current.id });
-}
+// --- the settings --------------------------------------------------------------------------
 
 // The sliders' values as shown beside them and as a screen reader says them.
 function showValues() {
@@ -443,14 +412,14 @@ function forgetSharedLink() {
 function openSharedLink() {
   const link = restoreSettings(location.hash);
   if (!link) return;
-  shared = link;
+  transition({ shared: link });
   showValues();
   saveSettings();
-  const other = link.model && models.find((m) => m.name === link.model);
-  if (other && other.manifestURL !== model?.manifest && picker) {
-    picker.value = String(models.indexOf(other));
+  const other = link.model && state.models.find((m) => m.name === link.model);
+  if (other && other.manifestURL !== state.model?.manifest && state.picker) {
+    state.picker.value = String(state.models.indexOf(other));
     chooseModel(other);
-  } else if (document.body.dataset.state === "ready") {
+  } else if (state.phase === "ready") {
     say("The settings of a shared story are filled in: press Generate to write it again.");
   }
 }
@@ -472,7 +441,7 @@ async function toClipboard(text, what) {
 }
 
 // The story's settings as a link writes it again: a stopped story's Length is what it reached.
-const storySettings = () => ({ ...story, steps: document.body.dataset.ended === "stopped" ? story.written : story.steps });
+const storySettings = () => ({ ...state.story, steps: state.ended === "stopped" ? state.story.written : state.story.steps });
 
 async function share() {
   const url = shareURL(location.href, storySettings());
@@ -483,8 +452,8 @@ async function share() {
 
 function download() {
   const settings = storySettings();
-  const url = story.own ? null : shareURL(location.href, settings);
-  const { name, text } = storyFile(settings, storyText(), model?.name ?? "model", url);
+  const url = state.story.own ? null : shareURL(location.href, settings);
+  const { name, text } = storyFile(settings, storyText(), state.model?.name ?? "model", url);
   const link = document.createElement("a");
   link.href = URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" }));
   link.download = name;
@@ -500,7 +469,7 @@ function download() {
 function toggleProbabilities() {
   document.body.classList.toggle("probabilities", ui.showProbabilities.checked);
   if (!ui.showProbabilities.checked) return why.hide();
-  if (story && !story.explained && document.body.dataset.state === "ready") {
+  if (state.story && !state.story.explained && state.phase === "ready") {
     say("Generate again to see how likely each word was; the story stays the same.");
   }
 }
@@ -514,12 +483,8 @@ window.llama2np = {
   fromSnapshot: null,
   readyMs: null,
   bench(options = {}) {
-    if (document.body.dataset.state !== "ready") return Promise.reject(new Error("The page is not ready."));
-    const id = ++runId;
-    return new Promise((resolve, reject) => {
-      benchmarks.set(id, { resolve, reject });
-      worker.postMessage({ type: IN.BENCH, id, ...options });
-    });
+    if (state.phase !== "ready") return Promise.reject(new Error("The page is not ready."));
+    return state.writer.bench(options);
   },
 };
 
@@ -531,7 +496,7 @@ ui.form.addEventListener("submit", (event) => {
 });
 ui.stop.addEventListener("click", stop);
 ui.continue.addEventListener("click", continueStory);
-ui.retry.addEventListener("click", startWorker);
+ui.retry.addEventListener("click", load);
 ui.copy.addEventListener("click", () => toClipboard(storyText(), "Story"));
 ui.download.addEventListener("click", download);
 ui.share.addEventListener("click", share);
@@ -548,7 +513,7 @@ ui.prompt.addEventListener("keydown", (event) => {
   }
 });
 document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && current) {
+  if (event.key === "Escape" && state.run) {
     event.preventDefault();
     stop();
   }
@@ -561,14 +526,16 @@ ui.form.addEventListener("input", () => {
 ui.randomSeed.addEventListener("click", forgetSharedLink);
 window.addEventListener("hashchange", openSharedLink);
 for (const type of ["keydown", "pointerdown"]) {
-  document.addEventListener(type, () => { interacted = true; }, { capture: true, once: true });
+  document.addEventListener(type, () => transition({ interacted: true }), { capture: true, once: true });
 }
 // The visitor scrolling while a story is written: the page stops following it.
 for (const type of ["wheel", "touchmove"]) {
-  window.addEventListener(type, () => { following = false; }, { passive: true });
+  window.addEventListener(type, () => state.following && transition({ following: false }), { passive: true });
 }
 document.addEventListener("keydown", (event) => {
-  if (["PageUp", "PageDown", "ArrowUp", "ArrowDown", "Home", "End", " "].includes(event.key) && event.target === document.body) following = false;
+  if (["PageUp", "PageDown", "ArrowUp", "ArrowDown", "Home", "End", " "].includes(event.key) && event.target === document.body && state.following) {
+    transition({ following: false });
+  }
 });
 
 // The shortcut as this platform writes it, and none on a touch screen, which has no such keys.
@@ -576,13 +543,13 @@ const touch = matchMedia("(pointer: coarse)").matches || navigator.maxTouchPoint
 const mac = /mac|iphone|ipad/i.test(navigator.userAgentData?.platform || navigator.platform || "");
 ui.shortcutHint.textContent = touch ? "" : mac ? "; ⌘+Return writes, Esc stops" : "; Ctrl+Enter writes, Esc stops";
 
-shared = restoreSettings(location.hash);
+transition({ shared: restoreSettings(location.hash) });
 showValues();
 document.body.classList.toggle("probabilities", ui.showProbabilities.checked); // kept over a reload
 // A share link naming a model waits for the list to load that model first; otherwise the
 // default loads at once and the picker appears meanwhile.
-if (shared?.model) findModels(shared.model).finally(startWorker);
+if (state.shared?.model) findModels(state.shared.model).finally(load);
 else {
-  startWorker();
+  load();
   findModels(null);
 }

@@ -1,17 +1,17 @@
 // The messages between the page and its worker, defined once.
 //
-// Plain objects with a `type`, the page (web/app.js) and the worker (web/worker.js) each side:
+// Plain objects with a `type`, between web/story-writer.js and web/worker.js:
 //   in:  load {pyodideURL, modelURL} | model {modelURL} (another of the site's
 //        models, in the same Python; answered by progress and ready, or a non-fatal error)
 //        | generate {id, prompt, temperature, topp, seed, steps, explain} | continue {id}
-//        | stop {id} | bench {id, steps, promptTokens, repeats, engines} | open {files: [File, File]}
+//        | stop {id} | bench {id, steps, promptTokens, repeats, engines} | open {id, files: [File, File]}
 //   out: progress {stage: "file", url, wire, done} (bytes on the wire) | progress {stage: "listed"}
 //        | progress {stage, label}
 //        | ready {model, seconds, fromSnapshot, stages, resources}
 //        | start {id, promptText, seed, steps} | continued {id, steps, takenBack}
 //        | tokens {id, text, pieces?} | done {id, stopped, ended, canContinue, stats}
 //        | bench-result {id, results} | error {id?, fatal, message}
-//        | opened {model, seconds, heap} | open-failed {message}
+//        | opened {id, model, seconds, heap} | open-failed {id, message}
 //
 // `pieces` (with `explain`) are the tokens one by one with their probabilities (Session.explanations).
 

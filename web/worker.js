@@ -292,7 +292,7 @@ async function started(starting, arrived) {
 // refused before either is read. Until the new model is read whole, the old one stays: a file
 // that cannot be used leaves the page as it was, with a sentence (`open-failed`). `heap` is the
 // WebAssembly memory before and after, in bytes.
-async function openOwnModel({ files }) {
+async function openOwnModel({ id, files }) {
   try {
     if (!pyodide) throw new Error("The page is still loading; open the model files once it is ready.");
     if (run) throw new Error("A story is being written; stop it before opening a model.");
@@ -318,13 +318,14 @@ async function openOwnModel({ files }) {
     const info = toJs(session.info());
     post({
       type: OUT.OPENED,
+      id,
       model: { ...info, name: checkpointFile.name, bytes: checkpointFile.size },
       seconds: (performance.now() - started) / 1000,
       heap: { before: heapBefore, after: wasmMemory() },
     });
     warmUp().catch(() => {});
   } catch (error) {
-    post({ type: OUT.OPEN_FAILED, message: memorySentence(sentence(error, false)) });
+    post({ type: OUT.OPEN_FAILED, id, message: memorySentence(sentence(error, false)) });
   }
 }
 
