@@ -86,3 +86,33 @@ def test_a_broken_file_is_a_sentence_naming_it(model_dir):
     data = (model_dir / "stories260K.bin").read_bytes()
     with pytest.raises(Llama2npError, match=r"^mine\.bin is truncated"):
         Session(data[:1000], (model_dir / "tok512.bin").read_bytes(), "mine.bin", "tok512.bin")
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_a_story_written_without_probabilities_is_explained_afterwards(model_dir, temperature):
+    session = make_session(model_dir)
+    settings = dict(prompt="Lily saw", temperature=temperature, topp=0.9, seed=7, steps=60)
+    session.start(**settings, explain=True)
+    text = "".join(iter(lambda: session.advance(0.01), ""))
+    recorded = session.explanations()
+    session.start(**settings)
+    assert "".join(iter(lambda: session.advance(0.01), "")) == text
+    afterwards = session.explain_story()["tokens"]
+    assert [t["token"] for t in afterwards] == [t["token"] for t in recorded]
+    assert [t["text"] for t in afterwards] == [t["text"] for t in recorded]
+    for late, live in zip(afterwards, recorded, strict=True):  # the float32 engine's pass
+        assert late["p"] == pytest.approx(live["p"], abs=1e-4)
+        assert [a["text"] for a in late["top"][:2]] == [a["text"] for a in live["top"][:2]] \
+            or late["top"][1]["p"] == pytest.approx(late["top"][2]["p"], abs=1e-4)
+    # The pass leaves the story's own model alone: it continues as a longer Length writes it.
+    session.start(**{**settings, "steps": 0})
+    longer = "".join(iter(lambda: session.advance(0.01), ""))
+    session.start(**settings)
+    "".join(iter(lambda: session.advance(0.01), ""))
+    session.explain_story()
+    session.extend(0)
+    assert text + "".join(iter(lambda: session.advance(0.01), "")) == longer
+
+
+def test_explaining_needs_a_story(model_dir):
+    assert "write one first" in make_session(model_dir).explain_story()["error"]

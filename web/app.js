@@ -9,6 +9,7 @@
 import { megabytes, modelPicker, parameters, siteModels } from "./models.js";
 import { keepOffline } from "./offline.js";
 import { listenForModelFiles } from "./own-model.js";
+import { settleDirection } from "./direction.js";
 import { readSettings, restoreSettings, saveSettings } from "./settings.js";
 import { shareURL, storyFile } from "./share.js";
 import { StoryWriter } from "./story-writer.js";
@@ -44,6 +45,7 @@ const ui = {
   offline: $("offline"),
   openModel: $("open-model"),
   footerModel: $("footer-model"),
+  footerData: $("footer-data"),
   sourceCode: $("source-code"),
   actions: document.querySelector(".actions-bar"),
 };
@@ -55,7 +57,8 @@ const state = {
   writer: null, // the StoryWriter, one per load (Retry makes another)
   model: null, // the loaded model's info, or null
   run: null, // the Story being written, or null
-  story: null, // the story shown: {prompt, temperature, topp, seed, steps, model?, explained, own, written, canContinue}
+  story: null, // the story shown: {prompt, temperature, topp, seed, steps, model?, explained, live, own,
+  //              finished, generated, written, canContinue}; live: written with its probabilities
   models: [], // the site's models (web/models.js); the picker shows when there are several
   chosen: null, // the model the visitor chose, or null for the site's default
   picker: null, // the <select id="model-select">
@@ -77,7 +80,7 @@ function transition(changes) {
   ui.generate.disabled = phase !== "ready";
   ui.stop.disabled = !generating;
   ui.retry.hidden = phase !== "error";
-  ui.continue.hidden = !(phase === "ready" && story?.canContinue);
+  ui.continue.disabled = !(phase === "ready" && story?.canContinue); // always there, to be found
   if (state.picker) state.picker.disabled = !(phase === "ready" || phase === "error");
   for (const button of [ui.copy, ui.download]) button.disabled = !written;
   ui.share.disabled = !written || story.own; // a link cannot carry the visitor's own files
@@ -148,19 +151,32 @@ function loaded() {
   });
 }
 
-// The worker stopped for good (or never started): Retry starts another.
+// The worker stopped for good (or never started): Retry starts another. The status says so in
+// one sentence; what went wrong (file names, HTTP codes, the host's settings) is one click away.
 function fail(message) {
   if (!state.model) ui.model.textContent = "The model could not be loaded.";
   markStale();
   transition({ phase: "error", run: null });
-  say(message, "error");
+  const details = document.createElement("details");
+  const summary = document.createElement("summary");
+  summary.textContent = "What went wrong";
+  details.append(summary, message);
+  ui.status.replaceChildren(`${state.model ? "The model stopped" : "The model could not be loaded"}; press Retry. `, details);
+  ui.status.dataset.kind = "error";
 }
 
-// The model card (name, parameters, size and context) and the footer's credit.
+// The model card (name, parameters, size and context) and the footer's words about the model.
 function showModel(info) {
   const c = info.config;
-  ui.model.textContent = `${info.name}: ${parameters(info.parameters)} parameters, ${megabytes(info.bytes)} MB, context of ${c.seq_len} tokens.`;
+  const name = document.createElement("bdi"); // a file's name may be written right to left
+  name.textContent = info.name;
+  ui.model.replaceChildren(name, `: ${parameters(info.parameters)} parameters, ${megabytes(info.bytes)} MB, context of ${c.seq_len} tokens.`);
   ui.footerModel.textContent = info.name;
+  // TinyStories is credited for llama2.c's stories models, not for a model of the visitor's.
+  ui.footerData.hidden = Boolean(info.own) || !/^stories\d/.test(info.name);
+  ui.offline.textContent = info.own
+    ? "Works offline: this page and the site's model are kept in your browser; your own model's files are not, so open them again after a reload. "
+    : "Works offline: this page and its model are kept in your browser. ";
   ui.steps.max = c.seq_len;
 }
 
@@ -208,6 +224,7 @@ async function chooseModel(next) {
   if (state.phase !== "ready") return load();
   markStale();
   say("");
+  ui.model.textContent = `Loading ${next.name}…`;
   transition({ phase: "loading", model: null });
   try {
     await state.writer.use(next.manifestURL, showProgress);
@@ -216,6 +233,7 @@ async function chooseModel(next) {
     if (state.phase === "error") return; // the worker stopped: fail() said so
     const chosen = state.models.find((m) => m.manifestURL === before?.manifest) ?? state.chosen;
     if (chosen) state.picker.value = String(state.models.indexOf(chosen));
+    if (before) showModel(before);
     showProgress(1, "Ready");
     transition({ phase: "ready", model: before, chosen });
     say(error.message, "error");
@@ -251,11 +269,12 @@ async function generate() {
   promptSpan.textContent = started.promptText;
   const continuation = document.createElement("span");
   continuation.className = "continuation";
+  continuation.dir = "auto";
   ui.output.replaceChildren(promptSpan, continuation);
   ui.output.classList.toggle("explained", explain);
   delete ui.output.dataset.stale;
   why.reset();
-  transition({ story: { ...request, seed: started.seed, steps: started.steps, explained: explain, own: Boolean(state.model?.own), canContinue: false } });
+  transition({ story: { ...request, seed: started.seed, steps: started.steps, explained: explain, live: explain, own: Boolean(state.model?.own), canContinue: false } });
   showStory();
   await write(run, continuation);
 }
@@ -264,7 +283,8 @@ async function continueStory() {
   if (state.phase !== "ready" || !state.story?.canContinue) return;
   const continuation = ui.output.querySelector(".continuation");
   const run = state.writer.continue();
-  transition({ story: { ...state.story, canContinue: false } });
+  // tokens come with their probabilities only when the story began with them
+  transition({ story: { ...state.story, canContinue: false, explained: state.story.live } });
   begin(run, "Writing on…");
   let started;
   try {
@@ -299,6 +319,7 @@ async function write(run, continuation) {
         const tokensText = tokens.map((token) => token.text).join("");
         if (text.length > tokensText.length) continuation.append(text.slice(tokensText.length));
       }
+      settleDirection(continuation);
       follow();
     }
     const result = await run.finished;
@@ -329,6 +350,7 @@ function ended({ stopped, ended: how, canContinue, stats }) {
   say(`Wrote ${count}${speed}${first}. ${endings[end]}`);
   follow(); // the status may have grown the pinned bar over the story's last line
   transition({ following: false });
+  if (ui.showProbabilities.checked && !story.explained) explainStory(true);
 }
 
 // A story the model refused (too long a start, say): the page is ready for another.
@@ -469,9 +491,30 @@ function download() {
 function toggleProbabilities() {
   document.body.classList.toggle("probabilities", ui.showProbabilities.checked);
   if (!ui.showProbabilities.checked) return why.hide();
-  if (state.story && !state.story.explained && state.phase === "ready") {
-    say("Generate again to see how likely each word was; the story stays the same.");
+  if (state.story?.finished && !state.story.explained && state.phase === "ready") explainStory();
+}
+
+// The story on screen, written without its probabilities, explained as it stands: the worker
+// works them out in one pass, and its text becomes the tokens' spans.
+async function explainStory(quietly = false) {
+  const story = state.story;
+  const continuation = ui.output.querySelector(".continuation");
+  if (!quietly) say("Working out how likely each word was…");
+  let tokens;
+  try {
+    tokens = await state.writer.explain();
+  } catch (error) {
+    if (state.story === story) say(error.message, "error");
+    return;
   }
+  const text = continuation.textContent;
+  const tokensText = tokens.map((token) => token.text).join("");
+  if (state.story !== story || !text.startsWith(tokensText)) return; // another story since
+  continuation.replaceChildren(...tokens.map(tokenSpan), text.slice(tokensText.length));
+  ui.output.classList.add("explained");
+  why.reset();
+  transition({ story: { ...story, explained: true } });
+  if (!quietly) say("Each word is coloured by how likely it was; point at one, or tab to the story, to see why.");
 }
 
 // --- for the benchmark and tests (no eval needed under the page's policy) -------------------
@@ -506,8 +549,9 @@ ui.randomSeed.addEventListener("click", () => {
   ui.seed.value = String(1 + Math.floor(Math.random() * 2 ** 31));
   saveSettings();
 });
-ui.prompt.addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+// Ctrl+Enter (⌘+Return) writes wherever the focus is, as the hint says.
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !event.repeat) {
     event.preventDefault();
     generate();
   }

@@ -107,8 +107,13 @@ function counted(stream, onBytes) {
 }
 
 // All of a stream, refusing more than `limit` bytes (a damaged or wrong file), and giving up
-// (through `quiet`, which aborts the request) when nothing arrives for QUIET_SECONDS.
-const QUIET_SECONDS = 30;
+// (through `quiet`, which aborts the request) when nothing arrives for `quietSeconds`.
+let quietSeconds = 30;
+
+// How long a download may stay silent before it is given up on (the load's `quietSeconds`).
+export function giveUpAfter(seconds) {
+  if (Number.isFinite(seconds) && seconds > 0) quietSeconds = seconds;
+}
 
 async function collect(stream, limit, url, quiet) {
   const parts = [];
@@ -118,13 +123,13 @@ async function collect(stream, limit, url, quiet) {
     let timer;
     const silence = new Promise((_, reject) => {
       timer = setTimeout(() => {
-        const error = new Error(`The server sent nothing of ${nameOf(url)} for ${QUIET_SECONDS} s; check the connection, then press Retry.`);
+        const error = new Error(`The server sent nothing of ${nameOf(url)} for ${quietSeconds} s; check the connection, then press Retry.`);
         error.sentence = true;
         error.quiet = true;
         reject(error); // first: cancelling ends the pending read, which must not win the race
         quiet?.abort();
         reader.cancel().catch(() => {});
-      }, QUIET_SECONDS * 1000);
+      }, quietSeconds * 1000);
     });
     let done, value;
     try {

@@ -51,11 +51,13 @@ async function networkFirst(request) {
   }
 }
 
-// A page is stored under its address without query or fragment.
+// A page is stored under its address without query or fragment, and a folder's index.html
+// under the folder: both addresses are the one page.
 const pageKey = (url) => {
   const u = new URL(url);
   u.search = "";
   u.hash = "";
+  u.pathname = u.pathname.replace(/\/index\.html$/, "/");
   return u.href;
 };
 

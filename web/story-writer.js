@@ -35,8 +35,9 @@ export class StoryWriter {
   // `pyodide`: the site's Pyodide folder; `model`: the manifest of the site's model to load;
   // `files`: a visitor's own checkpoint and tokenizer (File objects), read after it;
   // `onProgress(fraction, label)`: the load bar; `onFailure(sentence)`: the worker stopped for
-  // good after the load (a failed load rejects `ready` instead).
-  constructor({ pyodide, model, files = null, onProgress = () => {}, onFailure = () => {} }) {
+  // good after the load (a failed load rejects `ready` instead); `quietSeconds`: how long a
+  // download may stay silent before it is given up on (30).
+  constructor({ pyodide, model, files = null, onProgress = () => {}, onFailure = () => {}, quietSeconds }) {
     this.#onFailure = onFailure;
     this.#worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
     this.#worker.onmessage = ({ data }) => this.#receive(data);
@@ -45,7 +46,7 @@ export class StoryWriter {
       workerFailure(event).then((sentence) => this.#fail(sentence));
     };
     const cached = remembered(RUNTIME_KEY) === pyodide;
-    this.ready = this.#load({ type: IN.LOAD, pyodideURL: pyodide, modelURL: model }, loadMeter(onProgress, cached))
+    this.ready = this.#load({ type: IN.LOAD, pyodideURL: pyodide, modelURL: model, quietSeconds }, loadMeter(onProgress, cached))
       .then(() => remember(RUNTIME_KEY, pyodide))
       .then(() => (files ? this.open(files) : this.info));
     this.ready.catch(() => {}); // the caller may await it later, or never
@@ -84,6 +85,12 @@ export class StoryWriter {
   // whole context: the same tokens a longer Length would have written.
   continue({ signal } = {}) {
     return this.#story({ type: IN.CONTINUE }, signal);
+  }
+
+  // The probabilities of the last story this writer wrote, worked out afterwards (one batched
+  // pass): its tokens, each {text, p, top}, as `probabilities: true` would have given them.
+  explain() {
+    return this.#turn.then(() => this.#request({ type: IN.EXPLAIN }, "explain"));
   }
 
   // Times the engines on this model: results as `llama2np bench` prints them.
@@ -162,9 +169,12 @@ export class StoryWriter {
         this.loaded = { seconds: message.seconds, heap: message.heap };
         return to?.resolve(message.model);
       case OUT.OPEN_FAILED:
+        this.#waiting.delete(message.id);
+        return to?.reject(new Error(message.message));
+      case OUT.EXPLAINED:
       case OUT.BENCH_RESULT:
         this.#waiting.delete(message.id);
-        return message.type === OUT.OPEN_FAILED ? to?.reject(new Error(message.message)) : to?.resolve(message.results);
+        return to?.resolve(message.tokens ?? message.results);
       case OUT.ERROR:
         if (message.fatal) return this.#fail(message.message);
         if (to) {

@@ -6,7 +6,7 @@
 // messages, and hands control back to the event loop between slices of generation so that
 // Stop is seen within a few milliseconds.
 
-import { fetchJSON } from "./download.js";
+import { fetchJSON, giveUpAfter } from "./download.js";
 import { IN, OUT } from "./protocol.js";
 import { answerPyodide, checkListing, downloadFiles, downloadModel, forgetSnapshot, readSnapshot, siteLists, storeSnapshot } from "./stages.js";
 
@@ -28,7 +28,7 @@ const post = (message) => self.postMessage(message);
 self.onmessage = ({ data }) => {
   const handlers = {
     [IN.LOAD]: load, [IN.MODEL]: switchModel, [IN.GENERATE]: generate, [IN.CONTINUE]: continueStory,
-    [IN.STOP]: stop, [IN.BENCH]: bench, [IN.OPEN]: openOwnModel,
+    [IN.STOP]: stop, [IN.EXPLAIN]: explainStory, [IN.BENCH]: bench, [IN.OPEN]: openOwnModel,
   };
   const handler = handlers[data?.type];
   if (!handler) {
@@ -43,8 +43,9 @@ self.onmessage = ({ data }) => {
 // Everything downloads at once while Pyodide starts: its script and WebAssembly come first,
 // Python starts (from this browser's snapshot of a started Python when it has one), NumPy and
 // llama2np install as soon as their wheels are in, and the model is read last.
-async function load({ pyodideURL, modelURL }) {
+async function load({ pyodideURL, modelURL, quietSeconds }) {
   const started = performance.now();
+  giveUpAfter(quietSeconds);
   const site = await siteLists(pyodideURL, modelURL);
   currentSite = site;
   const { listing, manifest } = site;
@@ -204,7 +205,7 @@ function postReady(manifest, modelURL, started, stages) {
   const info = toJs(session.info());
   post({
     type: OUT.READY,
-    model: { ...info, name: manifest.name, bytes: manifest.checkpoint.bytes, parameters: manifest.parameters, manifest: modelURL },
+    model: { ...info, name: manifest.name, bytes: manifest.checkpoint.bytes + manifest.tokenizer.bytes, parameters: manifest.parameters, manifest: modelURL },
     seconds: (performance.now() - started) / 1000,
     fromSnapshot,
     // What this worker fetched, for the page's service worker to keep for offline visits.
@@ -319,7 +320,7 @@ async function openOwnModel({ id, files }) {
     post({
       type: OUT.OPENED,
       id,
-      model: { ...info, name: checkpointFile.name, bytes: checkpointFile.size },
+      model: { ...info, name: checkpointFile.name, bytes: checkpointFile.size + tokenizerFile.size },
       seconds: (performance.now() - started) / 1000,
       heap: { before: heapBefore, after: wasmMemory() },
     });
@@ -427,6 +428,16 @@ async function write(current) {
 
 async function stop({ id }) {
   if (run && (id === undefined || run.id === id)) run.stopRequested = true;
+}
+
+// The last story's probabilities, for a story written without them: one batched pass.
+async function explainStory({ id }) {
+  if (!session) throw new Error("The model is not loaded yet.");
+  if (run) throw new Error("A story is being written; wait for it to end.");
+  warming = false;
+  const explained = toJs(session.explain_story());
+  if (explained.error) throw new Error(explained.error);
+  post({ type: OUT.EXPLAINED, id, tokens: explained.tokens });
 }
 
 async function bench({ id, steps = 256, promptTokens = 100, repeats = 3, engines = null }) {

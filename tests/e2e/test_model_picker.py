@@ -102,6 +102,7 @@ def test_the_site_lists_its_models_and_switches_between_them_in_one_python(
     assert visit.page.evaluate("() => window.llama2np.model.config.vocab_size") == 32000
     assert visit.page.evaluate("() => window.llama2np.model.name") == "small32k"
     assert visit.text("model").startswith("small32k: ")
+    assert f", {megabytes}, " in visit.text("model")  # the option's size, the model line's size
     assert visit.write(**SEEDED) == generate_cli(*small_model)
     # The same Python read it: the snapshot-restored interpreter was not started again.
     assert visit.page.evaluate("() => window.llama2np.loadStages.python") is None

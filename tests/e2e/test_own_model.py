@@ -95,8 +95,11 @@ def test_own_model_writes_the_command_line_s_story(visit, files, version):
     assert visit.status().startswith(f"{checkpoint.name} is ready"), visit.status()
     card = visit.text("model")
     millions = parameter_count(synthetic_checkpoint(WIDE)) / 1e6
-    assert card == f"{checkpoint.name}: {millions:.1f}M parameters, {checkpoint.stat().st_size / 1e6:.1f} MB, context of 128 tokens."
+    assert card == f"{checkpoint.name}: {millions:.1f}M parameters, {(checkpoint.stat().st_size + tokenizer.stat().st_size) / 1e6:.1f} MB, context of 128 tokens."
     assert visit.page.evaluate("() => document.getElementById('steps').max") == "128"
+    # The footer's words stay true: no TinyStories credit, and no promise to keep the files.
+    assert visit.text("footer-model") == checkpoint.name and visit.page.is_hidden("#footer-data")
+    assert "your own model's files are not" in visit.text("offline")
     assert_writes_like_the_cli(visit, checkpoint, tokenizer)
     assert_memory_bound(visit, WIDE)
 
@@ -168,6 +171,24 @@ def test_damaged_files_get_a_sentence_and_the_page_keeps_its_model(visit, files,
     open_files(visit, checkpoint, wrong_tokenizer)
     assert "tok-short.bin" in error_shown(visit)
     still_the_demo(visit, golden)
+
+
+def test_a_truncated_checkpoint_beside_a_larger_tokenizer_is_named_as_truncated(visit, files,
+                                                                                model_dir):
+    cut = files / "cut-stories260K.bin"
+    cut.write_bytes((model_dir / "stories260K.bin").read_bytes()[:200_000])
+    tokenizer = files / "tokenizer32k.bin"  # larger than what is left of the checkpoint
+    tokenizer.write_bytes(synthetic_tokenizer_bytes(32000))
+    assert tokenizer.stat().st_size > cut.stat().st_size
+    visit.open()
+    for pair in [(cut, tokenizer), (tokenizer, cut)]:
+        open_files(visit, *pair)
+        message = error_shown(visit)
+        assert message.startswith("cut-stories260K.bin is truncated"), message
+    text = files / "notes.txt"
+    text.write_text("Once upon a time, a note. " * 2000)
+    open_files(visit, text, model_dir / "tok512.bin")
+    assert error_shown(visit).startswith("notes.txt "), error_shown(visit)
 
 
 def test_an_oversized_file_is_refused_before_it_is_read(visit, files, golden):

@@ -76,6 +76,9 @@ def test_the_page_fits_the_screen(visit_with, results_dir, screen, scheme):
     page.fill("#seed", "9007199254740991")
     widths = page.eval_on_selector("#seed", "e => [e.scrollWidth, e.clientWidth]")
     assert widths[0] <= widths[1], widths
+    # Opening one's own model is one quiet line below the settings, not the first thing seen.
+    own = box(page, ".own-model")
+    assert own["top"] >= box(page, "#controls")["bottom"] and own["height"] < 40, own
     page.screenshot(path=str(results_dir / f"page-{screen}-{scheme}-ready.png"))
     ready_buttons = button_tops(page)
 

@@ -38,11 +38,11 @@ def test_each_ending_is_told_and_a_cut_story_continues_as_a_longer_length(visit,
     visit.wait_until_written()
     assert visit.output() == whole  # seed 12 writes through the whole context
     assert ended(visit) == "length" and "The context is full." in visit.status()
-    assert visit.page.is_hidden("#continue")
+    assert visit.page.is_disabled("#continue")
     assert visit.page.evaluate("() => document.activeElement.id") == "generate"
     visit.write(temperature=0, steps=0)  # Length 0 is the whole context, as in the command line
     assert ended(visit) == "end" and "The model ended the story." in visit.status()
-    assert visit.page.is_hidden("#continue")
+    assert visit.page.is_disabled("#continue")
 
 
 def test_a_stopped_story_continues_as_if_never_stopped(visit, model_dir):
@@ -209,6 +209,9 @@ def test_the_page_works_offline_once_visited(visit_with, built_site, golden):
     visit.page.context.set_offline(True)
     visit.open()
     assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
+    # Every address of the page: its folder, and the folder's index.html.
+    visit.page.goto(visit.url + "index.html")
+    assert wait_for_state(visit.page, ("ready", "error"), 90) == "ready", visit.status()
     # The footer's source link works offline too.
     head = visit.page.evaluate("""async () => {
         const response = await fetch(document.getElementById("source-code").href);

@@ -18,8 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tokenizer", type=Path, help="its llama2.c tokenizer .bin")
     parser.add_argument("--model", nargs=2, type=Path, action="append", default=[],
                         metavar=("CHECKPOINT", "TOKENIZER"),
-                        help="one more model for the page's picker (repeatable); the first "
-                        "model of the site (--checkpoint, else the first --model) is the default")
+                        help="a model for the page's picker (repeatable): after --checkpoint's "
+                        "when that is given; without it, the first --model is the default and "
+                        "the demo's model is left out")
     parser.add_argument("--numpy-wheel", type=Path,
                         help="a local copy of the NumPy wheel built for Pyodide 0.27.7")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,

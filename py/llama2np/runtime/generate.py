@@ -19,7 +19,7 @@ import numpy as np
 
 from llama2np.runtime.checkpoint import Config
 from llama2np.runtime.errors import Llama2npError, PromptTooLong, UsageError
-from llama2np.runtime.sampler import ExplainingSampler, NonFiniteLogits, Sampler
+from llama2np.runtime.sampler import ExplainingSampler, NonFiniteLogits, Sampler, explain
 from llama2np.runtime.tokenizer import BOS, TextStream, Tokenizer
 
 
@@ -61,14 +61,19 @@ PREFILL_SCORE_BYTES = 32 << 20
 PREFILL_MAX_BATCH = 512  # tokens, which also bounds the batch's other arrays
 
 
-def prefill(model: "Model", prompt_tokens: list[int]) -> np.ndarray:
-    """The logits after the prompt, (1, vocab_size): the prompt forwarded a batch at a time."""
-    n = len(prompt_tokens)
+def batches(model: "Model", tokens: list[int]) -> Iterator[np.ndarray]:
+    """The logits (T, vocab_size) at every position of `tokens`, forwarded a batch at a time."""
+    n = len(tokens)
     fits = PREFILL_SCORE_BYTES // (8 * model.config.n_heads * n)  # scores reach n positions
     batch = max(1, min(fits, PREFILL_MAX_BATCH))
     for pos in range(0, n, batch):
-        logits = model.forward(prompt_tokens[pos : pos + batch], pos)[-1:]
-    return logits
+        yield model.forward(tokens[pos : pos + batch], pos)
+
+
+def prefill(model: "Model", prompt_tokens: list[int]) -> np.ndarray:
+    """The logits after the prompt, (1, vocab_size)."""
+    *_, last = batches(model, prompt_tokens)
+    return last[-1:]
 
 
 def generate_tokens(
@@ -205,12 +210,33 @@ class Story:
 
     def _explain(self, token: int, text: str) -> dict:
         """The token's probability and the likeliest alternatives, with their pieces as text."""
-        p, top = self._sampler.explained
         previous = self.tokens[-2] if len(self.tokens) > 1 else self.prompt_tokens[-1]
+        return self._explanation(previous, token, text, *self._sampler.explained)
+
+    def _explanation(self, previous: int, token: int, text: str, p: float,
+                     top: list[tuple[int, float]]) -> dict:
         piece = self._tokenizer.piece
         return {"token": token, "text": text, "p": p,
                 "top": [{"token": t, "text": piece(previous, t).decode("utf-8", "replace"), "p": q}
                         for t, q in top]}
+
+    def explain_written(self, model: "Model") -> list[dict]:
+        """What `explain` would have recorded for every token written so far, worked out
+        afterwards: one batched pass of `model` over the story. `model` must be another than the
+        story's own, whose cache a continuation still needs."""
+        tokens = self.prompt_tokens + self.tokens
+        first = len(self.prompt_tokens) - 1  # the position whose logits chose the first token
+        stream = TextStream(self._tokenizer, previous=self.prompt_tokens[-1])
+        explained, pos = [], 0
+        for logits in batches(model, tokens[:-1]):
+            for row in logits:
+                if pos >= first:
+                    token = tokens[pos + 1]
+                    p, top = explain(row, self._sampler.temperature, token,
+                                     ExplainingSampler.ALTERNATIVES)
+                    explained.append(self._explanation(tokens[pos], token, stream.push(token), p, top))
+                pos += 1
+        return explained
 
     def new_explanations(self) -> list[dict]:
         """The explanations of the tokens written since the last call (none without `explain`)."""

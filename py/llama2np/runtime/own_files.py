@@ -5,6 +5,7 @@ The worker (web/worker.js) hands over each file's name, size and first HEADER_BY
 checkpoint's header is read and checked by the very code that reads checkpoints everywhere.
 """
 
+import math
 import struct
 
 from llama2np.runtime.checkpoint import MAGIC, check_size, float32_bytes, read_header
@@ -44,13 +45,37 @@ def plan_opening(names: list[str], sizes: list[int], starts: list[bytes], free: 
 
 
 def checkpoint_index(sizes: list[int], starts: list[bytes]) -> int:
-    """Which of two files is the checkpoint: the one with llama2.c's export magic; between two
-    without (a legacy checkpoint has none) or two with, the larger, as weights outweigh any
-    tokenizer. If that guess is wrong, reading the files says what does not fit."""
+    """Which of two files is the checkpoint, from what their first bytes are: the other one when
+    one of them reads as a llama2.c tokenizer and the other does not; else the one with
+    llama2.c's export magic; else the larger, as weights outweigh any tokenizer. If the guess
+    is wrong, reading the files says what does not fit, naming the file."""
+    tokenizer = [looks_like_tokenizer(start, size) for start, size in zip(starts, sizes, strict=True)]
+    if tokenizer[0] != tokenizer[1]:
+        return tokenizer.index(False)
     magic = [len(start) >= 4 and struct.unpack_from("<I", start)[0] == MAGIC for start in starts]
     if magic[0] != magic[1]:
         return magic.index(True)
     return 0 if sizes[0] >= sizes[1] else 1
+
+
+def looks_like_tokenizer(start: bytes, size: int) -> bool:
+    """Whether a file's first bytes read as a llama2.c tokenizer: max_token_length, then
+    (score, length, piece) entries whose scores are finite and lengths within it, as far as
+    the bytes go. A checkpoint's weights fail within a few entries: their bits as lengths are
+    far beyond any piece."""
+    if len(start) < 4:
+        return False
+    (max_length,) = struct.unpack_from("<i", start)
+    if not 0 < max_length <= 1024:
+        return False
+    offset, entries = 4, 0
+    while offset + 8 <= len(start):
+        score, length = struct.unpack_from("<fi", start, offset)
+        if not (math.isfinite(score) and 0 <= length <= max_length):
+            return False
+        offset += 8 + length
+        entries += 1
+    return entries >= min(3, (min(size, len(start)) - 4) // 8)
 
 
 def model_memory(name: str, size: int, start: bytes) -> int:

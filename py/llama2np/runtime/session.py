@@ -67,6 +67,15 @@ class Session:
         """The probabilities of the tokens written since the last call (see Story)."""
         return self.story.new_explanations() if self.story else []
 
+    def explain_story(self) -> dict:
+        """{"tokens": every token of the last story with its probabilities, as `explain` would
+        have given them} or {"error": ...}: for a story written without them. The pass runs on
+        a model of its own (float32, whose arrays are the checkpoint's), so that the story can
+        still be continued."""
+        if self.story is None or not self.story.tokens:
+            return {"error": "There is no story to explain; write one first."}
+        return {"tokens": self.story.explain_written(make_model(self.checkpoint, 32))}
+
     def ending(self) -> dict:
         """How the story ended so far: {"ended": "end" | "length" | None, "can_continue"}."""
         if self.story is None:

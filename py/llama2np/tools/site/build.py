@@ -1,7 +1,9 @@
 """The demo as a self-contained static site (`llama2np build`):
 
-    dist/index.html                      the page; with service-worker.js, the only files not
-                                         cached for good
+    dist/index.html                      the page; with the other files at the root, the only
+                                         files not cached for good
+    dist/embed.html, dist/llama2np.js    the story writer in another page: an example, and the
+                                         module such pages import (docs/embed.md)
     dist/service-worker.js               keeps the site for offline visits (web/service-worker.js)
     dist/web-<hash>/                     the page's scripts and styles (from web/)
     dist/pyodide-<hash>/                 Pyodide, a snapshot of its started interpreter, the
@@ -52,6 +54,9 @@ from llama2np.tools.site.sources import RuntimeFiles, get_runtime
 from llama2np.tools.site.trace import trace_runtime
 
 SERVICE_WORKER = "service-worker.js"  # in web/ of the source; at the root of the site
+# The files at the site's root, whose names stay the same from build to build: the page, the
+# example of embedding it and the module other pages import (the rest is content-hashed).
+ROOT_FILES = ("index.html", "embed.html", "llama2np.js")
 STDLIB = "python_stdlib.zip"
 PROBE = "encoding-probe.bin"
 # Pyodide's loader is an ES module named .mjs, a type that stock nginx and others do not know
@@ -95,7 +100,7 @@ def build_site(
             models_dir = hash_folder_name(write_model_list(model_dirs, staging / "models"))
             web_dir = hash_folder_name(staging / "web")
             pyodide_dir = hash_folder_name(pyodide_dir)
-            rewrite_page(staging / "index.html", web_dir.name, pyodide_dir.name, model_dirs[0].name,
+            rewrite_page(staging, web_dir.name, pyodide_dir.name, model_dirs[0].name,
                          models_dir.name)
             precompress(staging, compressed)
             mark_as_built(staging)
@@ -141,10 +146,12 @@ def model_files(checkpoint: Path | None, tokenizer: Path | None) -> tuple[Path, 
 
 
 def copy_page(page_dir: Path, site: Path) -> None:
-    page, web = page_dir / "index.html", page_dir / "web"
-    if not page.is_file() or not web.is_dir():
-        raise Llama2npError(f"{page_dir} has no index.html and web/ folder to build the page from.")
-    shutil.copyfile(page, site / "index.html")
+    pages, web = [page_dir / name for name in ROOT_FILES], page_dir / "web"
+    if not all(page.is_file() for page in pages) or not web.is_dir():
+        raise Llama2npError(f"{page_dir} has no {', '.join(ROOT_FILES)} and web/ folder to build "
+                            "the page from.")
+    for page in pages:
+        shutil.copyfile(page, site / page.name)
     # The service worker controls only the folder it is served from and below: the site's root.
     shutil.copytree(web, site / "web", ignore=shutil.ignore_patterns(".*", "*~", SERVICE_WORKER))
     if (web / SERVICE_WORKER).is_file():
@@ -152,16 +159,32 @@ def copy_page(page_dir: Path, site: Path) -> None:
     write_source_archive(site / "web" / ARCHIVE_NAME, page_dir, PROJECT_ROOT)
 
 
-def rewrite_page(page: Path, web: str, pyodide: str, model: str, models: str) -> None:
-    try:
-        rewrite_references(page, {
+def rewrite_page(site: Path, web: str, pyodide: str, model: str, models: str) -> None:
+    """Point the files at the site's root at the content-hashed folders."""
+    references = {
+        "index.html": {
             "web/style.css": f"{web}/style.css",
             "web/app.js": f"{web}/app.js",
             f"web/{ARCHIVE_NAME}": f"{web}/{ARCHIVE_NAME}",
             "pyodide/": f"{pyodide}/",
             "model/manifest.json": f"{model}/manifest.json",
             "models/models.json": f"{models}/models.json",
-        })
+        },
+        "embed.html": {
+            "web/embed.css": f"{web}/embed.css",
+            "web/embed-example.js": f"{web}/embed-example.js",
+            f"web/{ARCHIVE_NAME}": f"{web}/{ARCHIVE_NAME}",
+        },
+        "llama2np.js": {
+            "./web/story-element.js": f"./{web}/story-element.js",
+            "./web/story-writer.js": f"./{web}/story-writer.js",
+            "pyodide/": f"{pyodide}/",
+            "model/manifest.json": f"{model}/manifest.json",
+        },
+    }
+    try:
+        for name, replacements in references.items():
+            rewrite_references(site / name, replacements)
     except ValueError as error:
         raise Llama2npError(f"cannot build the page: {error}.") from None
 

@@ -14,7 +14,8 @@ from llama2np.tools.site.runtime_wheel import PACKAGE_DIR, write_zip
 
 ARCHIVE_NAME = "llama2np-source.zip"  # in the site's web-<hash>/ folder
 PACKAGE_SUFFIXES = (".py", ".mjs")
-PROJECT_FILES = ("pyproject.toml", "README.md", "build/site.toml", "stories260K/manifest.json")
+PROJECT_FILES = ("pyproject.toml", "README.md", "build/site.toml", "stories260K/manifest.json",
+                 "docs/embed.md")
 
 
 def source_files(page_dir: Path, project_root: Path) -> dict[str, Path]:
@@ -25,7 +26,7 @@ def source_files(page_dir: Path, project_root: Path) -> dict[str, Path]:
         if path.suffix in PACKAGE_SUFFIXES and path.is_file() and "__pycache__" not in path.parts
         and path.relative_to(PACKAGE_DIR).parts[0] != "data"  # the installed copy of the page
     }
-    files["index.html"] = page_dir / "index.html"
+    files |= {name: page_dir / name for name in ("index.html", "embed.html", "llama2np.js")}
     files |= {f"web/{path.relative_to(page_dir / 'web').as_posix()}": path
               for path in (page_dir / "web").rglob("*")
               if path.is_file() and not path.name.startswith(".")}
