@@ -5,8 +5,8 @@ or asks anything of another origin.
 """
 
 import time
-from urllib.parse import urlsplit
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from llama2np.tools.bench.chromium import launch_chromium, wait_for_state
