@@ -1,8 +1,12 @@
 """Helpers the tests import (fixtures live in conftest.py)."""
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from llama2np.runtime.tokenizer import Tokenizer
 
@@ -17,6 +21,19 @@ def run_cli(*args: str, input: str | None = None) -> subprocess.CompletedProcess
         [sys.executable, "-m", "llama2np.cli", *map(str, args)],
         capture_output=True, text=True, encoding="utf-8", input=input, timeout=300,
     )
+
+
+def compile_c(source: Path, folder: Path) -> Path:
+    """`source` (one of tests/c) compiled into `folder`; a skip without a C compiler, except in
+    CI, which must have one."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs a C compiler for {source.name}")
+        pytest.skip(f"no C compiler to build {source.name}")
+    binary = folder / source.stem
+    subprocess.run([compiler, "-O1", "-o", str(binary), str(source), "-lm"], check=True)
+    return binary
 
 
 def write_tokenizer(path: Path, size: int) -> None:

@@ -1,7 +1,5 @@
 """The sampler against run.c's definitions compiled as C (tests/c/sampler_reference.c)."""
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -9,19 +7,14 @@ import numpy as np
 import pytest
 from llama2np.runtime.errors import UsageError
 from llama2np.runtime.sampler import NonFiniteLogits, Rng, Sampler, sample_multinomial, sample_topp
+from support import compile_c
 
 SOURCE = Path(__file__).parent / "c" / "sampler_reference.c"
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs a C compiler for the sampler reference")
-        pytest.skip("no C compiler to build the run.c sampler reference")
-    binary = tmp_path_factory.mktemp("c") / "sampler_reference"
-    subprocess.run([compiler, "-O1", "-o", str(binary), str(SOURCE), "-lm"], check=True)
+    binary = compile_c(SOURCE, tmp_path_factory.mktemp("c"))
 
     def run(*args, stdin=""):
         out = subprocess.run([str(binary), *map(str, args)], input=stdin, capture_output=True,

@@ -25,6 +25,7 @@ from hostile import assert_refused, folder_state, run_bounded
 from llama2np.runtime.errors import CheckpointError
 from llama2np.tools.models.pickle_reader import load_pt
 from support import FIXTURES
+from torch_files import call, integer, mapping, name, tensor, text, torch_zip, tuple_of
 
 pytestmark = pytest.mark.hostile
 
@@ -36,47 +37,6 @@ def run_measured(*args: object, memory_mb: int = 768):
     return outcome, outcome.peak_rss_mb
 
 
-# -- writing pickles by hand ----------------------------------------------------------------------
-
-
-def text(value: str) -> bytes:
-    data = value.encode()
-    return pickle.BINUNICODE + struct.pack("<I", len(data)) + data
-
-
-def integer(value: int) -> bytes:
-    if -(2**31) <= value < 2**31:
-        return pickle.BININT + struct.pack("<i", value)
-    data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
-    return pickle.LONG4 + struct.pack("<i", len(data)) + data
-
-
-def name(module: str, attribute: str) -> bytes:
-    return pickle.GLOBAL + f"{module}\n{attribute}\n".encode()
-
-
-def tuple_of(*items: bytes) -> bytes:
-    return pickle.MARK + b"".join(items) + pickle.TUPLE
-
-
-def call(function: bytes, *args: bytes) -> bytes:
-    return function + tuple_of(*args) + pickle.REDUCE
-
-
-def mapping(pairs: list[tuple[str, bytes]]) -> bytes:
-    return pickle.EMPTY_DICT + pickle.MARK + b"".join(text(k) + v for k, v in pairs) + pickle.SETITEMS
-
-
-def tensor(key: str, elements: int, offset: int, size: tuple, stride: tuple,
-           kind: str = "FloatStorage") -> bytes:
-    """torch._utils._rebuild_tensor_v2 over storage `key`, as torch.save writes it."""
-    storage = tuple_of(text("storage"), name("torch", kind), text(key), text("cpu"),
-                       integer(elements)) + pickle.BINPERSID
-    return call(name("torch._utils", "_rebuild_tensor_v2"), storage, integer(offset),
-                tuple_of(*map(integer, size)), tuple_of(*map(integer, stride)), pickle.NEWFALSE,
-                call(name("collections", "OrderedDict")))
-
-
 ARGS = dict(dim=16, hidden_dim=48, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=32, max_seq_len=32)
 
 
@@ -86,16 +46,6 @@ def saved(model: bytes, **args: bytes) -> bytes:
     return (pickle.PROTO + b"\x02" + mapping([("model", model),
                                               ("model_args", mapping(list(values.items())))])
             + pickle.STOP)
-
-
-def torch_zip(pickled: bytes, storages: dict[str, bytes] | None = None) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("archive/data.pkl", pickled)
-        for key, data in (storages or {}).items():
-            archive.writestr(f"archive/data/{key}", data)
-        archive.writestr("archive/version", "3\n")
-    return buffer.getvalue()
 
 
 FLOAT = struct.pack("<f", 1.0)

@@ -6,10 +6,9 @@ import sys
 from typing import BinaryIO
 
 from llama2np.commands.arguments import real_number, whole_number
-from llama2np.runtime.checkpoint import load_checkpoint
 from llama2np.runtime.generate import Story
 from llama2np.runtime.model import make_model
-from llama2np.runtime.tokenizer import Tokenizer
+from llama2np.tools.models.model_files import load_any_checkpoint, load_any_tokenizer
 
 SEED_LIMIT = (1 << 64) - 1  # run.c's seed is an unsigned 64-bit integer
 
@@ -28,9 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write a story, as llama2.c's run does",
         description="Generate text from a llama2.c checkpoint with run.c's flags and defaults.",
     )
-    parser.add_argument("checkpoint", help="llama2.c model file (.bin, version 0, 1 or 2)")
+    parser.add_argument("checkpoint", help="llama2.c model file (.bin, version 0, 1 or 2) or "
+                        "llama2.c train.py checkpoint (.pt)")
     parser.add_argument("-z", dest="tokenizer", required=True, metavar="TOKENIZER",
-                        help="llama2.c tokenizer file (tok*.bin)")
+                        help="llama2.c tokenizer file (tok*.bin), or a SentencePiece .model "
+                        "(with llama2np[tokenizer])")
     parser.add_argument("-t", dest="temperature", type=TEMPERATURE, default=1.0, metavar="TEMP",
                         help="temperature, 0 or more; 0 is greedy (default 1.0)")
     parser.add_argument("-p", dest="topp", type=TOPP, default=0.9, metavar="TOPP",
@@ -48,8 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    checkpoint = load_checkpoint(args.checkpoint)
-    tokenizer = Tokenizer.load(args.tokenizer, checkpoint.config.vocab_size)
+    checkpoint = load_any_checkpoint(args.checkpoint)
+    tokenizer = load_any_tokenizer(args.tokenizer, checkpoint.config.vocab_size)
     story = Story(
         make_model(checkpoint), tokenizer, args.prompt,
         temperature=args.temperature, topp=args.topp, seed=args.seed, steps=args.steps,

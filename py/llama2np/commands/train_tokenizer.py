@@ -24,14 +24,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "PREFIX.model (SentencePiece) and PREFIX.bin (llama2.c's tokenizer format).",
     )
     parser.add_argument("--input", nargs="+", type=Path, required=True, metavar="FILE",
-                        help="plain-text files (one sentence or story per line) or JSON shards "
-                        "(a list of objects with a 'story' field)")
+                        help="plain-text files (each line a sentence, as SentencePiece reads "
+                        "them) or TinyStories JSON shards (a list of objects with a 'story' "
+                        "field, read as llama2.c's train_vocab reads them)")
     parser.add_argument("--vocab-size", type=VOCAB_SIZE, required=True,
                         help=f"number of tokens ({MIN_VOCAB_SIZE} or more)")
     parser.add_argument("--out", type=Path, required=True, metavar="PREFIX",
                         help="output prefix: writes PREFIX.model and PREFIX.bin")
-    parser.add_argument("--max-sentences", type=SENTENCES, default=2_000_000,
-                        help="train on at most this many sentences, sampled (default 2,000,000)")
+    parser.add_argument("--max-sentences", type=SENTENCES, default=10_000_000,
+                        help="past this many sentences (lines), train on a sample of this many "
+                        "instead of all, as llama2.c would (default 10,000,000)")
     parser.add_argument("--threads", type=THREADS, default=1,
                         help="training threads (default 1, which makes training reproducible)")
     parser.add_argument("--force", action="store_true",

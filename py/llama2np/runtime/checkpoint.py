@@ -125,6 +125,9 @@ class Checkpoint:
     version: int  # 0 (legacy), 1 (fp32) or 2 (Q8_0)
     shared_classifier: bool
     group_size: int | None = None  # Q8_0 group size, version 2 only
+    # Version 0's RoPE tables as the file stores them, cos and sin (seq_len, head_size / 2);
+    # run.c skips them, and an export to version 0 copies them rather than compute its own.
+    rope_tables: tuple[np.ndarray, np.ndarray] | None = None
 
 
 # The order in which each format stores its tensors. Norms are fp32 in every format.
@@ -161,9 +164,11 @@ def read_checkpoint(data: bytes | bytearray | memoryview, name: str = "checkpoin
     check_size(header, len(data), name)
     reader = _Reader(data, header.offset)
     shapes = weight_shapes(header.config)
+    rope_tables = None
     if header.version == 0:
         arrays = {key: reader.fp32(shapes[key]) for key in LEGACY_ORDER}
-        reader.skip(4 * _rope_floats(header.config))
+        half = (header.config.seq_len, header.config.head_size // 2)
+        rope_tables = (reader.fp32(half), reader.fp32(half))
         matrices = [] if header.shared_classifier else ["wcls"]
     else:
         arrays = {key: reader.fp32(shapes[key]) for key in NORMS}
@@ -174,7 +179,7 @@ def read_checkpoint(data: bytes | bytearray | memoryview, name: str = "checkpoin
     if header.shared_classifier:
         arrays["wcls"] = arrays["token_embedding"]
     return Checkpoint(header.config, Weights(**arrays), header.version, header.shared_classifier,
-                      header.group_size)
+                      header.group_size, rope_tables)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -304,9 +309,6 @@ class _Reader:
         array = np.frombuffer(self.data, dtype=dtype, count=count, offset=self.offset)
         self.offset += array.nbytes
         return array
-
-    def skip(self, nbytes: int) -> None:
-        self.offset += nbytes
 
     def fp32(self, shape: tuple[int, ...]) -> np.ndarray:
         # A view on little-endian machines (every one Pyodide and llama2.c run on); a copy only

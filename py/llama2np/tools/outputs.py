@@ -97,6 +97,22 @@ def atomic_output(target: Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def scratch_file(beside: Path) -> Iterator[Path]:
+    """A new, uniquely named hidden file in the folder of `beside`, for a command's own use
+    while it runs; removed when the block ends, however it ends."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{Path(beside).name}.", suffix=".scratch",
+                                    dir=Path(beside).parent)
+    except OSError as error:
+        raise Llama2npError(f"cannot write in {Path(beside).parent}: {error.strerror}.") from None
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
 def write_atomic(target: Path, data: bytes) -> None:
     """`data` as the whole content of `target`, all or nothing."""
     with atomic_output(target) as temporary:

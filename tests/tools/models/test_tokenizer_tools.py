@@ -1,6 +1,7 @@
 """Training and exporting tokenizers: llama2.c's format, agreement with SentencePiece."""
 
 import json
+import os
 
 import pytest
 import sentencepiece
@@ -27,6 +28,7 @@ def corpus(tmp_path_factory, checkpoint, tokenizer):
                for seed in range(1, 121)]
     (folder / "stories.txt").write_text("".join(s.replace("\n", " ") + "\n" for s in stories[:80]))
     (folder / "shard.json").write_text(json.dumps([{"story": s} for s in stories[80:]]))
+    (folder / "stories.jsonl").write_text("".join(json.dumps({"story": s}) + "\n" for s in stories))
     return folder
 
 
@@ -35,6 +37,51 @@ def train(folder, inputs, prefix="tok", vocab=400):
                      "--out", folder / prefix)
     assert result.returncode == 0, result.stderr
     return folder / f"{prefix}.model", folder / f"{prefix}.bin"
+
+
+def train_vocab(folder, tiny_txt, vocab):
+    """llama2.c's tinystories.py train_vocab: SentencePiece trained on its tiny.txt with its call."""
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(tiny_txt), model_prefix=str(folder / "reference"), model_type="bpe",
+        vocab_size=vocab, self_test_sample_size=0, input_format="text", character_coverage=1.0,
+        num_threads=os.cpu_count(), split_digits=True, allow_whitespace_only_pieces=True,
+        byte_fallback=True, unk_surface=r" \342\201\207 ", normalization_rule_name="identity",
+        minloglevel=2)
+    return folder / "reference.model"
+
+
+def pieces(model) -> list[tuple[str, float]]:
+    processor = sentencepiece.SentencePieceProcessor()
+    processor.Load(str(model))
+    return [(processor.IdToPiece(i), processor.GetScore(i)) for i in range(processor.GetPieceSize())]
+
+
+def test_json_shards_give_train_vocab_s_vocabulary(corpus, tmp_path, tokenizer):
+    """Stories of several lines (as TinyStories' are), some with blank lines and spaces around
+    them: train_vocab writes each stripped story to tiny.txt, and SentencePiece reads it by line."""
+    stories = [json.loads(line)["story"] for line in (corpus / "stories.jsonl").read_text().splitlines()]
+    stories = [s if i % 3 else f"  {s}\n\n" for i, s in enumerate(stories)]
+    shard = tmp_path / "data00.json"
+    shard.write_text(json.dumps([{"story": s} for s in stories]))
+    tiny = tmp_path / "tiny.txt"
+    with open(tiny, "w") as out:  # train_vocab's loop
+        for story in json.loads(shard.read_text()):
+            out.write(story["story"].strip() + "\n")
+    assert "\n" in "".join(stories).strip() and not any("\n" in p for p, _ in pieces(train_vocab(tmp_path, tiny, 400)))
+    ours, _ = train(tmp_path, [shard], vocab=400)
+    assert pieces(ours) == pieces(tmp_path / "reference.model")
+
+
+def test_plain_text_reaches_sentencepiece_as_its_own_reader_sees_it(corpus, tmp_path):
+    """CRLF line ends, a lone CR and whitespace-only lines are SentencePiece's to judge."""
+    lines = (corpus / "stories.txt").read_text().splitlines()
+    text = "".join(line + ("\r\n" if i % 2 else "\n") + ("   \n" if i % 5 == 0 else "")
+                   + ("\t\r\n" if i % 7 == 0 else "") for i, line in enumerate(lines))
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(text.replace("\n", "\r", 3).encode())
+    reference = train_vocab(tmp_path, plain, 400)
+    ours, _ = train(tmp_path, [plain], vocab=400)
+    assert pieces(ours) == pieces(reference)
 
 
 def test_export_of_tok512_model_is_llama2c_s_tok512_bin(model_dir, tmp_path):

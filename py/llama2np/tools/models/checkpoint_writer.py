@@ -46,11 +46,17 @@ def fp32(array: np.ndarray) -> bytes:
 
 def rope_tables(c: Config) -> tuple[np.ndarray, np.ndarray]:
     """cos and sin of position * frequency, (seq_len, head_size / 2) each, as llama2.c's
-    model.py precomputes them; run.c skips them, but the legacy format has room for them."""
+    model.py precomputes them; run.c skips them, but the legacy format has room for them.
+
+    The frequencies and angles are model.py's float32 arithmetic; cos and sin are taken in
+    float64 and rounded once, so each value is the float32 nearest the true one (PyTorch's own
+    float32 cos and sin are within one unit in the last place of it)."""
     half = c.head_size // 2
-    freqs = 1.0 / (10000.0 ** (np.arange(0, c.head_size, 2)[:half].astype(np.float32) / c.head_size))
-    angles = np.outer(np.arange(c.seq_len, dtype=np.float32), freqs.astype(np.float32))
-    return np.cos(angles), np.sin(angles)
+    exponents = np.arange(0, c.head_size, 2)[:half].astype(np.float32) / np.float32(c.head_size)
+    freqs = np.float32(1.0) / np.power(np.float32(10000.0), exponents, dtype=np.float32)
+    angles = np.outer(np.arange(c.seq_len, dtype=np.float32), freqs).astype(np.float32)
+    wide = angles.astype(np.float64)
+    return np.cos(wide).astype(np.float32), np.sin(wide).astype(np.float32)
 
 
 def legacy_bytes(checkpoint: Checkpoint) -> bytes:
@@ -66,7 +72,8 @@ def legacy_bytes(checkpoint: Checkpoint) -> bytes:
     vocab = c.vocab_size if checkpoint.shared_classifier else -c.vocab_size
     parts = [LEGACY_HEADER.pack(*config_ints(c, vocab))]
     parts += [fp32(getattr(w, key)) for key in LEGACY_ORDER]
-    parts += [fp32(table) for table in rope_tables(c)]
+    # A version-0 input's own tables are copied: a round trip gives back the very file.
+    parts += [fp32(table) for table in (checkpoint.rope_tables or rope_tables(c))]
     if not checkpoint.shared_classifier:
         parts.append(fp32(w.wcls))
     return b"".join(parts)
@@ -109,10 +116,12 @@ def q8_0_bytes(matrix: np.ndarray, group_size: int) -> bytes:
 
 
 def fitting_group_size(c: Config, group_size: int) -> int:
-    """Halve the group size until it divides the model's width, as llama2.c's export.py does
-    (every quantised matrix has a multiple of dim values); 1 divides any width."""
+    """Halve the group size until it divides every quantised row length, dim and hidden_dim, so
+    that no group spans two rows: llama2.c's quantised runner (runq.c) groups each row of a
+    matrix product on its own. (llama2.c's export.py checks dim only, and writes files that
+    runq.c misreads when hidden_dim is not a multiple.) 1 divides any width."""
     if group_size <= 0:
         raise UsageError(f"group size {group_size} must be positive.")
-    while c.dim % group_size:
+    while c.dim % group_size or c.hidden_dim % group_size:
         group_size //= 2
     return group_size

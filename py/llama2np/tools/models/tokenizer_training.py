@@ -1,10 +1,17 @@
-"""A SentencePiece tokenizer trained on text (`llama2np train-tokenizer`).
+"""A SentencePiece tokenizer trained on text (`llama2np train-tokenizer`), as llama2.c's
+`tinystories.py train_vocab` trains one: the same data, the same trainer options, the same
+vocabulary.
 
-Training uses SentencePiece's BPE with the settings llama2.c uses for its custom vocabularies:
-byte fallback (any text encodes), digits split, no normalisation (the text is the text),
-whitespace-only pieces allowed, full character coverage. Sentences stream from the input files;
-when there are more than --max-sentences, a fixed-seed reservoir sample keeps memory bounded
-and the result reproducible.
+train_vocab writes each story of its JSON shards, stripped, to tiny.txt and hands SentencePiece
+that file, which reads it line by line: each line of a story is a sentence of its own. Here the
+sentences reach SentencePiece the same way without the file: a JSON story's stripped lines, and
+a text file's lines split at "\n" only, as SentencePiece splits them (a CR stays part of its
+line, a whitespace-only line is a sentence, an empty one is not). The options are train_vocab's
+(BPE, byte fallback, digits split, no normalisation, whitespace-only pieces, full coverage).
+
+One departure, for memory: past --max-sentences (more than train_vocab's ten TinyStories shards
+hold), a fixed-seed reservoir sample is trained on instead of everything. Up to it, the
+sentences stream to SentencePiece from a second reading of the inputs and are never held here.
 
 Both outputs, PREFIX.model and PREFIX.bin, are checked before any input is read (never an input
 by any name, replaced only with --force) and written to unique temporary files that are renamed
@@ -23,7 +30,7 @@ import sentencepiece
 from llama2np.runtime.errors import Llama2npError, UsageError
 from llama2np.runtime.files import open_regular, read_file, require_regular_file
 from llama2np.tools.models.tokenizer_export import parse_model, tokenizer_bin
-from llama2np.tools.outputs import atomic_output, check_output, write_temporary
+from llama2np.tools.outputs import atomic_output, check_output, scratch_file, write_temporary
 
 PROGRESS_EVERY = 100_000
 SAMPLE_SEED = 42
@@ -47,7 +54,7 @@ def output_paths(prefix: Path) -> tuple[Path, Path]:
     return prefix.with_name(prefix.name + ".model"), prefix.with_name(prefix.name + ".bin")
 
 
-def train_tokenizer(inputs: list[Path], vocab_size: int, prefix: Path, max_sentences: int = 2_000_000,
+def train_tokenizer(inputs: list[Path], vocab_size: int, prefix: Path, max_sentences: int = 10_000_000,
                     threads: int = 1, force: bool = False) -> tuple[Path, Path]:
     """Train on the inputs' sentences; returns the paths of PREFIX.model and PREFIX.bin."""
     outputs = output_paths(prefix)
@@ -56,48 +63,116 @@ def train_tokenizer(inputs: list[Path], vocab_size: int, prefix: Path, max_sente
     for path in inputs:
         require_regular_file(path, "training input")
     # The temporary files exist from the start, so an unwritable folder is found before training.
-    with atomic_output(outputs[0]) as model_file, atomic_output(outputs[1]) as bin_file:
-        model = train(inputs, vocab_size, max_sentences, threads)
+    with atomic_output(outputs[0]) as model_file, atomic_output(outputs[1]) as bin_file, \
+            scratch_file(prefix) as scratch:
+        model = train(inputs, vocab_size, max_sentences, threads, scratch)
         write_temporary(model_file, model, outputs[0])
         write_temporary(bin_file, tokenizer_bin(parse_model(model, outputs[0])), outputs[1])
     return outputs
 
 
-def train(inputs: list[Path], vocab_size: int, max_sentences: int, threads: int) -> bytes:
-    """The trained SentencePiece model's bytes."""
-    sentences = sample(read_sentences(inputs), max_sentences)
-    if not sentences:
+def train(inputs: list[Path], vocab_size: int, max_sentences: int, threads: int,
+          scratch: Path) -> bytes:
+    """The trained SentencePiece model's bytes. The sentences reach SentencePiece as a file
+    (`scratch`, one line each), which its own reader takes as it is: its Python iterator would
+    drop a CR at a line's end."""
+    count = sum(1 for _ in read_sentences(inputs, report=False))
+    if not count:
         raise Llama2npError("the input files hold no text to train on.")
-    print(f"Training a {vocab_size}-token BPE tokenizer on {len(sentences):,} sentences", file=sys.stderr)
+    sentences = read_sentences(inputs)
+    if count > max_sentences:
+        sentences, count = drain(sample(sentences, max_sentences)), max_sentences
+    try:
+        with open(scratch, "w", encoding="utf-8", newline="") as out:
+            out.writelines(sentence + "\n" for sentence in sentences)
+    except OSError as error:
+        raise Llama2npError(f"cannot write the training text beside the tokenizer: "
+                            f"{error.strerror}.") from None
+    print(f"Training a {vocab_size}-token BPE tokenizer on {count:,} sentences", file=sys.stderr)
     model = io.BytesIO()  # not a file name, which SentencePiece would record in the model
     try:
         sentencepiece.SentencePieceTrainer.Train(
-            sentence_iterator=drain(sentences),
+            input=str(scratch),
             model_writer=model,
+            # train_vocab's options, as it spells them
             model_type="bpe",
             vocab_size=vocab_size,
+            self_test_sample_size=0,
+            input_format="text",
             character_coverage=1.0,
             num_threads=threads,
             split_digits=True,
-            add_dummy_prefix=True,  # run.c's encoder adds the same leading space
             allow_whitespace_only_pieces=True,
             byte_fallback=True,
-            unk_surface=" \u2047 ",
+            unk_surface=r" \342\201\207 ",
             normalization_rule_name="identity",
-            input_sentence_size=0,  # the sample above already bounds the input
-            shuffle_input_sentence=False,
-            max_sentence_length=MAX_SENTENCE_BYTES,
             minloglevel=2,
         )
     except RuntimeError as error:
         message = str(error).strip().splitlines()[-1]
         raise Llama2npError(f"SentencePiece could not train the tokenizer: {message}") from None
-    return model.getvalue()
+    return without_input_names(model.getvalue())
 
 
-def read_sentences(inputs: list[Path]) -> Iterator[str]:
-    """Every non-empty line of text files and every story of JSON shards, in order, without
-    those longer than SentencePiece trains on (counted on standard error)."""
+# A SentencePiece model is a protobuf ModelProto; its field 2 is the TrainerSpec, whose repeated
+# field 1 names the input files.
+TRAINER_SPEC, INPUT = 2, 1
+
+
+def without_input_names(model: bytes) -> bytes:
+    """The model without the name of the file it was trained from (a temporary file's, which
+    would make every model differ and tell where it was made)."""
+    out = bytearray()
+    for number, value, raw in protobuf_fields(model):
+        if number == TRAINER_SPEC:
+            spec = b"".join(r for n, _, r in protobuf_fields(value) if n != INPUT)
+            out += raw[:1] + varint(len(spec)) + spec
+        else:
+            out += raw
+    return bytes(out)
+
+
+def protobuf_fields(data: bytes) -> Iterator[tuple[int, bytes, bytes]]:
+    """(field number, length-delimited value or b"", the field's bytes) of a protobuf message
+    that SentencePiece wrote (trusted: fields numbered below 16, known wire types)."""
+    offset = 0
+    while offset < len(data):
+        start = offset
+        key, offset = read_varint(data, offset)
+        wire, value = key & 7, b""
+        if wire == 0:
+            _, offset = read_varint(data, offset)
+        elif wire == 2:
+            length, offset = read_varint(data, offset)
+            value, offset = data[offset : offset + length], offset + length
+        else:
+            offset += 8 if wire == 1 else 4
+        yield key >> 3, value, data[start:offset]
+
+
+def read_varint(data: bytes, offset: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[offset]
+        offset += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, offset
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes(out + bytes([value]))
+
+
+def read_sentences(inputs: list[Path], report: bool = True) -> Iterator[str]:
+    """The sentences SentencePiece would read, in order: each line of a text file, each line of
+    each stripped story of a JSON shard; empty lines and lines longer than SentencePiece trains
+    on are left out (counted on standard error)."""
     count = too_long = 0
     for path in inputs:
         for sentence in (read_json_stories(path) if path.suffix == ".json" else read_lines(path)):
@@ -105,29 +180,31 @@ def read_sentences(inputs: list[Path]) -> Iterator[str]:
                 too_long += 1
                 continue
             count += 1
-            if count % PROGRESS_EVERY == 0:
+            if report and count % PROGRESS_EVERY == 0:
                 print(f"  read {count:,} sentences ({path.name})", file=sys.stderr)
             yield sentence
-    if too_long:
+    if report and too_long:
         print(f"  skipped {too_long:,} over-long sentences (more than {MAX_SENTENCE_BYTES:,} "
               "bytes, which SentencePiece would skip)", file=sys.stderr)
 
 
 def read_lines(path: Path) -> Iterator[str | None]:
-    """The file's non-empty lines; None for a line too long to train on, which is passed over
-    in bounded pieces rather than read whole."""
+    """The file's lines as SentencePiece reads them: split at "\n" alone (a CR stays in its
+    line), empty ones left out; None for a line too long to train on, which is passed over in
+    bounded pieces rather than read whole."""
     fd = open_regular(path, "training input")
-    with open(fd, encoding="utf-8", errors="replace") as file:
+    with open(fd, "rb") as file:
         while line := file.readline(MAX_SENTENCE_BYTES + 1):
-            if len(line) > MAX_SENTENCE_BYTES and not line.endswith("\n"):
-                while (rest := file.readline(SKIP_CHUNK_CHARS)) and not rest.endswith("\n"):
+            if len(line) > MAX_SENTENCE_BYTES and not line.endswith(b"\n"):
+                while (rest := file.readline(SKIP_CHUNK_CHARS)) and not rest.endswith(b"\n"):
                     pass
                 yield None
-            elif line.strip():
-                yield line.rstrip("\n")
+            elif line := line.removesuffix(b"\n"):
+                yield line.decode("utf-8", "replace")
 
 
 def read_json_stories(path: Path) -> Iterator[str]:
+    """The lines of each story, stripped, as train_vocab writes the story to tiny.txt."""
     data = read_file(path, "training input", Llama2npError, MAX_JSON_BYTES)
     try:
         shard = json.loads(data)
@@ -140,9 +217,10 @@ def read_json_stories(path: Path) -> Iterator[str]:
         raise Llama2npError(f"{path} should hold a list of objects with a 'story' field.")
     for item in shard:
         story = item.get("story") if isinstance(item, dict) else None
-        if isinstance(story, str) and story.strip():
+        if isinstance(story, str):
             # JSON can spell lone surrogates (\ud800), which are not text SentencePiece takes.
-            yield story.strip().encode("utf-8", "replace").decode("utf-8")
+            text = story.strip().encode("utf-8", "replace").decode("utf-8")
+            yield from (line for line in text.split("\n") if line)
 
 
 def drain(sentences: list[str]) -> Iterator[str]:

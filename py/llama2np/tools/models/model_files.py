@@ -1,0 +1,59 @@
+"""A model as its maker names it on the command line, as llama2.c's sample.py and run.c take it:
+the checkpoint a llama2.c .bin or a train.py .pt (read without running its pickle), the
+tokenizer a llama2.c .bin or a SentencePiece .model (read with the tokenizer extra). A file of
+another format is named as that format, rather than misread as a llama2.c header."""
+
+from pathlib import Path
+
+from llama2np.runtime.checkpoint import Checkpoint
+from llama2np.runtime.errors import CheckpointError, TokenizerError
+from llama2np.runtime.files import read_file
+from llama2np.runtime.own_files import TOKENIZER_LIMIT, looks_like_tokenizer
+from llama2np.runtime.tokenizer import Tokenizer
+from llama2np.tools.models.validation import parse_any
+
+# Other formats a model file may come in, by their first bytes: what to call them.
+FOREIGN = [
+    (b"GGUF", "a GGUF file (llama.cpp's format)"),
+    (b"\x80\x02", "a bare pickle (torch.save's format before 1.6)"),
+    (b"\x89HDF", "an HDF5 file"),
+]
+
+
+def load_any_checkpoint(path: str | Path) -> Checkpoint:
+    data = read_file(path, "checkpoint", CheckpointError)
+    name = str(path)
+    start = bytes(data[:64])
+    foreign = other_format(start)
+    if foreign:
+        raise CheckpointError(f"{name} is {foreign}; llama2np reads llama2.c checkpoints (.bin) "
+                              "and llama2.c train.py checkpoints (.pt).")
+    if looks_like_tokenizer(start, len(data)) or is_sentencepiece(start):
+        raise CheckpointError(f"{name} is a tokenizer, not a checkpoint; give it with -z, and "
+                              "the model's .bin or .pt first.")
+    checkpoint, _ = parse_any(data, name)
+    return checkpoint
+
+
+def load_any_tokenizer(path: str | Path, vocab_size: int) -> Tokenizer:
+    data = read_file(path, "tokenizer", TokenizerError, TOKENIZER_LIMIT)
+    name = str(path)
+    if looks_like_tokenizer(data[:256], len(data)) or not is_sentencepiece(data[:64]):
+        return Tokenizer.from_bytes(data, vocab_size, name)
+    from llama2np.tools.models.tokenizer_export import parse_model, tokenizer_bin
+
+    return Tokenizer.from_bytes(tokenizer_bin(parse_model(data, name), name), vocab_size, name)
+
+
+def other_format(start: bytes) -> str | None:
+    for magic, what in FOREIGN:
+        if start.startswith(magic):
+            return what
+    if start[8:10] == b'{"' and int.from_bytes(start[:8], "little") < 1 << 30:
+        return "a safetensors file"
+    return None
+
+
+def is_sentencepiece(start: bytes) -> bool:
+    """A SentencePiece model: a protobuf whose first field is a piece (field 1, a message)."""
+    return start[:1] == b"\x0a" and len(start) > 2
