@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from llama2np.runtime.tokenizer import Tokenizer
 
 GOLDEN_T0 = "expected_t0.txt"
