@@ -24,7 +24,6 @@ import sys
 
 from llama2np import console
 from llama2np.console import (
-    INTERRUPTED,
     ReaderGone,
     catch_interrupts,
     discard_stdout,
@@ -104,18 +103,19 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return flush_quietly(failure(error, command))
         except KeyboardInterrupt:  # while saying goodbye: the run ends all the same
-            return INTERRUPTED
+            return console.stopped_status()[0]
 
 
 def failure(error: BaseException, command: str) -> int:
     """Say what ended the run in one sentence and return the exit status for it."""
     from llama2np.runtime.errors import Llama2npError
 
-    if isinstance(error, KeyboardInterrupt) or console.interrupt_seen:  # it may be Ctrl+C's
+    if isinstance(error, KeyboardInterrupt) or console.interrupt_seen:  # it may be a signal's
         ignore_further_interrupts()
         discard_stdout()  # a reader that is not reading must not hold up the exit
-        say("interrupted.")
-        return INTERRUPTED
+        status, sentence = console.stopped_status()
+        say(sentence)
+        return status
     if isinstance(error, ReaderGone):
         discard_stdout()
         return 0

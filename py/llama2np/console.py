@@ -13,11 +13,30 @@ import sys
 
 INTERRUPTED = 130  # what a shell reports for a command ended by Ctrl+C
 
+# What a terminal would act on instead of showing: C0 and C1 controls and DEL (which can move
+# the cursor, clear the screen or set the window's title), line and paragraph separators, and the
+# marks that reorder text (a right-to-left override can make a name read as another).
+UNPRINTABLE = {c for c in range(0x20)} | set(range(0x7F, 0xA0)) | {0x2028, 0x2029, 0x200E, 0x200F} \
+    | set(range(0x202A, 0x202F)) | set(range(0x2066, 0x206A))
+
+
+def printable(text: str) -> str:
+    """`text` (a file's or a client's words among them) safe for a terminal: every character it
+    would act on is written as an escape, such as \\x1b or \\u202e; tabs and line ends too,
+    so that one sentence stays one line."""
+    return "".join(escaped(c) if ord(c) in UNPRINTABLE else c for c in text)
+
+
+def escaped(character: str) -> str:
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 def say(sentence: str) -> None:
-    """One `llama2np: ...` line on standard error (if it can still be written anywhere)."""
+    """One `llama2np: ...` line on standard error (if it can still be written anywhere), with
+    whatever a file or a client put in it made printable."""
     try:
-        print(f"llama2np: {sentence}", file=sys.stderr, flush=True)
+        print(f"llama2np: {printable(sentence)}", file=sys.stderr, flush=True)
     except (OSError, ValueError, AttributeError):
         pass  # standard error is full or closed: there is nowhere left to say it
 
@@ -29,28 +48,52 @@ def say(sentence: str) -> None:
 # extension import, it becomes an ImportError ("numpy._core.umath failed to import"). The
 # handler below notes every Ctrl+C, so that an error it caused still ends as an interrupt, and
 # one that was swallowed is raised at the next write or at the command's end.
-interrupt_seen = False  # a Ctrl+C arrived
+interrupt_seen = False  # a Ctrl+C (or SIGTERM, SIGHUP) arrived
 interrupt_pending = False  # ... and Python swallowed the KeyboardInterrupt it raised
+signal_seen = 2  # which: SIGINT unless another
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (`kill`, `timeout`, a closed terminal, a cancelled CI job): the run
+    stops as it does for Ctrl+C, removing what it had begun to write, and exits with 128 + n."""
 
 
 def catch_interrupts() -> None:
-    """Note every Ctrl+C (unless SIGINT is ignored, as under `nohup`) besides raising it."""
+    """One policy for every signal that asks a command to stop: Ctrl+C (SIGINT), SIGTERM and
+    SIGHUP each raise an interrupt where the command is, so that its cleanup runs, and are
+    noted besides; a signal that is ignored (SIGINT and SIGHUP under `nohup`) stays ignored."""
     import signal
 
-    global interrupt_seen, interrupt_pending
+    global interrupt_seen, interrupt_pending, signal_seen
     interrupt_seen = interrupt_pending = False
+    signal_seen = signal.SIGINT
     sys.unraisablehook = note_swallowed_interrupt
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        try:
-            signal.signal(signal.SIGINT, note_and_raise_interrupt)
-        except ValueError:  # main() called outside the main thread: Python's handler stays
-            pass
+    wanted = [(signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL),
+              (signal.SIGHUP, signal.SIG_DFL)]
+    for number, default in wanted:
+        if signal.getsignal(number) is default:
+            try:
+                signal.signal(number, note_and_raise_interrupt)
+            except ValueError:  # main() called outside the main thread: Python's handler stays
+                pass
 
 
 def note_and_raise_interrupt(signal_number: int, frame: object) -> None:
-    global interrupt_seen
+    import signal
+
+    global interrupt_seen, signal_seen
     interrupt_seen = True
-    raise KeyboardInterrupt
+    signal_seen = signal_number
+    raise KeyboardInterrupt if signal_number == signal.SIGINT else Stopped
+
+
+def stopped_status() -> tuple[int, str]:
+    """The exit status and the sentence for the signal that stopped the run."""
+    import signal
+
+    if signal_seen == signal.SIGINT:
+        return INTERRUPTED, "interrupted."
+    return 128 + signal_seen, f"stopped by {signal.Signals(signal_seen).name}."
 
 
 def note_swallowed_interrupt(report: object) -> None:
@@ -70,11 +113,12 @@ def raise_pending_interrupt() -> None:
 
 
 def ignore_further_interrupts() -> None:
-    """The run is ending anyway: a second Ctrl+C must not interrupt the goodbye."""
+    """The run is ending anyway: a second signal must not interrupt the goodbye."""
     import signal
 
     try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(number, signal.SIG_IGN)
     except ValueError:  # main() called outside the main thread
         pass
 
@@ -95,7 +139,7 @@ def flush_quietly(status: int) -> int:
         discard_stdout()
     except KeyboardInterrupt:
         discard_stdout()
-        status = INTERRUPTED
+        status = stopped_status()[0]
     return status
 
 

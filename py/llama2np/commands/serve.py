@@ -32,7 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from llama2np.runtime.errors import UsageError
     from llama2np.tools.site.serve import serve
+
+    if not args.host.strip():  # Python's servers take "" for every interface
+        raise UsageError("--host is empty, which would listen on every interface; name the "
+                         "address: 127.0.0.1 is this machine only, 0.0.0.0 every interface.")
 
     serve(args.directory, args.host, args.port, args.verbose, args.timeout)
     return 0

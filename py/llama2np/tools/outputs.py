@@ -76,10 +76,12 @@ def shown(path: Path) -> str:
 
 
 @contextmanager
-def atomic_output(target: Path) -> Iterator[Path]:
-    """A new, uniquely named file beside `target` to write; renamed to `target` when the block
-    ends normally, removed when it raises (Ctrl+C included). A link at `target` is replaced
-    itself; the file it pointed to is left alone."""
+def atomic_output(target: Path, replace: bool = False) -> Iterator[Path]:
+    """A new, uniquely named file beside `target` to write; put in place as `target` when the
+    block ends normally, removed when it raises (Ctrl+C and SIGTERM included). Only with
+    `replace` (--force) does it take the place of a file there; without it, a file that
+    appeared at `target` while the command ran (another command's output, say) is kept and the
+    command refused. A link at `target` is replaced itself; the file it points to is left alone."""
     target = Path(target)
     try:
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
@@ -91,10 +93,32 @@ def atomic_output(target: Path) -> Iterator[Path]:
         os.umask(umask := os.umask(0o077))  # mkstemp's 0600 would hide the output from others:
         os.chmod(temporary, 0o666 & ~umask)  # give it the permissions open() would have
         yield temporary
-        os.replace(temporary, target)
+        if replace:
+            os.replace(temporary, target)
+        else:
+            put_in_place(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def put_in_place(temporary: Path, target: Path) -> None:
+    """Rename `temporary` to `target` only if nothing is there: a hard link fails rather than
+    replace (where the file system has none, an exclusively created placeholder stands in)."""
+    try:
+        os.link(temporary, target, follow_symlinks=False)
+    except FileExistsError:
+        raise UsageError(f"{shown(target)} appeared while this command ran, and is kept; pass "
+                         "--force to replace it, or choose another path.") from None
+    except OSError:  # no hard links here (FAT, some network file systems)
+        try:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            raise UsageError(f"{shown(target)} appeared while this command ran, and is kept; "
+                             "pass --force to replace it, or choose another path.") from None
+        os.replace(temporary, target)
+        return
+    temporary.unlink()
 
 
 @contextmanager
@@ -113,9 +137,10 @@ def scratch_file(beside: Path) -> Iterator[Path]:
         Path(name).unlink(missing_ok=True)
 
 
-def write_atomic(target: Path, data: bytes) -> None:
-    """`data` as the whole content of `target`, all or nothing."""
-    with atomic_output(target) as temporary:
+def write_atomic(target: Path, data: bytes, replace: bool = True) -> None:
+    """`data` as the whole content of `target`, all or nothing; a file there is replaced unless
+    `replace` is False (see `atomic_output`)."""
+    with atomic_output(target, replace) as temporary:
         write_temporary(temporary, data, target)
 
 

@@ -20,7 +20,7 @@ def export_checkpoint(source: Path, target: Path, version: int, group_size: int,
     check_output(target, [source], force, "output checkpoint")
     checkpoint, source_format = read_any(source)
     data = write_checkpoint(checkpoint, version, group_size)
-    with atomic_output(target) as temporary:
+    with atomic_output(target, replace=force) as temporary:
         write_temporary(temporary, data, target)
         report = validate_model(temporary)
         if not report.ok:

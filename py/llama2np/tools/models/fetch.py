@@ -133,7 +133,7 @@ def fetch(model_dir: Path = DEFAULT_MODEL_DIR, quiet: bool = False) -> Path:
             continue
         if optional and not (Path(mirror) / name).exists():
             continue  # a reference output the mirror does not hold: not needed to run the model
-        with atomic_output(target) as temporary:
+        with atomic_output(target, replace=True) as temporary:  # fetch's own, unverified copy
             if mirror:
                 source = f"{MIRROR_VARIABLE}={mirror}"
                 actual = _copy_from_mirror(Path(mirror) / name, temporary, entry["size"])

@@ -68,5 +68,5 @@ def export_tokenizer(model: Path, out: Path | None = None, force: bool = False) 
     require_regular_file(model, "tokenizer model", TokenizerError)  # a name to derive `out` from
     out = out or Path(model).with_suffix(".bin")
     check_output(out, [model], force, "tokenizer output")
-    write_atomic(out, tokenizer_bin(load_model(model), model))
+    write_atomic(out, tokenizer_bin(load_model(model), model), replace=force)
     return out

@@ -22,7 +22,8 @@ import io
 import json
 import random
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import sentencepiece
@@ -63,7 +64,7 @@ def train_tokenizer(inputs: list[Path], vocab_size: int, prefix: Path, max_sente
     for path in inputs:
         require_regular_file(path, "training input")
     # The temporary files exist from the start, so an unwritable folder is found before training.
-    with atomic_output(outputs[0]) as model_file, atomic_output(outputs[1]) as bin_file, \
+    with atomic_output(outputs[0], force) as model_file, atomic_output(outputs[1], force) as bin_file, \
             scratch_file(prefix) as scratch:
         model = train(inputs, vocab_size, max_sentences, threads, scratch)
         write_temporary(model_file, model, outputs[0])
@@ -90,28 +91,49 @@ def train(inputs: list[Path], vocab_size: int, max_sentences: int, threads: int,
                             f"{error.strerror}.") from None
     print(f"Training a {vocab_size}-token BPE tokenizer on {count:,} sentences", file=sys.stderr)
     model = io.BytesIO()  # not a file name, which SentencePiece would record in the model
+    options = dict(
+        input=str(scratch),
+        model_writer=model,
+        # train_vocab's options, as it spells them
+        model_type="bpe",
+        vocab_size=vocab_size,
+        self_test_sample_size=0,
+        input_format="text",
+        character_coverage=1.0,
+        num_threads=threads,
+        split_digits=True,
+        allow_whitespace_only_pieces=True,
+        byte_fallback=True,
+        unk_surface=r" \342\201\207 ",
+        normalization_rule_name="identity",
+        minloglevel=2,
+    )
     try:
-        sentencepiece.SentencePieceTrainer.Train(
-            input=str(scratch),
-            model_writer=model,
-            # train_vocab's options, as it spells them
-            model_type="bpe",
-            vocab_size=vocab_size,
-            self_test_sample_size=0,
-            input_format="text",
-            character_coverage=1.0,
-            num_threads=threads,
-            split_digits=True,
-            allow_whitespace_only_pieces=True,
-            byte_fallback=True,
-            unk_surface=r" \342\201\207 ",
-            normalization_rule_name="identity",
-            minloglevel=2,
-        )
+        in_background(lambda: sentencepiece.SentencePieceTrainer.Train(**options))
     except RuntimeError as error:
         message = str(error).strip().splitlines()[-1]
         raise Llama2npError(f"SentencePiece could not train the tokenizer: {message}") from None
     return without_input_names(model.getvalue())
+
+
+def in_background(work: Callable[[], object]) -> None:
+    """Run `work` (SentencePiece's training, which lets go of Python's lock) on a thread of its
+    own while this one waits, so that a signal (Ctrl+C, SIGTERM) ends the command at once, its
+    files removed, instead of after training has run its course; its exception is raised here."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as error:
+            failure.append(error)
+
+    thread = threading.Thread(target=run, name="sentencepiece", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)
+    if failure:
+        raise failure[0]
 
 
 # A SentencePiece model is a protobuf ModelProto; its field 2 is the TrainerSpec, whose repeated

@@ -78,8 +78,8 @@ def files_not_written(out: Path) -> list[str] | None:
     if not marker.is_file() or marker.is_symlink():
         return None
     lines = marker.read_text(encoding="utf-8", errors="replace").splitlines()
-    if lines[:1] != [MARKER_HEADING]:  # a site of an earlier version, which kept no list
-        return []
+    if lines[:1] != [MARKER_HEADING]:  # an earlier release's marker, which listed nothing:
+        return None  # what else the folder holds cannot be told, so it is not replaced
     written = set(lines[1:])
     return [entry for entry in present if entry not in written]
 
@@ -104,10 +104,18 @@ def staging_folder(out: Path) -> Iterator[Path]:
 
 def swap_in(site: Path, out: Path) -> None:
     """Make the finished `site` the folder `out`: a site there already (checked to be one this
-    command wrote, or empty) is first moved aside into the staging holder, which is removed."""
+    command wrote, or empty) is first moved aside into the staging holder, which is removed.
+    Once aside, it is checked again: a file added to it while the build ran puts it back, and
+    the new site is dropped instead."""
     old = site.with_name("old")
     if out.exists():
         out.rename(old)
+        strangers = files_not_written(old)
+        if strangers is None or strangers:
+            old.rename(out)
+            named = ", ".join((strangers or ["its marker"])[:SHOWN])
+            raise Llama2npError(f"{out} changed while the site was built ({named}); it is left "
+                                "as it is: move what was added out of it and build again.")
     try:
         site.rename(out)
     except OSError:

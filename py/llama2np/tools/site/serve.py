@@ -27,6 +27,7 @@ from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from llama2np.console import printable
 from llama2np.runtime.errors import Llama2npError, UsageError
 
 CONTENT_SECURITY_POLICY = (
@@ -139,8 +140,31 @@ class SiteServer(ThreadingHTTPServer):
         if os.environ.get("LLAMA2NP_DEBUG"):
             traceback.print_exc()
         else:
-            sys.stderr.write(f"llama2np: answering {client_address[0]} failed ({error!r:.200}); "
+            sys.stderr.write(f"llama2np: answering {client_address[0]} failed ({printable(repr(error)[:200])}); "
                              "set LLAMA2NP_DEBUG=1 to see the traceback.\n")
+
+
+def accepted_encodings(header: str) -> set[str]:
+    """The codings an Accept-Encoding header accepts (RFC 9110, 12.5.3): each listed one whose
+    weight is not zero ("gzip;q=0" refuses gzip), and any coding it does not name when it
+    accepts "*". Names are case-insensitive; a weight that is not a number counts as 1."""
+    weights = {}
+    for part in header.split(","):
+        name, *parameters = [item.strip() for item in part.split(";")]
+        weight = 1.0
+        for parameter in parameters:
+            key, _, value = parameter.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 1.0
+        if name:
+            weights[name.lower()] = weight
+    accepted = {name for name, weight in weights.items() if weight > 0}
+    if "*" in accepted:
+        accepted |= {name for name, _ in ENCODINGS if name not in weights}
+    return accepted
 
 
 class RequestHeadReader(io.RawIOBase):
@@ -308,8 +332,7 @@ class SiteHandler(SimpleHTTPRequestHandler):
         self.end_headers()
 
     def choose_encoding(self, path: Path) -> tuple[str | None, Path]:
-        accepted = {part.split(";")[0].strip()
-                    for part in self.headers.get("Accept-Encoding", "").split(",")}
+        accepted = accepted_encodings(self.headers.get("Accept-Encoding", ""))
         for name, suffix in ENCODINGS:
             variant = self.inside_site(path.with_name(path.name + suffix))
             if name in accepted and variant is not None and variant.is_file():
@@ -332,4 +355,5 @@ class SiteHandler(SimpleHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         if self.verbose:
-            sys.stderr.write(f"{self.address_string()} {format % args}\n")
+            # the request line is the client's: its control characters are shown, not obeyed
+            sys.stderr.write(f"{self.address_string()} {printable(format % args)}\n")

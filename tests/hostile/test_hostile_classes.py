@@ -1,0 +1,211 @@
+"""Classes of attack closed at their root, each with several inputs: an output that appears
+while a command runs, signals other than Ctrl+C, text from files and clients reaching a
+terminal, a site folder of unknown origin, and HTTP as the RFCs say."""
+
+import http.client
+import pickle
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from hostile import assert_refused, folder_state, run_bounded
+from llama2np.runtime.errors import Llama2npError, UsageError
+from llama2np.tools.outputs import atomic_output
+from llama2np.tools.site.output_folder import MARKER, check_output_folder, mark_as_built, swap_in
+from llama2np.tools.site.serve import start_server
+from torch_files import name, torch_zip
+
+pytestmark = pytest.mark.hostile
+
+
+# -- an output that appears while the command runs is kept ---------------------------------------
+
+@pytest.mark.parametrize("intruder", ["file", "link", "empty"])
+def test_an_output_that_appears_mid_run_is_kept_and_the_run_refused(tmp_path, intruder):
+    target = tmp_path / "out.bin"
+    with pytest.raises(UsageError, match="appeared while this command ran"):
+        with atomic_output(target) as temporary:
+            temporary.write_bytes(b"ours")
+            if intruder == "file":
+                target.write_bytes(b"theirs")
+            elif intruder == "link":
+                target.symlink_to(tmp_path / "elsewhere")
+            else:
+                target.touch()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]  # no temporary left
+    if intruder == "file":
+        assert target.read_bytes() == b"theirs"
+    with atomic_output(target, replace=True) as temporary:  # --force replaces it
+        temporary.write_bytes(b"ours")
+    assert target.read_bytes() == b"ours"
+
+
+def test_two_exports_to_one_path_never_both_say_they_wrote(tmp_path, model_dir):
+    for attempt in range(3):
+        target = tmp_path / f"out{attempt}.bin"
+        runs = [subprocess.Popen([sys.executable, "-m", "llama2np.cli", "export",
+                                  str(model_dir / "stories260K.bin"), str(target), "--version", str(v)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for v in (1, 2)]
+        results = [(run.wait(60), run.stdout.read(), run.stderr.read()) for run in runs]
+        assert sorted(status for status, _, _ in results) == [0, 2], results
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_file_added_to_the_site_while_it_builds_is_not_deleted(tmp_path):
+    out, staging = tmp_path / "dist", tmp_path / "holder" / "site"
+    for folder in (out, staging):
+        folder.mkdir(parents=True)
+        (folder / "index.html").write_text(folder.name)
+        mark_as_built(folder)
+    check_output_folder(out)  # a site of this command's: it may be replaced ...
+    (out / "NOTES.txt").write_text("mine")  # ... but a person adds a file while it builds
+    with pytest.raises(Llama2npError, match=r"changed while the site was built \(NOTES.txt\)"):
+        swap_in(staging, out)
+    assert (out / "NOTES.txt").read_text() == "mine" and (out / "index.html").read_text() == "dist"
+
+
+@pytest.mark.parametrize("marker", ["built by llama2np build\n", "", "index.html\n"])
+def test_a_site_marked_by_an_earlier_release_is_an_unknown_folder(tmp_path, marker):
+    out = tmp_path / "dist"
+    out.mkdir()
+    (out / MARKER).write_text(marker)
+    (out / ".git").mkdir()
+    (out / "CNAME").write_text("stories.example")
+    before = folder_state(out)
+    with pytest.raises(Llama2npError, match="was not written by `llama2np build`"):
+        check_output_folder(out)
+    assert folder_state(out) == before
+
+
+# -- SIGTERM and SIGHUP end a run as Ctrl+C does ----------------------------------------------------
+
+def corpus(path: Path, megabytes: float) -> None:
+    rng = random.Random(7)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
+             for _ in range(5000)]
+    lines = (" ".join(rng.choice(words) for _ in range(12)) for _ in range(int(megabytes * 12_000)))
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_mid_training_leaves_nothing_behind(tmp_path, number):
+    corpus(tmp_path / "corpus.txt", 4)
+    out = tmp_path / "out"
+    out.mkdir()
+    process = subprocess.Popen([sys.executable, "-m", "llama2np.cli", "train-tokenizer", "--input",
+                                str(tmp_path / "corpus.txt"), "--vocab-size", "2000", "--out",
+                                str(out / "tok")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".tok.*.scratch")) or not list(out.glob(".*.partial")):
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.1)
+    process.send_signal(number)
+    status = process.wait(60)
+    stderr = process.stderr.read()
+    expected = "interrupted." if number == signal.SIGINT else f"stopped by {signal.Signals(number).name}."
+    assert status == 128 + number and stderr.strip().endswith(f"llama2np: {expected}"), (status, stderr)
+    assert "Traceback" not in stderr and list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_mid_story_ends_it_with_128_plus_n(model_dir, number):
+    process = subprocess.Popen([sys.executable, "-m", "llama2np.cli", "generate",
+                                str(model_dir / "stories260K.bin"), "-z", str(model_dir / "tok512.bin"),
+                                "-n", "0", "-s", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.read(20)  # the story is under way
+    process.send_signal(number)
+    process.stdout.read()
+    assert process.wait(60) == 128 + number
+    assert process.stderr.read().decode().endswith(f"stopped by {signal.Signals(number).name}.\n")
+
+
+# -- text from a file or a client reaches the terminal escaped ---------------------------------------
+
+HOSTILE_NAMES = ["\x1b[2J\x1b[H", "\x1b]0;owned\x07", "x\rllama2np: validation passed",
+                 "\u202etxt.exe", "\x9b31m"]
+
+
+@pytest.mark.parametrize("module", HOSTILE_NAMES)
+@pytest.mark.parametrize("command", ["validate", "generate"])
+def test_names_inside_a_pt_are_escaped_in_the_sentence(tmp_path, model_dir, module, command):
+    evil = tmp_path / "evil.pt"
+    pickled = pickle.PROTO + b"\x02" + name(module.replace("\n", ""), "thing") + pickle.STOP
+    evil.write_bytes(torch_zip(pickled))
+    args = [evil] if command == "validate" else [evil, "-z", model_dir / "tok512.bin"]
+    outcome = run_bounded(command, *args)
+    sentence = assert_refused(outcome, 1)
+    for raw in ("\x1b", "\r", "\x07", "\u202e", "\x9b"):
+        assert raw not in outcome.stderr, outcome.stderr
+    assert outcome.stderr.count("\n") == 1 and "llama2np: validation passed" not in outcome.stderr.splitlines()
+    assert "\\x1b" in sentence or "\\x0d" in sentence or "\\u202e" in sentence or "\\x9b" in sentence
+
+
+def test_a_zip_member_name_is_escaped(tmp_path):
+    evil = tmp_path / "evil.pt"
+    with zipfile.ZipFile(evil, "w") as archive:
+        archive.writestr("\x1b]0;owned\x07/data.pkl", b"\x80\x02N.")
+    outcome = run_bounded("validate", evil)
+    assert_refused(outcome, 1)
+    assert "\x1b" not in outcome.stderr and "\x07" not in outcome.stderr
+
+
+def test_serve_logs_a_client_s_control_characters_escaped(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("hello")
+    process = subprocess.Popen([sys.executable, "-m", "llama2np.cli", "serve", str(site), "--port",
+                                "0", "--verbose"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        port = int(process.stdout.readline().decode().rstrip().rsplit(":", 1)[1].split("/")[0])
+        for line in (b"GET /\x1b[2J\x1b]0;owned\x07 HTTP/1.0\r\n\r\n", b"\x1b[31mHELLO\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", port)) as client:
+                client.sendall(line)
+                client.recv(4096)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=30)
+    assert b"\x1b" not in errors and b"\x07" not in errors and b"\\x1b" in errors
+
+
+# -- serve speaks HTTP as the RFCs say ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("accept", "expected"), [
+    ("gzip;q=0", None), ("gzip;q=0, br;q=0", None), ("br;q=0, gzip", "gzip"), ("*;q=0", None),
+    ("*", "br"), ("GZIP;Q=0.5", "gzip"), ("identity", None), ("br;q=0.001", "br"),
+])
+def test_serve_honours_accept_encoding_weights(tmp_path, accept, expected):
+    site = tmp_path / "site"
+    (site / "web-0123456789").mkdir(parents=True)
+    (site / "index.html").write_text("page")
+    body = b"x" * 5000
+    (site / "web-0123456789" / "app.js").write_bytes(body)
+    (site / "web-0123456789" / "app.js.gz").write_bytes(b"gz")
+    (site / "web-0123456789" / "app.js.br").write_bytes(b"br")
+    server, url = start_server(site)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", int(url.rstrip("/").rsplit(":", 1)[1]))
+        connection.request("GET", "/web-0123456789/app.js", headers={"Accept-Encoding": accept})
+        response = connection.getresponse()
+        data = response.read()
+        assert response.getheader("Content-Encoding") == expected
+        assert data == ({None: body, "gzip": b"gz", "br": b"br"}[expected])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("host", ["", " "])
+def test_serve_never_takes_an_empty_host_for_every_interface(tmp_path, host):
+    (tmp_path / "index.html").write_text("page")
+    outcome = run_bounded("serve", tmp_path, "--host", host, "--port", "0", timeout=20)
+    assert_refused(outcome, 2, "every interface")
