@@ -209,3 +209,41 @@ def test_serve_never_takes_an_empty_host_for_every_interface(tmp_path, host):
     (tmp_path / "index.html").write_text("page")
     outcome = run_bounded("serve", tmp_path, "--host", host, "--port", "0", timeout=20)
     assert_refused(outcome, 2, "every interface")
+
+
+# -- counts and sizes are checked before anything is parsed or allocated --------------------------
+
+def test_a_zip_of_many_entries_is_refused_from_its_directory_s_count(tmp_path):
+    evil = tmp_path / "many.pt"
+    with zipfile.ZipFile(evil, "w") as archive:
+        for index in range(30_000):
+            archive.writestr(f"archive/data/{index}", b"")
+    for command in (["validate", evil], ["generate", evil, "-z", evil]):
+        outcome = run_bounded(*command, memory_mb=512)
+        assert_refused(outcome, 1, "lists 30,000 entries")
+        assert outcome.peak_rss_mb < 150, outcome.peak_rss_mb
+
+
+@pytest.mark.parametrize("items", ["{}", "[]", "0", '{"story": ""}'])
+def test_a_shard_of_millions_of_empty_items_costs_its_size_not_its_count(tmp_path, items):
+    shard = tmp_path / "shard.json"
+    shard.write_text("[" + ",".join([items] * 2_000_000) + "]")
+    outcome = run_bounded("train-tokenizer", "--input", shard, "--vocab-size", "300",
+                          "--out", tmp_path / "tok", memory_mb=1024)
+    assert_refused(outcome, 1, "no text to train on")
+    assert outcome.peak_rss_mb < 250, outcome.peak_rss_mb
+
+
+@pytest.mark.parametrize(("what", "size"), [("tokenizer", 1 << 30), ("checkpoint", 4 << 30)])
+def test_a_huge_sparse_file_is_refused_before_it_is_read(tmp_path, model_dir, what, size):
+    path = tmp_path / f"{what}.bin"
+    with open(path, "wb") as out:
+        if what == "checkpoint":  # stories260K's header, which describes about 1 MB
+            out.write((model_dir / "stories260K.bin").read_bytes()[:28])
+        out.truncate(size)
+    checkpoint = path if what == "checkpoint" else model_dir / "stories260K.bin"
+    tokenizer = path if what == "tokenizer" else model_dir / "tok512.bin"
+    for command in (["generate", checkpoint, "-z", tokenizer, "-n", "2"], ["validate", checkpoint, "-z", tokenizer]):
+        outcome = run_bounded(*command, timeout=20)
+        assert_refused(outcome, 1, path.name)
+        assert outcome.peak_rss_mb < 150 and outcome.seconds < 10, (outcome.peak_rss_mb, outcome.seconds)

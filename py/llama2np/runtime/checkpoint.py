@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from llama2np.runtime.errors import CheckpointError
-from llama2np.runtime.files import read_file
+from llama2np.runtime.files import read_file, read_start, require_regular_file
 
 MAGIC = 0x616B3432  # "ak42" as a little-endian uint32: llama2.c export.py's version 1 and 2 files
 LEGACY_HEADER = struct.Struct("<7i")
@@ -183,7 +183,12 @@ def read_checkpoint(data: bytes | bytearray | memoryview, name: str = "checkpoin
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint file, turning file-system failures into one-sentence errors."""
+    """Read a checkpoint file, turning file-system failures into one-sentence errors. Its size
+    is checked against what its header says before the rest is read: a 4 GB file whose header
+    describes 1 MB costs 256 bytes of reading, not 4 GB."""
+    check_size(read_header(read_start(path, "checkpoint", HEADER_BYTES, CheckpointError),
+                           str(path)), require_regular_file(path, "checkpoint", CheckpointError),
+               str(path))
     return read_checkpoint(read_file(path, "checkpoint", CheckpointError), str(path))
 
 

@@ -51,6 +51,18 @@ def read_file(path: str | Path, what: str, error: type[Llama2npError] = Llama2np
     return data
 
 
+def read_start(path: str | Path, what: str, count: int,
+               error: type[Llama2npError] = Llama2npError) -> bytes:
+    """The first `count` bytes of the regular file `path` (fewer if it is shorter)."""
+    fd = open_regular(path, what, error)
+    try:
+        return os.pread(fd, count, 0)
+    except OSError as failure:
+        raise error(f"cannot read {what} file {path}: {failure.strerror}.") from None
+    finally:
+        os.close(fd)
+
+
 def require_regular_file(path: str | Path, what: str, error: type[Llama2npError] = Llama2npError) -> int:
     """Check that `path` is a regular file a library may open by name; returns its size."""
     fd = open_regular(path, what, error)

@@ -11,9 +11,7 @@ import struct
 from llama2np.runtime.checkpoint import MAGIC, check_size, float32_bytes, read_header
 from llama2np.runtime.errors import Llama2npError
 from llama2np.runtime.model import memory_needed
-
-# No llama2.c tokenizer comes near it (Llama 2's 32,000 pieces take 424 KB).
-TOKENIZER_LIMIT = 64 << 20
+from llama2np.runtime.tokenizer import TOKENIZER_LIMIT
 
 
 def plan_opening(names: list[str], sizes: list[int], starts: list[bytes], free: int,

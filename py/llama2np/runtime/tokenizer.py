@@ -27,6 +27,9 @@ MAX_TOKEN_LENGTH = 1 << 16  # far above any real piece; a larger header is not a
 # checkpoint may have: each costs ~200 bytes of Python objects, so memory is bounded whatever
 # the file holds.
 MAX_TOKENS = MAX_SIZES["vocab_size"]
+# No llama2.c tokenizer comes near it (Llama 2's 32,000 pieces take 424 KB, a million pieces
+# some 15 MB); a larger file is refused unread instead of read and counted entry by entry.
+TOKENIZER_LIMIT = 64 << 20
 
 
 class Tokenizer:
@@ -86,7 +89,7 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: str | Path, vocab_size: int | None) -> "Tokenizer":
-        data = read_file(path, "tokenizer", TokenizerError)
+        data = read_file(path, "tokenizer", TokenizerError, TOKENIZER_LIMIT)
         return cls.from_bytes(data, vocab_size, str(path))
 
     def to_bytes(self) -> bytes:

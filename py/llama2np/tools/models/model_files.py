@@ -7,10 +7,10 @@ from pathlib import Path
 
 from llama2np.runtime.checkpoint import Checkpoint
 from llama2np.runtime.errors import CheckpointError, TokenizerError
-from llama2np.runtime.files import read_file
-from llama2np.runtime.own_files import TOKENIZER_LIMIT, looks_like_tokenizer
-from llama2np.runtime.tokenizer import Tokenizer
-from llama2np.tools.models.validation import parse_any
+from llama2np.runtime.files import read_file, read_start, require_regular_file
+from llama2np.runtime.own_files import looks_like_tokenizer
+from llama2np.runtime.tokenizer import TOKENIZER_LIMIT, Tokenizer
+from llama2np.tools.models.validation import read_any
 
 # Other formats a model file may come in, by their first bytes: what to call them.
 FOREIGN = [
@@ -21,17 +21,17 @@ FOREIGN = [
 
 
 def load_any_checkpoint(path: str | Path) -> Checkpoint:
-    data = read_file(path, "checkpoint", CheckpointError)
     name = str(path)
-    start = bytes(data[:64])
+    start = read_start(path, "checkpoint", 256, CheckpointError)
+    size = require_regular_file(path, "checkpoint", CheckpointError)
     foreign = other_format(start)
     if foreign:
         raise CheckpointError(f"{name} is {foreign}; llama2np reads llama2.c checkpoints (.bin) "
                               "and llama2.c train.py checkpoints (.pt).")
-    if looks_like_tokenizer(start, len(data)) or is_sentencepiece(start):
+    if looks_like_tokenizer(start, size) or is_sentencepiece(start):
         raise CheckpointError(f"{name} is a tokenizer, not a checkpoint; give it with -z, and "
                               "the model's .bin or .pt first.")
-    checkpoint, _ = parse_any(data, name)
+    checkpoint, _ = read_any(Path(path))
     return checkpoint
 
 

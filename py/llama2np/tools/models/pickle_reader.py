@@ -377,9 +377,34 @@ def check_entries(archive: zipfile.ZipFile, file_bytes: int, name: str) -> None:
                               "a checkpoint does not compress like that (it may be a zip bomb).")
 
 
+# A train.py checkpoint holds a pickle, a version and one storage per tensor: nine per layer and
+# a few more, so a few hundred entries even at 100 layers. Python's zipfile reads the whole
+# directory into objects of some 500 bytes each before anything can look at it.
+MAX_ZIP_ENTRIES = 10_000
+END_OF_DIRECTORY = b"PK\x05\x06"
+
+
+def check_entry_count(data: bytes, name: str) -> None:
+    """Refuse a zip whose directory lists more entries than a checkpoint has, from the count its
+    end record gives (the ZIP64 record's too), before any entry is read."""
+    end = data.rfind(END_OF_DIRECTORY, max(0, len(data) - (1 << 16) - 22))
+    if end < 0 or end + 22 > len(data):
+        return  # zipfile names the damage itself
+    count = struct.unpack_from("<H", data, end + 10)[0]
+    locator = end - 20
+    if locator >= 0 and data[locator:locator + 4] == b"PK\x06\x07":
+        record = struct.unpack_from("<Q", data, locator + 8)[0]
+        if record + 40 <= len(data) and data[record:record + 4] == b"PK\x06\x06":
+            count = max(count, struct.unpack_from("<Q", data, record + 32)[0])
+    if count > MAX_ZIP_ENTRIES:
+        raise CheckpointError(f"{name} lists {count:,} entries, more than the {MAX_ZIP_ENTRIES:,} "
+                              "a train.py checkpoint could have; it is not a model.")
+
+
 def load_pt(data: bytes, name: str) -> object:
     """The object `torch.save` stored, with tensors as NumPy arrays; refuses anything else."""
     try:
+        check_entry_count(data, name)
         archive = zipfile.ZipFile(io.BytesIO(data))
         check_entries(archive, len(data), name)
         pickles = [i for i in archive.infolist()

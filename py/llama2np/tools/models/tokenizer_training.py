@@ -21,6 +21,7 @@ into place together once training has succeeded: a failure or Ctrl+C leaves the 
 import io
 import json
 import random
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -226,23 +227,51 @@ def read_lines(path: Path) -> Iterator[str | None]:
 
 
 def read_json_stories(path: Path) -> Iterator[str]:
-    """The lines of each story, stripped, as train_vocab writes the story to tiny.txt."""
+    """The lines of each story, stripped, as train_vocab writes the story to tiny.txt. The list
+    is parsed an item at a time, so memory follows the file's size, not the number of items in
+    it (sixteen million `{}` would otherwise take gigabytes as Python objects)."""
     data = read_file(path, "training input", Llama2npError, MAX_JSON_BYTES)
     try:
-        shard = json.loads(data)
-    except ValueError as error:  # bad JSON, bad UTF-8, or a number of thousands of digits
-        raise Llama2npError(f"{path} is not valid JSON ({str(error)[:100]}).") from None
-    except RecursionError:
-        raise Llama2npError(f"{path} nests JSON too deeply to be a list of stories.") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise Llama2npError(f"{path} is not valid JSON (not UTF-8 at byte {error.start:,}).") from None
     del data
-    if not isinstance(shard, list):
-        raise Llama2npError(f"{path} should hold a list of objects with a 'story' field.")
-    for item in shard:
+    for item in json_list_items(text, path):
         story = item.get("story") if isinstance(item, dict) else None
         if isinstance(story, str):
             # JSON can spell lone surrogates (\ud800), which are not text SentencePiece takes.
-            text = story.strip().encode("utf-8", "replace").decode("utf-8")
-            yield from (line for line in text.split("\n") if line)
+            stripped = story.strip().encode("utf-8", "replace").decode("utf-8")
+            yield from (line for line in stripped.split("\n") if line)
+
+
+def json_list_items(text: str, path: Path) -> Iterator[object]:
+    """The items of the JSON list that is `text`, decoded one at a time."""
+    decoder = json.JSONDecoder()
+    space = re.compile(r"[ \t\n\r]*")
+    at = space.match(text).end()
+    if text[at : at + 1] != "[":
+        raise Llama2npError(f"{path} should hold a list of objects with a 'story' field.")
+    at = space.match(text, at + 1).end()
+    if text[at : at + 1] == "]":
+        return
+    while True:
+        try:
+            item, at = decoder.raw_decode(text, at)
+        except ValueError as error:  # bad JSON, or a number of thousands of digits
+            raise Llama2npError(f"{path} is not valid JSON ({str(error)[:100]}).") from None
+        except RecursionError:
+            raise Llama2npError(f"{path} nests JSON too deeply to be a list of stories.") from None
+        yield item
+        at = space.match(text, at).end()
+        separator = text[at : at + 1]
+        at = space.match(text, at + 1).end()
+        if separator == "]":
+            if at != len(text):
+                raise Llama2npError(f"{path} is not valid JSON (text after the list).")
+            return
+        if separator != ",":
+            raise Llama2npError(f"{path} is not valid JSON (expected ',' or ']' at character "
+                                f"{at:,}).")
 
 
 def drain(sentences: list[str]) -> Iterator[str]:

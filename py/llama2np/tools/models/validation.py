@@ -18,14 +18,23 @@ from pathlib import Path
 
 import numpy as np
 
-from llama2np.runtime.checkpoint import Checkpoint, parameter_count, read_checkpoint, weight_shapes
+from llama2np.runtime.checkpoint import (
+    HEADER_BYTES,
+    Checkpoint,
+    check_size,
+    parameter_count,
+    read_checkpoint,
+    read_header,
+    weight_shapes,
+)
 from llama2np.runtime.errors import CheckpointError, Llama2npError
-from llama2np.runtime.files import read_file
+from llama2np.runtime.files import read_file, read_start, require_regular_file
 from llama2np.runtime.tokenizer import Tokenizer
 
 FORMATS = {0: "llama2.c version 0 (legacy fp32)", 1: "llama2.c version 1 (fp32)",
            2: "llama2.c version 2 (Q8_0)"}
 PYTORCH_FORMAT = "PyTorch checkpoint of llama2.c's train.py"
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 @dataclass
@@ -75,6 +84,7 @@ def validate_model(checkpoint: Path, tokenizer: Path | None = None) -> Report:
     checkpoint = Path(checkpoint)
     report = Report(str(checkpoint), 0)
     try:
+        check_before_reading(checkpoint)
         data = read_file(checkpoint, "checkpoint", CheckpointError)
         # Size and digest of the very bytes checked, not of whatever the name points to later.
         report.file_bytes, report.sha256 = len(data), hashlib.sha256(data).hexdigest()
@@ -89,7 +99,7 @@ def validate_model(checkpoint: Path, tokenizer: Path | None = None) -> Report:
         check_tokenizer(Path(tokenizer), parsed.config.vocab_size, report)
     if report.format == PYTORCH_FORMAT:
         report.problems.append(
-            f"{checkpoint} is a PyTorch checkpoint, which generate and the page cannot load; "
+            f"{checkpoint} is a PyTorch checkpoint, which generate reads but the page cannot load; "
             f"convert it first with `llama2np export {checkpoint} model.bin` and use model.bin."
         )
     return report
@@ -105,14 +115,25 @@ def require_valid(checkpoint: Path, tokenizer: Path | None = None) -> Report:
 
 
 def read_any(path: Path) -> tuple[Checkpoint, str]:
-    """A checkpoint from a llama2.c .bin or a train.py .pt, with the format's name."""
+    """A checkpoint from a llama2.c .bin or a train.py .pt, with the format's name. A .bin's
+    size is checked against its header before the rest is read."""
+    check_before_reading(path)
     return parse_any(read_file(path, "checkpoint", CheckpointError), str(path))
+
+
+def check_before_reading(path: Path) -> None:
+    """A llama2.c .bin whose size is not what its header says is refused from its first bytes
+    (a 4 GB file whose header describes 1 MB is never read whole)."""
+    start = read_start(path, "checkpoint", HEADER_BYTES, CheckpointError)
+    if start[:4] != ZIP_MAGIC:
+        size = require_regular_file(path, "checkpoint", CheckpointError)
+        check_size(read_header(start, str(path)), size, str(path))
 
 
 def parse_any(data: bytes, name: str) -> tuple[Checkpoint, str]:
     """The checkpoint in a file's bytes: a .pt through the restricted reader, anything else
     through the runtime's own `read_checkpoint`."""
-    if data[:4] == b"PK\x03\x04":  # torch.save's zip container
+    if data[:4] == ZIP_MAGIC:  # torch.save's zip container
         from llama2np.tools.models.torch_checkpoint import checkpoint_from_pt
 
         return checkpoint_from_pt(data, name), PYTORCH_FORMAT
