@@ -29,6 +29,7 @@ export function load({ model = MODEL, files = null, onProgress, onFailure, quiet
   const address = new URL(model, document.baseURI).href;
   if (files) return StoryWriter.load({ pyodide: PYODIDE, model: address, files, onProgress, onFailure, quietSeconds });
   let entry = shared.get(address);
+  if (entry?.instance?.failed) entry = null; // closed, or stopped for good: start another
   if (!entry) {
     const listeners = { progress: new Set(), failure: new Set() };
     const writer = StoryWriter.load({
@@ -41,8 +42,9 @@ export function load({ model = MODEL, files = null, onProgress, onFailure, quiet
         listeners.failure.forEach((listener) => listener(sentence));
       },
     });
-    writer.catch(() => shared.delete(address));
-    entry = { writer, listeners };
+    entry = { writer, listeners, instance: null };
+    const made = entry;
+    writer.then((instance) => { made.instance = instance; }, () => shared.get(address) === made && shared.delete(address));
     shared.set(address, entry);
   }
   if (onProgress) {
@@ -53,6 +55,6 @@ export function load({ model = MODEL, files = null, onProgress, onFailure, quiet
   return entry.writer;
 }
 
-const shared = new Map(); // a model's address -> {writer: Promise<StoryWriter>, listeners}
+const shared = new Map(); // a model's address -> {writer: Promise<StoryWriter>, listeners, instance}
 
 defineStoryElement(load);

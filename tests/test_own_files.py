@@ -43,3 +43,17 @@ def test_the_demo_s_files_are_planned_in_either_order(demo):
     checkpoint, tokenizer = demo
     assert plan(("a.bin", tokenizer), ("b.bin", checkpoint)) == {"checkpoint": 1, "tokenizer": 0}
     assert plan(("b.bin", checkpoint), ("a.bin", tokenizer)) == {"checkpoint": 0, "tokenizer": 1}
+
+
+@pytest.mark.parametrize("pair", ["checkpoints", "tokenizers", "sentencepiece"])
+def test_two_of_a_kind_or_a_sentencepiece_model_are_named(demo, model_dir, pair):
+    checkpoint, tokenizer = demo
+    files = {
+        "checkpoints": [("a.bin", checkpoint), ("b.bin", checkpoint)],
+        "tokenizers": [("a.bin", tokenizer), ("b.bin", tokenizer)],
+        "sentencepiece": [("model.bin", checkpoint), ("tok.model", (model_dir / "tok512.model").read_bytes())],
+    }[pair]
+    message = plan(*files)["error"]
+    expected = {"checkpoints": "are the same file", "tokenizers": "are both tokenizers",
+                "sentencepiece": "tok.model looks like a SentencePiece model"}[pair]
+    assert expected in message, message

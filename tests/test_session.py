@@ -116,3 +116,11 @@ def test_a_story_written_without_probabilities_is_explained_afterwards(model_dir
 
 def test_explaining_needs_a_story(model_dir):
     assert "write one first" in make_session(model_dir).explain_story()["error"]
+
+
+def test_a_story_that_cannot_begin_leaves_the_last_one_explainable(model_dir):
+    session = make_session(model_dir)
+    session.start(prompt="Tom", temperature=0.0, topp=0.9, seed=1, steps=30)
+    "".join(iter(lambda: session.advance(0.01), ""))
+    assert "error" in session.start(prompt="word " * 600, temperature=0.0, topp=0.9, seed=1, steps=512)
+    assert len(session.explain_story()["tokens"]) == 30 - len(session.story.prompt_tokens) + 1

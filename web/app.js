@@ -85,7 +85,9 @@ function transition(changes) {
   for (const button of [ui.copy, ui.download]) button.disabled = !written;
   ui.share.disabled = !written || story.own; // a link cannot carry the visitor's own files
   ui.output.setAttribute("aria-busy", String(generating));
-  keepFocus(generating ? ui.stop : phase === "error" ? ui.retry : ui.generate);
+  // Only a change of phase disables controls; the first key press (interacted) must not move
+  // the focus before the browser acts on it.
+  if ("phase" in changes) keepFocus(generating ? ui.stop : phase === "error" ? ui.retry : ui.generate);
 }
 
 // A control that was just disabled or hidden drops the keyboard focus to <body>, where Enter
@@ -514,7 +516,7 @@ async function explainStory(quietly = false) {
   ui.output.classList.add("explained");
   why.reset();
   transition({ story: { ...story, explained: true } });
-  if (!quietly) say("Each word is coloured by how likely it was; point at one, or tab to the story, to see why.");
+  if (!quietly) say(`Each piece of a word is coloured by how likely it was; ${touch ? "tap one" : "point at one, or tab to the story,"} to see why.`);
 }
 
 // --- for the benchmark and tests (no eval needed under the page's policy) -------------------

@@ -5,8 +5,8 @@
 //     their content never changes under one address; anything new is stored as it arrives. A
 //     request made with `cache: "reload"` (the worker's, after a stored file failed its sha256)
 //     goes to the network and replaces the stored copy;
-//   - everything else (the page itself): from the network first, so that a new version of the
-//     site takes effect on the next visit, and from the store when the network is gone.
+//   - everything else (the pages, llama2np.js): from the network first, so that a new version
+//     of the site takes effect on the next visit, and from the store when the network is gone.
 // Folders of older versions are dropped when a visit keeps a newer one; the models of the site
 // that this visit did not load (its picker's other choices) are listed in `folders` and stay.
 
@@ -39,7 +39,8 @@ async function networkFirst(request) {
     // The page is asked of the host each time (a 304 when unchanged): a host that sends no
     // Cache-Control would otherwise let the browser's cache answer with an older page.
     const response = await fetch(request.mode === "navigate" ? new Request(request.url, { cache: "no-cache" }) : request);
-    if (response.ok && request.mode === "navigate") {
+    // The pages and the files beside them (embed.html, llama2np.js) as last seen, for offline.
+    if (response.ok && response.type === "basic") {
       const copy = response.clone();
       caches.open(STORE).then((store) => store.put(pageKey(request.url), copy)).catch(() => {});
     }

@@ -2,7 +2,7 @@
 // element is placed. Its attributes are the page's settings (prompt, temperature, topp, seed,
 // steps); `model` names another of the site's models (its manifest.json). The host page styles
 // it through CSS custom properties (docs/embed.md) and ::part(story), can follow its
-// data-state (loading, writing, done, error), and hears `done` (detail: how the story ended and
+// data-state (loading, writing, done, error, or stopped when taken out of the page), and hears `done` (detail: how the story ended and
 // its statistics) and `error` (detail: a sentence).
 //
 // Every element on a page writes with the writer `load` shares per model (llama2np.js): one
@@ -102,8 +102,14 @@ export function defineStoryElement(load, name = "llama2np-story") {
         this.dataset.state = "writing";
         bar.hidden = true;
         status.textContent = "";
-        const settings = Object.fromEntries(SETTINGS.slice(1).filter((name) => this.hasAttribute(name))
-          .map((name) => [name, Number(this.getAttribute(name))]));
+        const settings = {};
+        for (const name of SETTINGS.slice(1).filter((setting) => this.hasAttribute(setting))) {
+          const text = this.getAttribute(name);
+          settings[name] = Number(text);
+          if (!text.trim() || !Number.isFinite(settings[name])) {
+            throw new Error(`The ${name} attribute "${text.slice(0, 40)}" is not a number.`);
+          }
+        }
         const run = ready.generate(this.getAttribute("prompt") ?? "", { ...settings, signal: abort.signal });
         const begun = await run.started;
         if (abort.signal.aborted) return;

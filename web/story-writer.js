@@ -78,7 +78,8 @@ export class StoryWriter {
   // stops it; what was written until then is kept.
   generate(prompt = "", { temperature, topp, seed, steps, probabilities = false, signal } = {}) {
     const settings = { ...DEFAULTS, ...defined({ temperature, topp, seed, steps }) };
-    return this.#story({ type: IN.GENERATE, prompt, ...settings, explain: Boolean(probabilities) }, signal);
+    const wrong = settingProblem(prompt, settings);
+    return this.#story({ type: IN.GENERATE, prompt, ...settings, explain: Boolean(probabilities) }, signal, wrong);
   }
 
   // Goes on with the last story this writer wrote (stopped, or cut off by its Length) up to the
@@ -99,24 +100,31 @@ export class StoryWriter {
   }
 
   close() {
-    this.#worker.terminate();
     this.#fail("The story writer was closed.", false);
   }
 
   // --- the messages ---
 
-  #story(message, signal) {
+  // A story that waits for the one before to end, then asks the worker; `wrong`: a sentence
+  // saying why it cannot be written at all.
+  #story(message, signal, wrong = null) {
     const story = new Story(() => this.#send({ type: IN.STOP, id: story.id }));
     const before = this.#turn;
     this.#turn = story.finished.catch(() => {});
     if (signal?.aborted) story.stop();
-    signal?.addEventListener("abort", () => story.stop(), { once: true });
+    signal?.addEventListener?.("abort", () => story.stop(), { once: true });
     before.then(() => {
+      if (wrong) return story.fail(wrong);
       if (story.stopping && !story.id) return story.end({ stopped: true, ended: null, canContinue: false, stats: null });
       if (this.#failure) return story.fail(this.#failure);
       story.id = ++this.#nextId;
       this.#waiting.set(story.id, story);
-      this.#send({ ...message, id: story.id });
+      try {
+        this.#send({ ...message, id: story.id });
+      } catch (error) { // nothing the worker could take: the queue must not stop here
+        this.#waiting.delete(story.id);
+        story.fail(`The story could not be sent to the model (${error?.message ?? error}).`);
+      }
     });
     return story;
   }
@@ -161,9 +169,11 @@ export class StoryWriter {
         return to?.begin(message);
       case OUT.TOKENS:
         return to?.push({ text: message.text, ...(message.pieces ? { tokens: message.pieces } : {}) });
-      case OUT.DONE:
+      case OUT.DONE: {
         this.#waiting.delete(message.id);
-        return to?.end(message);
+        const { stopped, ended, canContinue, stats } = message;
+        return to?.end({ stopped, ended: ended ?? null, canContinue, stats });
+      }
       case OUT.OPENED:
         this.#waiting.delete(message.id);
         this.loaded = { seconds: message.seconds, heap: message.heap };
@@ -189,9 +199,15 @@ export class StoryWriter {
   }
 
   // The worker stopped for good: everything waiting is told why, once.
+  // Why this writer stopped for good, or null while it works.
+  get failed() {
+    return this.#failure;
+  }
+
   #fail(sentence, report = true) {
     if (this.#failure) return;
     this.#failure = sentence;
+    this.#worker.terminate(); // a failed load must not keep a Python in memory
     if (this.#loading) report = false; // the load's promise says it
     this.#loading?.reject(new Error(sentence));
     this.#loading = null;
@@ -275,6 +291,22 @@ export class Story {
       if (!this.#over) this.stop(); // the caller left the loop early: the story stops
     }
   }
+}
+
+// Why these settings cannot make a story, in a sentence, or null: the worker takes only a text
+// and numbers in range.
+function settingProblem(prompt, { temperature, topp, seed, steps }) {
+  if (typeof prompt !== "string") return `The start of the story must be text, not ${typeof prompt}.`;
+  const number = (value, name, low, high, whole, advice) =>
+    typeof value === "number" && Number.isFinite(value) && value >= low && value <= high && (!whole || Number.isInteger(value))
+      ? null
+      : `${name} ${String(value).slice(0, 40)} is out of range; ${advice}`;
+  return (
+    number(temperature, "Temperature", 0, 1e6, false, "use a number of 0 or more (0 is greedy).") ??
+    number(topp, "Top-p", 0, 1, false, "use a number from 0 to 1.") ??
+    number(seed, "Seed", 0, Number.MAX_SAFE_INTEGER, true, "use a whole number of 0 or more (0 takes one from the clock).") ??
+    number(steps, "Length", 0, 1e9, true, "use a whole number of 0 or more (0 is the whole context).")
+  );
 }
 
 const defined = (settings) => Object.fromEntries(Object.entries(settings).filter(([, value]) => value !== undefined));

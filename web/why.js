@@ -92,6 +92,8 @@ export function explainer(output, box, active) {
   output.addEventListener("focusout", (event) => {
     if (!output.contains(event.relatedTarget)) hide();
   });
+  // A finger that scrolls the page is done with the word it tapped: the box would cover the story.
+  window.addEventListener("touchmove", () => box.hidden || hide(), { passive: true });
 
   return {
     hide,

@@ -164,3 +164,40 @@ def test_a_page_in_another_folder_embeds_the_site_from_a_sub_path(visit_with, bu
         story = element_story(visit.page, "#story")
     assert "The moon" + module_story + "\n" == cli(model_dir, "-t", "0", "-n", "80", "-i", "The moon")
     assert story + "\n" == cli(model_dir, "-t", "0", "-n", "80", "-i", "The sun")
+
+
+def test_bad_requests_are_sentences_and_the_writer_goes_on(visit_with, site_url, model_dir):
+    visit = embed_page(visit_with, site_url)
+    visit.expected_errors = True  # the failed load below logs its 404
+    result = visit.page.evaluate("""async () => {
+        const { load } = await import(new URL("llama2np.js", document.baseURI).href);
+        const writer = await load();
+        const said = [];
+        const attempts = [
+            [{ toString() { return "Hi"; } }, {}], [null, {}], ["Once", { seed: "abc" }],
+            ["Once", { temperature: NaN }], ["Once", { steps: Infinity }], ["Once", { topp: 2 }],
+            ["Once", { seed: 1.5 }],
+        ];
+        for (const [prompt, settings] of attempts) {
+            try {
+                for await (const piece of writer.generate(prompt, { ...settings, steps: settings.steps ?? 10 })) {}
+                said.push("written");
+            } catch (error) { said.push(error.message); }
+        }
+        let text = "";
+        for await (const { text: piece } of writer.generate("", { temperature: 0, steps: 256 })) text += piece;
+        writer.close();
+        const again = await load(); // a closed writer is not handed out again
+        let more = "";
+        for await (const { text: piece } of again.generate("", { temperature: 0, steps: 256 })) more += piece;
+        let failed = "";
+        try { await load({ model: "missing/manifest.json" }); } catch (error) { failed = error.message; }
+        return { said, text, more, failed };
+    }""")
+    assert all(s != "written" and s.endswith(".") and "Python" not in s for s in result["said"]), result["said"]
+    assert "must be text" in result["said"][0] and "Seed abc" in result["said"][2]
+    golden = cli(model_dir, "-t", "0")
+    assert result["text"] + "\n" == golden and result["more"] + "\n" == golden
+    assert result["failed"]
+    visit.page.wait_for_timeout(200)
+    assert len(visit.page.workers) <= 2  # the closed and the failed writers' workers are gone

@@ -94,3 +94,9 @@ def test_continue_reports_what_it_wrote(visit):
     visit.wait_until_written()
     total = visit.page.evaluate("() => window.llama2np.lastStats.generated_tokens")
     assert total == 512 and visit.status().startswith(f"Wrote {total - 40} more tokens"), visit.status()
+
+
+def test_the_first_tab_after_loading_reaches_the_start_of_the_story(visit):
+    visit.open()
+    visit.page.keyboard.press("Tab")
+    assert visit.page.evaluate("() => document.activeElement.id") == "prompt"

@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--version", type=int, choices=(0, 1, 2), default=0,
                         help="llama2.c checkpoint version (default 0, run.c's format)")
     parser.add_argument("--group-size", type=GROUP_SIZE, default=DEFAULT_GROUP_SIZE,
-                        help="Q8_0 group size for version 2 (default 64; halved until it fits)")
+                        help="Q8_0 group size for version 2 (default 64; halved until it divides "
+                        "dim and hidden_dim, and the size used is printed)")
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     parser.set_defaults(run=run)
 
@@ -31,5 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     report, source_format = export_checkpoint(args.input, args.output, args.version, args.group_size,
                                                args.force)
-    print(f"Wrote {args.output}: {report.format}, {report.file_bytes:,} bytes (from {source_format}).")
+    groups = ""
+    if args.version == 2:
+        from llama2np.runtime.checkpoint import HEADER_BYTES, read_header
+        from llama2np.runtime.files import read_start
+
+        used = read_header(read_start(args.output, "checkpoint", HEADER_BYTES)).group_size
+        groups = f" in groups of {used}" + (f" (--group-size {args.group_size} does not divide "
+                                             "both dim and hidden_dim)" if used < args.group_size
+                                             and args.group_size != DEFAULT_GROUP_SIZE else "")
+    print(f"Wrote {args.output}: {report.format}{groups}, {report.file_bytes:,} bytes "
+          f"(from {source_format}).")
     return 0

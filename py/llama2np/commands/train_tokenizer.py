@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="PREFIX",
                         help="output prefix: writes PREFIX.model and PREFIX.bin")
     parser.add_argument("--max-sentences", type=SENTENCES, default=10_000_000,
-                        help="past this many sentences (lines), train on a sample of this many "
-                        "instead of all, as llama2.c would (default 10,000,000)")
+                        help="past this many sentences (lines), train on a fixed-seed sample of "
+                        "this many, where llama2.c would train on all (default 10,000,000)")
     parser.add_argument("--threads", type=THREADS, default=1,
                         help="training threads (default 1, which makes training reproducible)")
     parser.add_argument("--force", action="store_true",

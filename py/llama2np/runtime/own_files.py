@@ -24,7 +24,20 @@ def plan_opening(names: list[str], sizes: list[int], starts: list[bytes], free: 
             given = f"{len(names)} {'was' if len(names) == 1 else 'were'} given"
             raise Llama2npError(f"Open two files together: a llama2.c checkpoint and its "
                                 f"tokenizer .bin ({given}).")
-        checkpoint = checkpoint_index(sizes, [bytes(start) for start in starts])
+        starts = [bytes(start) for start in starts]
+        for name, start in zip(names, starts, strict=True):
+            if start[:1] == b"\x0a" and not looks_like_tokenizer(start, len(start)):
+                raise Llama2npError(f"{name} looks like a SentencePiece model; the page takes "
+                                    "llama2.c's tokenizer .bin (`llama2np export-tokenizer` "
+                                    "makes one from it).")
+        kinds = [looks_like_tokenizer(start, size) for start, size in zip(starts, sizes, strict=True)]
+        if all(kinds):
+            raise Llama2npError(f"{names[0]} and {names[1]} are both tokenizers; open a "
+                                "checkpoint with its tokenizer.")
+        if same_start(starts) and sizes[0] == sizes[1]:
+            raise Llama2npError(f"{names[0]} and {names[1]} are the same file; open a checkpoint "
+                                "with its tokenizer.")
+        checkpoint = checkpoint_index(sizes, starts)
         tokenizer = 1 - checkpoint
         if sizes[tokenizer] > TOKENIZER_LIMIT:
             raise Llama2npError(f"{names[tokenizer]} is {megabytes(sizes[tokenizer])}, too large "
@@ -54,6 +67,10 @@ def checkpoint_index(sizes: list[int], starts: list[bytes]) -> int:
     if magic[0] != magic[1]:
         return magic.index(True)
     return 0 if sizes[0] >= sizes[1] else 1
+
+
+def same_start(starts: list[bytes]) -> bool:
+    return len(starts[0]) > 0 and starts[0] == starts[1]
 
 
 def looks_like_tokenizer(start: bytes, size: int) -> bool:

@@ -38,15 +38,14 @@ class Session:
         """Begin a story: {"prompt_text": the prompt as run.c echoes it, "seed": the seed used
         (the clock's for 0), "steps": the length used (the context's for 0)} or {"error": ...}.
         With `explain`, `explanations()` hands out each token's probabilities."""
-        self.story = None
-        try:
-            self.story = Story(self.model, self.tokenizer, prompt, temperature=float(temperature),
-                               topp=float(topp), seed=int(seed), steps=int(steps),
-                               explain=bool(explain))
+        try:  # a story that cannot begin leaves the last one as it was (Why this word explains it)
+            story = Story(self.model, self.tokenizer, prompt, temperature=float(temperature),
+                          topp=float(topp), seed=int(seed), steps=int(steps), explain=bool(explain))
         except PromptTooLong as error:
             return {"error": prompt_too_long(error)}
         except Llama2npError as error:
             return {"error": sentence(str(error))}
+        self.story = story
         return {"prompt_text": self.story.prompt_text, "seed": self.story.seed,
                 "steps": self.story.steps}
 

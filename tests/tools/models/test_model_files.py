@@ -33,3 +33,11 @@ def test_other_formats_are_named(tmp_path, model_dir):
         result = run_cli("generate", tmp_path / name, "-z", model_dir / "tok512.bin")
         assert result.returncode == 1 and words in result.stderr, (name, result.stderr)
         assert "Traceback" not in result.stderr and "inconsistent header" not in result.stderr
+
+
+def test_a_tokenizer_of_another_format_is_named(tmp_path, model_dir):
+    gguf = tmp_path / "tok.gguf"
+    gguf.write_bytes(b"GGUF\x03\x00\x00\x00" + bytes(64))
+    for tokenizer, words in [(gguf, "is a GGUF file"), (model_dir / "stories260K.bin", "is a llama2.c checkpoint")]:
+        result = run_cli("generate", model_dir / "stories260K.bin", "-z", tokenizer, "-n", "4")
+        assert result.returncode == 1 and words in result.stderr, result.stderr

@@ -5,7 +5,7 @@ another format is named as that format, rather than misread as a llama2.c header
 
 from pathlib import Path
 
-from llama2np.runtime.checkpoint import Checkpoint
+from llama2np.runtime.checkpoint import Checkpoint, check_size, read_header
 from llama2np.runtime.errors import CheckpointError, TokenizerError
 from llama2np.runtime.files import read_file, read_start, require_regular_file
 from llama2np.runtime.own_files import looks_like_tokenizer
@@ -36,8 +36,14 @@ def load_any_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def load_any_tokenizer(path: str | Path, vocab_size: int) -> Tokenizer:
-    data = read_file(path, "tokenizer", TokenizerError, TOKENIZER_LIMIT)
     name = str(path)
+    start = read_start(path, "tokenizer", 256, TokenizerError)
+    foreign = other_format(start) or (is_checkpoint(start, require_regular_file(
+        path, "tokenizer", TokenizerError)) and "a llama2.c checkpoint, not a tokenizer")
+    if foreign:
+        raise TokenizerError(f"{name} is {foreign}; give -z a llama2.c tokenizer .bin or a "
+                             "SentencePiece .model.")
+    data = read_file(path, "tokenizer", TokenizerError, TOKENIZER_LIMIT)
     if looks_like_tokenizer(data[:256], len(data)) or not is_sentencepiece(data[:64]):
         return Tokenizer.from_bytes(data, vocab_size, name)
     from llama2np.tools.models.tokenizer_export import parse_model, tokenizer_bin
@@ -52,6 +58,16 @@ def other_format(start: bytes) -> str | None:
     if start[8:10] == b'{"' and int.from_bytes(start[:8], "little") < 1 << 30:
         return "a safetensors file"
     return None
+
+
+def is_checkpoint(start: bytes, size: int) -> bool:
+    """A llama2.c checkpoint: a consistent header that accounts for the file's size exactly."""
+    try:
+        header = read_header(start)
+        check_size(header, size, "")
+    except CheckpointError:
+        return False
+    return True
 
 
 def is_sentencepiece(start: bytes) -> bool:
