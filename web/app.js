@@ -258,13 +258,8 @@ async function generate() {
   const explain = ui.showProbabilities.checked;
   const { prompt, temperature, topp, seed, steps } = request;
   const run = state.writer.generate(prompt, { temperature, topp, seed, steps, probabilities: explain });
-  begin(run, "Writing…");
-  let started;
-  try {
-    started = await run.started;
-  } catch (error) {
-    return runFailed(run, error);
-  }
+  const started = await begin(run, "Writing…");
+  if (!started) return;
   ui.seedUsed.textContent = `· seed ${started.seed}`;
   const promptSpan = document.createElement("span");
   promptSpan.className = "prompt";
@@ -287,23 +282,26 @@ async function continueStory() {
   const run = state.writer.continue();
   // tokens come with their probabilities only when the story began with them
   transition({ story: { ...state.story, canContinue: false, explained: state.story.live } });
-  begin(run, "Writing on…");
-  let started;
-  try {
-    started = await run.started;
-  } catch (error) {
-    return runFailed(run, error);
-  }
+  const started = await begin(run, "Writing on…");
+  if (!started) return;
   transition({ story: { ...state.story, steps: started.steps } });
   if (started.takenBack) takeBack(continuation, started.takenBack);
   await write(run, continuation);
 }
 
-function begin(run, message) {
+// The story `run` is under way: the page says so and waits for the model to begin it. Returns
+// what `run.started` gives, or null when the model refused it (the page has said why).
+async function begin(run, message) {
   why.hide();
   transition({ phase: "generating", run, ended: null, following: true });
   say(message);
   showStory();
+  try {
+    return await run.started;
+  } catch (error) {
+    runFailed(run, error);
+    return null;
+  }
 }
 
 // Shows the story's pieces as they come, then how it ended.
