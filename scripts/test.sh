@@ -30,4 +30,5 @@ fi
 
 bash scripts/setup.sh
 .venv/bin/ruff check py tests
-.venv/bin/python -m pytest "$@"
+# Every core: the browser tests one after another on one worker, the rest on the others.
+.venv/bin/python -m pytest -n auto --dist loadgroup "$@"

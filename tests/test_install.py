@@ -8,6 +8,7 @@ The build and the install use pip's own configuration and cache, as scripts/setu
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -54,7 +55,12 @@ def dist(tmp_path_factory) -> Path:
     """The sdist, and the wheel that `build` makes from that sdist (so the wheel shows that the
     sdist holds everything)."""
     out = tmp_path_factory.mktemp("dist")
-    result = run(sys.executable, "-m", "build", "--outdir", out, CHECKOUT, cwd=out, env=clean_env())
+    # From a copy of the sources: other tests may be writing caches and results in the checkout
+    # meanwhile (pytest -n 2), and `build` writes its egg-info beside the sources.
+    source = tmp_path_factory.mktemp("source") / "llama2np"
+    shutil.copytree(CHECKOUT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".cache", "dist", "test-results", "__pycache__", "*.egg-info", ".*_cache"))
+    result = run(sys.executable, "-m", "build", "--outdir", out, source, cwd=out, env=clean_env())
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return out
 
