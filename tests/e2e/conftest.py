@@ -13,6 +13,20 @@ from llama2np.tools.bench.chromium import launch_chromium, wait_for_state
 from llama2np.tools.site.serve import start_server
 
 LOAD_TIMEOUT = 90  # seconds; a cold start of Pyodide takes a few
+# Presses Stop the moment the story has the given number of characters; window.stopPressed
+# holds when (performance.now()).
+STOP_WHEN_WRITTEN = """(characters) => {
+    delete window.stopPressed;
+    const output = document.getElementById("output"), stop = document.getElementById("stop");
+    const watch = new MutationObserver(() => {
+        if (output.textContent.length >= characters && !stop.disabled) {
+            watch.disconnect();
+            window.stopPressed = performance.now();
+            stop.click();
+        }
+    });
+    watch.observe(output, { childList: true, subtree: true, characterData: true });
+}"""
 RUN_TIMEOUT = 120
 
 
@@ -82,6 +96,32 @@ class Visit:
         self.page.click("#generate")
         self.wait_until_written()
         return self.output()
+
+    def focus_when_writing(self) -> None:
+        """Note, in window.focusWhileWriting, which element has the focus the moment the page
+        starts writing (a fast story may be over before the test could look)."""
+        self.page.evaluate("""() => {
+            delete window.focusWhileWriting;
+            const watch = new MutationObserver(() => {
+                if (document.body.dataset.state !== "generating") return;
+                window.focusWhileWriting = document.activeElement.id;
+                watch.disconnect();
+            });
+            watch.observe(document.body, { attributes: true, attributeFilter: ["data-state"] });
+        }""")
+
+    def focused_while_writing(self) -> str:
+        self.page.wait_for_function("() => window.focusWhileWriting !== undefined")
+        return self.page.evaluate("() => window.focusWhileWriting")
+
+    def generate_and_stop(self, characters: int = 1) -> None:
+        """Press Generate, then Stop as soon as the story has `characters` characters: from
+        inside the page (an observer of the story), so that a story this fast cannot end first
+        on a busy machine. Waits until the page is ready again."""
+        self.page.evaluate(STOP_WHEN_WRITTEN, characters)
+        self.page.click("#generate")
+        self.page.wait_for_function("() => window.stopPressed !== undefined", timeout=RUN_TIMEOUT * 1000)
+        self.wait_until_written()
 
     def wait_until_written(self) -> None:
         deadline = time.monotonic() + RUN_TIMEOUT

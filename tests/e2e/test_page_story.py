@@ -4,7 +4,6 @@ Download, the probability view (checked against `llama2np generate --probs`), an
 import json
 import re
 import shutil
-import time
 from contextlib import contextmanager
 
 import pytest
@@ -49,11 +48,7 @@ def test_a_stopped_story_continues_as_if_never_stopped(visit, model_dir):
     whole = cli(model_dir, "-t", "1.0", "-p", "0.9", "-s", "12", "-n", "512")[:-1]
     visit.open()
     visit.set(temperature=1.0, seed=12, steps=512)
-    visit.page.click("#generate")
-    while not visit.output():
-        visit.page.wait_for_timeout(2)
-    visit.page.click("#stop")
-    visit.wait_until_written()
+    visit.generate_and_stop()
     assert ended(visit) == "stopped" and len(visit.output()) < len(whole)
     visit.page.click("#continue")
     visit.wait_until_written()
@@ -225,11 +220,7 @@ def test_a_stopped_story_is_shared_at_the_length_it_reached(visit_with):
     visit = visit_with(permissions=CLIPBOARD)
     visit.open()
     visit.set(temperature=1.0, seed=12, steps=0)  # seed 12 writes the whole context
-    visit.page.click("#generate")
-    while len(visit.output()) < 40:
-        time.sleep(0.002)
-    visit.page.click("#stop")
-    visit.wait_until_written()
+    visit.generate_and_stop(40)
     stopped = visit.output()
     stats = visit.page.evaluate("() => window.llama2np.lastStats")
     visit.page.click("#share")
