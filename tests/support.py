@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,13 @@ def write_tokenizer(path: Path, size: int) -> None:
     pieces = [b"<unk>", b"\n<s>\n", b"\n</s>\n"] + [bytes([97 + i % 26]) * (1 + i // 26) for i in range(size - 3)]
     scores = [-float(i) for i in range(size)]
     path.write_bytes(Tokenizer(pieces, scores, max(map(len, pieces))).to_bytes())
+
+
+class QuietServer(ThreadingHTTPServer):
+    """A loopback test server that does not print the clients it gave up on (tests cut
+    connections on purpose; under pytest-xdist a server thread's print escapes capture)."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass

@@ -13,7 +13,7 @@ import time
 import pytest
 from llama2np.tools.bench.hosts import HOSTS, serving
 from llama2np.tools.bench.link import Link, LinkSpeed
-from support import GOLDEN_T0
+from support import GOLDEN_T0, QuietServer
 
 pytestmark = pytest.mark.e2e
 
@@ -160,7 +160,7 @@ def test_a_probe_garbled_by_a_wrong_encoding_is_a_sentence(built_site, visit_wit
         def log_message(self, *args) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(
+    server = QuietServer(
         ("127.0.0.1", 0), functools.partial(Lying, directory=str(built_site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -235,7 +235,7 @@ def test_a_host_that_stops_sending_is_given_up_on_with_a_sentence(built_site, vi
         def log_message(self, *args) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(
+    server = QuietServer(
         ("127.0.0.1", 0), functools.partial(Stalling, directory=str(built_site)))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()

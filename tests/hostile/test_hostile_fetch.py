@@ -8,10 +8,11 @@ import hashlib
 import json
 import os
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from hostile import assert_refused, folder_state, run_bounded
+from support import QuietServer
 
 pytestmark = pytest.mark.hostile
 
@@ -47,7 +48,7 @@ def source():
 
     def start(body: bytes, length: int | None = None) -> str:
         handler = type("Handler", (Source,), {"body": body, "length": length})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server = QuietServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
@@ -206,7 +207,7 @@ def test_a_redirect_away_from_http_is_refused(tmp_path):
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    server = QuietServer(("127.0.0.1", 0), Redirect)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/a.bin"
