@@ -247,3 +247,20 @@ def test_a_huge_sparse_file_is_refused_before_it_is_read(tmp_path, model_dir, wh
         outcome = run_bounded(*command, timeout=20)
         assert_refused(outcome, 1, path.name)
         assert outcome.peak_rss_mb < 150 and outcome.seconds < 10, (outcome.peak_rss_mb, outcome.seconds)
+
+
+# -- validate and export stay within 1.5 times the model plus 100 MB --------------------------------
+
+@pytest.mark.parametrize("shape", ["15M", "42M"])
+def test_validate_and_export_stream_within_the_memory_bound(tmp_path, shape):
+    from llama2np.tools.models.synthetic import SHAPES, write_synthetic_checkpoint
+
+    model = write_synthetic_checkpoint(tmp_path / f"{shape}.bin", SHAPES[shape], version=1)
+    bound = 1.5 * model.stat().st_size / 2**20 + 100
+    for command in (["validate", model],
+                    ["export", model, tmp_path / "v0.bin", "--version", "0"],
+                    ["export", model, tmp_path / "v2.bin", "--version", "2"]):
+        outcome = run_bounded(*command, memory_mb=2048)
+        assert outcome.status == 0, outcome.stderr
+        print(f"{shape} {command[0]} {command[-1]}: peak {outcome.peak_rss_mb:.0f} MiB, bound {bound:.0f} MiB")
+        assert outcome.peak_rss_mb < bound, (command, outcome.peak_rss_mb, bound)

@@ -2,6 +2,9 @@
 lays them out, so that run.c, runq.c and the runtime's reader all take them."""
 
 
+import io
+from typing import BinaryIO
+
 import numpy as np
 
 from llama2np.runtime.checkpoint import (
@@ -27,12 +30,21 @@ ROPE_TABLES_ALLOWANCE = 64 << 20
 
 def write_checkpoint(checkpoint: Checkpoint, version: int, group_size: int = DEFAULT_GROUP_SIZE) -> bytes:
     """The bytes of `checkpoint` in llama2.c format `version` (0, 1 or 2)."""
+    out = io.BytesIO()
+    write_checkpoint_into(out, checkpoint, version, group_size)
+    return out.getvalue()
+
+
+def write_checkpoint_into(out: BinaryIO, checkpoint: Checkpoint, version: int,
+                          group_size: int = DEFAULT_GROUP_SIZE) -> None:
+    """Write `checkpoint` to `out` in llama2.c format `version`, a tensor at a time and, for
+    Q8_0, a few thousand rows at a time: memory stays near the model's own, never a copy of it."""
     if version == 0:
-        return legacy_bytes(checkpoint)
+        return write_legacy(out, checkpoint)
     if version == 1:
-        return export_bytes(checkpoint, 1)
+        return write_export(out, checkpoint, 1)
     if version == 2:
-        return export_bytes(checkpoint, 2, fitting_group_size(checkpoint.config, group_size))
+        return write_export(out, checkpoint, 2, fitting_group_size(checkpoint.config, group_size))
     raise UsageError(f"version {version} is not a llama2.c checkpoint version; use 0, 1 or 2.")
 
 
@@ -40,8 +52,10 @@ def config_ints(c: Config, vocab_size: int) -> tuple[int, ...]:
     return c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, vocab_size, c.seq_len
 
 
-def fp32(array: np.ndarray) -> bytes:
-    return np.ascontiguousarray(array, dtype="<f4").tobytes()
+def fp32(array: np.ndarray) -> memoryview:
+    """The array's float32 little-endian bytes: a view of the array itself when it already is
+    one (every machine llama2.c runs on), else a copy."""
+    return memoryview(np.ascontiguousarray(array, dtype="<f4")).cast("B")
 
 
 def rope_tables(c: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +73,7 @@ def rope_tables(c: Config) -> tuple[np.ndarray, np.ndarray]:
     return np.cos(wide).astype(np.float32), np.sin(wide).astype(np.float32)
 
 
-def legacy_bytes(checkpoint: Checkpoint) -> bytes:
+def write_legacy(out: BinaryIO, checkpoint: Checkpoint) -> None:
     c, w = checkpoint.config, checkpoint.weights
     tables = 4 * c.seq_len * c.head_size
     weights = sum(getattr(w, key).nbytes for key in LEGACY_ORDER)
@@ -70,13 +84,14 @@ def legacy_bytes(checkpoint: Checkpoint) -> bytes:
                             "store none, or check the model's seq_len.")
     # run.c's convention: a negative vocabulary size says the classifier follows the tables.
     vocab = c.vocab_size if checkpoint.shared_classifier else -c.vocab_size
-    parts = [LEGACY_HEADER.pack(*config_ints(c, vocab))]
-    parts += [fp32(getattr(w, key)) for key in LEGACY_ORDER]
+    out.write(LEGACY_HEADER.pack(*config_ints(c, vocab)))
+    for key in LEGACY_ORDER:
+        out.write(fp32(getattr(w, key)))
     # A version-0 input's own tables are copied: a round trip gives back the very file.
-    parts += [fp32(table) for table in (checkpoint.rope_tables or rope_tables(c))]
+    for table in checkpoint.rope_tables or rope_tables(c):
+        out.write(fp32(table))
     if not checkpoint.shared_classifier:
-        parts.append(fp32(w.wcls))
-    return b"".join(parts)
+        out.write(fp32(w.wcls))
 
 
 def export_header(checkpoint: Checkpoint, version: int, group_size: int | None) -> bytes:
@@ -88,17 +103,36 @@ def export_header(checkpoint: Checkpoint, version: int, group_size: int | None) 
     return header.ljust(EXPORT_HEADER_SIZE, b"\0")
 
 
-def export_bytes(checkpoint: Checkpoint, version: int, group_size: int | None = None) -> bytes:
+def write_export(out: BinaryIO, checkpoint: Checkpoint, version: int,
+                 group_size: int | None = None) -> None:
     w = checkpoint.weights
-    parts = [export_header(checkpoint, version, group_size)]
-    parts += [fp32(getattr(w, key)) for key in NORMS]
+    out.write(export_header(checkpoint, version, group_size))
+    for key in NORMS:
+        out.write(fp32(getattr(w, key)))
     matrices = list(EXPORT_MATRICES) + ([] if checkpoint.shared_classifier else ["wcls"])
     for key in matrices:
         tensor = getattr(w, key)
-        per_layer = tensor if tensor.ndim == 3 else tensor[None]
-        for matrix in per_layer:
-            parts.append(fp32(matrix) if version == 1 else q8_0_bytes(matrix, group_size))
-    return b"".join(parts)
+        for matrix in (tensor if tensor.ndim == 3 else tensor[None]):
+            if version == 1:
+                out.write(fp32(matrix))
+            else:
+                write_q8_0(out, matrix, group_size)
+
+
+# Rows of a matrix quantised at once: a group never spans two rows (the group size divides
+# every row length), so a matrix goes through in slices of this many values' worth of rows.
+Q8_0_SLICE_VALUES = 1 << 20
+
+
+def write_q8_0(out: BinaryIO, matrix: np.ndarray, group_size: int) -> None:
+    """A matrix as Q8_0: all its int8 values, then one float32 scale per group."""
+    rows = max(1, Q8_0_SLICE_VALUES // matrix.shape[-1])
+    scales = []
+    for start in range(0, matrix.shape[0], rows):
+        quantized, slice_scales = quantize_q8_0(matrix[start : start + rows], group_size)
+        out.write(memoryview(quantized).cast("B"))
+        scales.append(slice_scales)
+    out.write(fp32(np.concatenate(scales)))
 
 
 def quantize_q8_0(values: np.ndarray, group_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -108,11 +142,6 @@ def quantize_q8_0(values: np.ndarray, group_size: int) -> tuple[np.ndarray, np.n
     safe = np.where(scales == 0, np.float32(1.0), scales)  # an all-zero group stays zero
     quantized = np.round(groups / safe[:, None]).astype(np.int8)
     return quantized.reshape(-1), scales.astype(np.float32)
-
-
-def q8_0_bytes(matrix: np.ndarray, group_size: int) -> bytes:
-    quantized, scales = quantize_q8_0(matrix, group_size)
-    return quantized.tobytes() + fp32(scales)
 
 
 def fitting_group_size(c: Config, group_size: int) -> int:

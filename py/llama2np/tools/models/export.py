@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from llama2np.runtime.errors import Llama2npError
-from llama2np.tools.models.checkpoint_writer import write_checkpoint
+from llama2np.tools.models.checkpoint_writer import write_checkpoint_into
 from llama2np.tools.models.validation import Report, read_any, validate_model
-from llama2np.tools.outputs import atomic_output, check_output, write_temporary
+from llama2np.tools.outputs import atomic_output, check_output
 
 
 def export_checkpoint(source: Path, target: Path, version: int, group_size: int,
@@ -19,9 +19,13 @@ def export_checkpoint(source: Path, target: Path, version: int, group_size: int,
     """
     check_output(target, [source], force, "output checkpoint")
     checkpoint, source_format = read_any(source)
-    data = write_checkpoint(checkpoint, version, group_size)
     with atomic_output(target, replace=force) as temporary:
-        write_temporary(temporary, data, target)
+        try:
+            with open(temporary, "wb") as out:
+                write_checkpoint_into(out, checkpoint, version, group_size)
+        except OSError as error:
+            raise Llama2npError(f"cannot write {target}: {error.strerror}.") from None
+        del checkpoint  # the input's memory goes before the output is read back to validate it
         report = validate_model(temporary)
         if not report.ok:
             raise Llama2npError(f"the exported file did not validate: {' '.join(report.problems)}")

@@ -157,23 +157,47 @@ def check_tensors(parsed: Checkpoint, report: Report) -> None:
         if tensor.shape != shape:
             report.problems.append(f"tensor {name} has shape {tensor.shape}, expected {shape}.")
             continue
-        values = tensor.astype(np.float64)
-        finite = np.isfinite(values)
-        nonfinite = int(values.size - finite.sum())
-        shown = values[finite] if nonfinite else values
-        stats = TensorStats(
-            name, shape,
-            float(shown.min()) if shown.size else float("nan"),
-            float(shown.max()) if shown.size else float("nan"),
-            float(shown.mean()) if shown.size else float("nan"),
-            float(shown.std()) if shown.size else float("nan"),
-            nonfinite,
-        )
+        stats, nonzero = tensor_stats(name, tensor)
         report.tensors.append(stats)
-        if nonfinite:
-            report.problems.append(f"tensor {name} holds {nonfinite} NaN or infinite values.")
-        elif not values.any():
+        if stats.nonfinite:
+            report.problems.append(f"tensor {name} holds {stats.nonfinite} NaN or infinite values.")
+        elif not nonzero:
             report.problems.append(f"tensor {name} is all zeros, as if it was never trained.")
+
+
+# Statistics go through a tensor this many values at a time, in float64: memory stays a few
+# megabytes above the model's, whatever the largest tensor.
+STATS_CHUNK = 1 << 20
+
+
+def tensor_stats(name: str, tensor: np.ndarray) -> tuple[TensorStats, bool]:
+    """A tensor's min, max, mean and standard deviation over its finite values (merged chunk by
+    chunk, as Chan et al. combine partial means and squared deviations), how many values are
+    not finite, and whether any is not zero."""
+    flat = tensor.reshape(-1)
+    count, mean, squares, low, high, nonfinite, nonzero = 0, 0.0, 0.0, math.inf, -math.inf, 0, False
+    for start in range(0, flat.size, STATS_CHUNK):
+        block = flat[start : start + STATS_CHUNK].astype(np.float64)
+        finite = np.isfinite(block)
+        if not finite.all():
+            nonfinite += int(block.size - finite.sum())
+            block = block[finite]
+        if not block.size:
+            continue
+        nonzero = nonzero or bool(block.any())
+        low, high = min(low, float(block.min())), max(high, float(block.max()))
+        block_mean = float(block.mean())
+        block_squares = float(np.square(block - block_mean).sum())
+        total = count + block.size
+        delta = block_mean - mean
+        mean += delta * block.size / total
+        squares += block_squares + delta * delta * count * block.size / total
+        count = total
+    nan = float("nan")
+    stats = TensorStats(name, tensor.shape, low if count else nan, high if count else nan,
+                        mean if count else nan, math.sqrt(squares / count) if count else nan,
+                        nonfinite)
+    return stats, nonzero
 
 
 def check_tokenizer(path: Path, vocab_size: int, report: Report) -> None:
