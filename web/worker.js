@@ -184,7 +184,7 @@ function openSession(manifest, files) {
   const { checkpoint, tokenizer } = files;
   delete files.checkpoint; // the JavaScript copies go with newSession's call
   delete files.tokenizer;
-  session = newSession(checkpoint, tokenizer, manifest.checkpoint.file, manifest.tokenizer.file);
+  session = newSession(checkpoint, tokenizer, `${manifest.name}'s checkpoint`, `${manifest.name}'s tokenizer`);
 }
 
 // A Python Session of a checkpoint's and a tokenizer's bytes. toPy copies each into Python's

@@ -205,7 +205,7 @@ def test_a_file_that_arrives_damaged_is_fetched_once_more_past_every_stored_copy
             else:
                 route.continue_()
 
-        visit.page.context.route("**/stories260K.bin.br", first_garbled)
+        visit.page.context.route("**/model.bin.br", first_garbled)
         visit.open()
         assert len(answers) == 2, answers
 

@@ -138,15 +138,15 @@ def kept_offline(visit) -> None:
 
 def test_a_kept_model_is_not_downloaded_again_and_a_damaged_one_is(visit_with, served, requested,
                                                                     golden):
-    checkpoint = [path for path in requested if path.endswith("stories260K.bin")]
+    checkpoint = [path for path in requested if path.endswith("model.bin")]
     visit = visit_with(served)
     visit.open()
     kept_offline(visit)
-    first = len([p for p in requested if p.endswith("stories260K.bin")])
+    first = len([p for p in requested if p.endswith("model.bin")])
     assert first >= 1
 
     visit.open()  # a repeat visit: the model comes from the browser, checked by its sha256
-    checkpoint = [p for p in requested if p.endswith("stories260K.bin")]
+    checkpoint = [p for p in requested if p.endswith("model.bin")]
     assert len(checkpoint) == first
 
     # The kept copy is damaged (same size, one byte changed): detected, downloaded again, and
@@ -154,7 +154,7 @@ def test_a_kept_model_is_not_downloaded_again_and_a_damaged_one_is(visit_with, s
     damaged = visit.page.evaluate("""async () => {
         const store = await caches.open("llama2np-offline");
         for (const request of await store.keys()) {
-            if (!request.url.endsWith("/stories260K.bin")) continue;
+            if (!request.url.endsWith("/model.bin")) continue;
             const bytes = new Uint8Array(await (await store.match(request)).arrayBuffer());
             bytes[bytes.length - 5] ^= 0xff;
             await store.put(request, new Response(bytes));
@@ -164,22 +164,24 @@ def test_a_kept_model_is_not_downloaded_again_and_a_damaged_one_is(visit_with, s
     }""")
     assert damaged, "the model was not kept in Cache Storage"
     visit.open()
-    assert len([p for p in requested if p.endswith("stories260K.bin")]) == first + 1
+    assert len([p for p in requested if p.endswith("model.bin")]) == first + 1
     assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
     visit.open()
-    assert len([p for p in requested if p.endswith("stories260K.bin")]) == first + 1
+    assert len([p for p in requested if p.endswith("model.bin")]) == first + 1
 
 
 def test_a_model_the_picker_cannot_fetch_is_a_sentence_and_the_one_before_stays(visit_with, served,
-                                                                                 golden):
+                                                                                 two_model_site, golden):
     visit = visit_with(served)
     visit.expected_errors = True  # the browser logs the failed request itself
     context = visit.page.context
-    context.route("**/small32k.bin", lambda route: route.fulfill(status=404, body="gone"))
+    listed = json.loads(next(two_model_site.glob("models-*/models.json")).read_text())["models"]
+    small = f"**/{listed[1]['manifest'].split('/')[0]}/model.bin"  # the small model's checkpoint
+    context.route(small, lambda route: route.fulfill(status=404, body="gone"))
     visit.open()
     visit.page.select_option("#model-select", "1")
     deadline = time.monotonic() + 60
-    while "small32k.bin" not in visit.status():
+    while "model.bin" not in visit.status():
         assert time.monotonic() < deadline, visit.status()
         time.sleep(0.02)
     assert "404" in visit.status() and "Traceback" not in visit.status()
@@ -187,6 +189,6 @@ def test_a_model_the_picker_cannot_fetch_is_a_sentence_and_the_one_before_stays(
     assert visit.page.input_value("#model-select") == "0"
     assert visit.page.evaluate("() => window.llama2np.model.name") == "stories260K"
     assert visit.write(temperature=0, steps=256) == golden(GOLDEN_T0)
-    context.unroute("**/small32k.bin")
+    context.unroute(small)
     choose(visit, 1)  # and once the file is there, it loads
     assert visit.page.evaluate("() => window.llama2np.model.name") == "small32k"

@@ -127,12 +127,12 @@ def test_bad_length_gets_a_message(visit):
 def test_a_missing_model_file_is_an_error_with_retry(visit):
     visit.expected_errors = True  # the browser logs the failed request itself
     context = visit.page.context
-    context.route("**/stories260K.bin", lambda route: route.fulfill(status=404, body="gone"))
+    context.route("**/model.bin", lambda route: route.fulfill(status=404, body="gone"))
     visit.open(state="error")
-    assert "stories260K.bin" in visit.status() and "404" in visit.status()
+    assert "model.bin" in visit.status() and "404" in visit.status()
     assert "Press Retry" in visit.status() and "Traceback" not in visit.status()
     assert visit.text("model") == "The model could not be loaded."
-    context.unroute("**/stories260K.bin")
+    context.unroute("**/model.bin")
     visit.page.click("#retry")
     from llama2np.tools.bench.chromium import wait_for_state
 
@@ -143,10 +143,10 @@ def test_a_corrupted_model_file_is_refused(visit, model_dir):
     visit.expected_errors = True
     data = bytearray((model_dir / "stories260K.bin").read_bytes())
     data[5000] ^= 0xFF
-    visit.page.context.route("**/stories260K.bin",
+    visit.page.context.route("**/model.bin",
                              lambda route: route.fulfill(status=200, body=bytes(data)))
     visit.open(state="error")
-    assert "The file stories260K.bin arrived damaged" in visit.status()
+    assert "The file model.bin arrived damaged" in visit.status()
 
 
 def test_a_first_visit_starts_python_afresh_and_keeps_a_snapshot_for_the_next(visit, golden):

@@ -3,6 +3,7 @@ while a command runs, signals other than Ctrl+C, text from files and clients rea
 terminal, a site folder of unknown origin, and HTTP as the RFCs say."""
 
 import http.client
+import os
 import pickle
 import random
 import signal
@@ -264,3 +265,37 @@ def test_validate_and_export_stream_within_the_memory_bound(tmp_path, shape):
         assert outcome.status == 0, outcome.stderr
         print(f"{shape} {command[0]} {command[-1]}: peak {outcome.peak_rss_mb:.0f} MiB, bound {bound:.0f} MiB")
         assert outcome.peak_rss_mb < bound, (command, outcome.peak_rss_mb, bound)
+
+
+# -- the names of a model's files cannot break the site --------------------------------------------
+
+@pytest.mark.parametrize(("checkpoint_name", "tokenizer_name"), [
+    ("model.bin", "model.model"), ("manifest.json", "tok.bin"), (".hidden.bin", "tok.bin.gz"),
+    ("m.bin.br", "tok.bin"), ("same.bin", "same.bin2"),
+])
+def test_any_file_names_make_a_working_model_folder(tmp_path, model_dir, checkpoint_name, tokenizer_name):
+    import json
+
+    from llama2np.tools.models.validation import require_valid
+    from llama2np.tools.site.build import write_model
+
+    checkpoint, tokenizer = tmp_path / checkpoint_name, tmp_path / "t" / tokenizer_name
+    tokenizer.parent.mkdir()
+    checkpoint.write_bytes((model_dir / "stories260K.bin").read_bytes())
+    tokenizer.write_bytes((model_dir / "tok512.bin").read_bytes())
+    folder = write_model(checkpoint, tokenizer, require_valid(checkpoint, tokenizer), tmp_path / "site",
+                         tmp_path / "compressed")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert (folder / manifest["checkpoint"]["file"]).read_bytes() == checkpoint.read_bytes()
+    assert (folder / manifest["tokenizer"]["file"]).read_bytes() == tokenizer.read_bytes()
+    assert manifest["name"] == checkpoint.stem
+
+
+def test_a_hard_linked_copy_of_a_model_is_the_same_model(tmp_path, model_dir):
+    from llama2np.tools.site.build import site_models
+
+    copy = tmp_path / "copy.bin"
+    os.link(model_dir / "stories260K.bin", copy) if os.stat(model_dir).st_dev == os.stat(tmp_path).st_dev \
+        else copy.write_bytes((model_dir / "stories260K.bin").read_bytes())
+    with pytest.raises(UsageError, match="named twice"):
+        site_models(model_dir / "stories260K.bin", model_dir / "tok512.bin", [(copy, model_dir / "tok512.bin")])

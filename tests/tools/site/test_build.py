@@ -149,9 +149,11 @@ def test_model_manifest_matches_the_files(built_site, model_dir):
     manifest = json.loads((model / "manifest.json").read_text())
     assert manifest["name"] == "stories260K"
     assert manifest["config"]["vocab_size"] == 512 and manifest["config"]["seq_len"] == 512
-    for role in ("checkpoint", "tokenizer"):
+    sources = {"checkpoint": "stories260K.bin", "tokenizer": "tok512.bin"}
+    for role, fixed in (("checkpoint", "model.bin"), ("tokenizer", "tokenizer.bin")):
         entry = manifest[role]
-        assert (model / entry["file"]).read_bytes() == (model_dir / entry["file"]).read_bytes()
+        assert entry["file"] == fixed  # fixed names in the site, whatever the files are called
+        assert (model / entry["file"]).read_bytes() == (model_dir / sources[role]).read_bytes()
         assert entry["bytes"] == (model / entry["file"]).stat().st_size
         assert entry["sha256"] == sha256(model / entry["file"])
 

@@ -62,6 +62,7 @@ PROBE = "encoding-probe.bin"
 # Pyodide's loader is an ES module named .mjs, a type that stock nginx and others do not know
 # (they send it as application/octet-stream and the browser refuses to run it); as .js it runs.
 SITE_NAMES = {"pyodide.mjs": "pyodide.js"}
+SITE_MODEL_FILES = {"checkpoint": "model.bin", "tokenizer": "tokenizer.bin"}
 
 
 def build_site(
@@ -123,8 +124,8 @@ def site_models(checkpoint: Path | None, tokenizer: Path | None,
             raise UsageError("--model takes two files: a checkpoint and its tokenizer.")
         pairs.append(model_files(Path(pair[0]), Path(pair[1])))
     seen = set()
-    for checkpoint, tokenizer in pairs:
-        key = (checkpoint.resolve(), tokenizer.resolve())
+    for checkpoint, tokenizer in pairs:  # by content: a copy or a hard link is the same model
+        key = (sha256_of(checkpoint, "checkpoint"), sha256_of(tokenizer, "tokenizer"))
         if key in seen:
             raise UsageError(f"the model {checkpoint} with {tokenizer} is named twice; name each "
                              "model once.")
@@ -248,11 +249,15 @@ def write_model(checkpoint: Path, tokenizer: Path, report: Report, folder: Path,
                 compressed: Path) -> Path:
     folder.mkdir()
     names = {}
-    for source in (checkpoint, tokenizer):
-        shutil.copyfile(source, folder / source.name)
-    precompress(folder, compressed)
+    # Fixed names inside the site, whatever the files are called: a checkpoint and a tokenizer
+    # of one base name, one called manifest.json, a hidden name or one ending in .br or .gz
+    # would otherwise clash with each other or with the site's own files. The model keeps its
+    # name in the manifest.
     for role, source in (("checkpoint", checkpoint), ("tokenizer", tokenizer)):
-        names[role] = file_entry(folder / source.name, folder)
+        shutil.copyfile(source, folder / SITE_MODEL_FILES[role])
+    precompress(folder, compressed)
+    for role in ("checkpoint", "tokenizer"):
+        names[role] = file_entry(folder / SITE_MODEL_FILES[role], folder)
         names[role]["file"] = names[role].pop("name")
     manifest = {
         "name": checkpoint.stem,
