@@ -299,3 +299,23 @@ def test_a_hard_linked_copy_of_a_model_is_the_same_model(tmp_path, model_dir):
         else copy.write_bytes((model_dir / "stories260K.bin").read_bytes())
     with pytest.raises(UsageError, match="named twice"):
         site_models(model_dir / "stories260K.bin", model_dir / "tok512.bin", [(copy, model_dir / "tok512.bin")])
+
+
+@pytest.mark.parametrize("extra", [
+    b"Content-Length: 29\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+    b"Transfer-Encoding: chunked\r\n\r\n1d\r\nGET /smuggled HTTP/1.1\r\n\r\n\r\n0\r\n\r\n",
+    b"Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+])
+def test_serve_answers_a_request_with_a_body_once_and_closes(tmp_path, extra):
+    (tmp_path / "index.html").write_text("page")
+    server, url = start_server(tmp_path)
+    try:
+        with socket.create_connection(("127.0.0.1", int(url.rstrip("/").rsplit(":", 1)[1])), timeout=10) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n" + extra)
+            answers = b""
+            while chunk := client.recv(65536):
+                answers += chunk
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answers.count(b"HTTP/1.") == 1 and answers.startswith(b"HTTP/1.1 400"), answers[:200]

@@ -246,7 +246,17 @@ class SiteHandler(SimpleHTTPRequestHandler):
             self.close_connection = True
             self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 requests are not served")
             return False
-        return super().parse_request()
+        if not super().parse_request():
+            return False
+        # A static site takes no request bodies. One that came anyway (Content-Length or a
+        # Transfer-Encoding such as chunked) is refused and the connection closed: read as the
+        # next request, its bytes would be a request smuggled past a proxy (RFC 9112, 6.3).
+        length = self.headers.get("Content-Length", "0").strip()
+        if self.headers.get("Transfer-Encoding") is not None or length not in ("", "0"):
+            self.close_connection = True
+            self.send_error(HTTPStatus.BAD_REQUEST, "A request to a static site has no body")
+            return False
+        return True
 
     def send_head(self) -> object:
         found = self.find_file()
