@@ -319,3 +319,11 @@ def test_serve_answers_a_request_with_a_body_once_and_closes(tmp_path, extra):
         server.shutdown()
         server.server_close()
     assert answers.count(b"HTTP/1.") == 1 and answers.startswith(b"HTTP/1.1 400"), answers[:200]
+
+
+@pytest.mark.parametrize("length", [244, 250, 255])
+def test_an_output_name_at_the_file_system_s_limit_is_written(tmp_path, model_dir, length):
+    target = tmp_path / ("m" * (length - 4) + ".bin")
+    outcome = run_bounded("export", model_dir / "stories260K.bin", target, "--version", "1")
+    assert outcome.status == 0, outcome.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]

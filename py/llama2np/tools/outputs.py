@@ -75,6 +75,20 @@ def shown(path: Path) -> str:
     return text if len(text) <= 120 else text[:120] + "..."
 
 
+# A file name's bytes on the file systems people use; a temporary name adds a dot, a random part
+# and a suffix (18 bytes or so) to the output's name, which is cut to leave room for them.
+NAME_MAX = 255
+TEMPORARY_EXTRA = 24
+
+
+def fitting(name: str) -> str:
+    """`name`, cut (at a whole character) so that a temporary name built on it stays legal."""
+    data = name.encode("utf-8", "surrogateescape")
+    if len(data) <= NAME_MAX - TEMPORARY_EXTRA:
+        return name
+    return data[: NAME_MAX - TEMPORARY_EXTRA].decode("utf-8", "ignore")
+
+
 @contextmanager
 def atomic_output(target: Path, replace: bool = False) -> Iterator[Path]:
     """A new, uniquely named file beside `target` to write; put in place as `target` when the
@@ -84,7 +98,8 @@ def atomic_output(target: Path, replace: bool = False) -> Iterator[Path]:
     command refused. A link at `target` is replaced itself; the file it points to is left alone."""
     target = Path(target)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{fitting(target.name)}.", suffix=".partial",
+                                    dir=target.parent)
     except OSError as error:
         raise Llama2npError(f"cannot write in {target.parent}: {error.strerror}.") from None
     os.close(fd)
@@ -126,7 +141,7 @@ def scratch_file(beside: Path) -> Iterator[Path]:
     """A new, uniquely named hidden file in the folder of `beside`, for a command's own use
     while it runs; removed when the block ends, however it ends."""
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{Path(beside).name}.", suffix=".scratch",
+        fd, name = tempfile.mkstemp(prefix=f".{fitting(Path(beside).name)}.", suffix=".scratch",
                                     dir=Path(beside).parent)
     except OSError as error:
         raise Llama2npError(f"cannot write in {Path(beside).parent}: {error.strerror}.") from None
