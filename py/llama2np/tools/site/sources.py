@@ -7,6 +7,7 @@ second build needs neither the network nor the clients.
 """
 
 import base64
+import fcntl
 import hashlib
 import json
 import shutil
@@ -61,10 +62,14 @@ def get_runtime(cache: Path = DEFAULT_CACHE, numpy_wheel: Path | None = None,
     """Verified Pyodide files and NumPy wheel, from the cache or fetched into it."""
     pins = load_pins()
     cache.mkdir(parents=True, exist_ok=True)
-    pyodide_dir = get_npm_package(pins["pyodide"], ["pyodide-lock.json"], cache, log)
-    lock = json.loads((pyodide_dir / "pyodide-lock.json").read_text(encoding="utf-8"))
-    wheel = get_numpy(pins["numpy"], lock, cache, numpy_wheel, log)
-    brotli_dir = get_npm_package(pins["brotli"], [], cache, log)
+    # One build at a time fetches into the cache: two at once (two terminals, or the tests on
+    # two cores) would each see the other's half-written download.
+    with open(cache / ".lock", "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        pyodide_dir = get_npm_package(pins["pyodide"], ["pyodide-lock.json"], cache, log)
+        lock = json.loads((pyodide_dir / "pyodide-lock.json").read_text(encoding="utf-8"))
+        wheel = get_numpy(pins["numpy"], lock, cache, numpy_wheel, log)
+        brotli_dir = get_npm_package(pins["brotli"], [], cache, log)
     return RuntimeFiles(pyodide_dir, wheel, brotli_dir, pins)
 
 
