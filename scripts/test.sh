@@ -30,5 +30,5 @@ fi
 
 bash scripts/setup.sh
 .venv/bin/ruff check py tests
-# Every core: the browser tests one after another on one worker, the rest on the others.
-.venv/bin/python -m pytest -n auto --dist loadgroup "$@"
+# On every core (pytest-xdist): each test is independent of the others, browser tests included.
+.venv/bin/python -m pytest -n auto "$@"

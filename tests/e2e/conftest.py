@@ -164,10 +164,3 @@ def results_dir() -> Path:
     folder.mkdir(exist_ok=True)
     return folder
 
-
-def pytest_collection_modifyitems(items) -> None:
-    """Under pytest-xdist (scripts/test.sh runs `-n auto --dist loadgroup`), the browser tests run
-    one after another on one worker, beside the unit tests on the others: one Chromium at a time."""
-    for item in items:
-        if "e2e" in item.keywords:
-            item.add_marker(pytest.mark.xdist_group("browser"))
