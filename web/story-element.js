@@ -28,6 +28,8 @@ const STYLE = `
 // Defines the element with `load(options)`, which gives a StoryWriter (llama2np.js's `load`).
 export function defineStoryElement(load, name = "llama2np-story") {
   if (customElements.get(name)) return;
+  const sheet = new CSSStyleSheet();
+  sheet.replaceSync(STYLE);
 
   class StoryElement extends HTMLElement {
     static observedAttributes = [...SETTINGS, "model"];
@@ -38,9 +40,7 @@ export function defineStoryElement(load, name = "llama2np-story") {
     constructor() {
       super();
       const root = this.attachShadow({ mode: "open" });
-      const style = new CSSStyleSheet();
-      style.replaceSync(STYLE);
-      root.adoptedStyleSheets = [style];
+      root.adoptedStyleSheets = [sheet]; // one sheet for every element on the page
       const bar = document.createElement("progress");
       bar.max = 1;
       bar.value = 0;

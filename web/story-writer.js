@@ -69,7 +69,7 @@ export class StoryWriter {
   // A visitor's own checkpoint and tokenizer (two File objects, in either order), read in the
   // worker; the model before stays loaded when they are refused (the promise rejects).
   open(files) {
-    return this.#request({ type: IN.OPEN, files }, "open").then((info) => (this.info = { ...info, own: true }));
+    return this.#request({ type: IN.OPEN, files }).then((info) => (this.info = { ...info, own: true }));
   }
 
   // Writes a story from `prompt`: an async iterator of pieces {text, tokens?}. `tokens` (with
@@ -91,12 +91,12 @@ export class StoryWriter {
   // The probabilities of the last story this writer wrote, worked out afterwards (one batched
   // pass): its tokens, each {text, p, top}, as `probabilities: true` would have given them.
   explain() {
-    return this.#turn.then(() => this.#request({ type: IN.EXPLAIN }, "explain"));
+    return this.#turn.then(() => this.#request({ type: IN.EXPLAIN }));
   }
 
   // Times the engines on this model: results as `llama2np bench` prints them.
   bench(options = {}) {
-    return this.#request({ type: IN.BENCH, ...options }, "bench");
+    return this.#request({ type: IN.BENCH, ...options });
   }
 
   close() {
@@ -129,11 +129,11 @@ export class StoryWriter {
     return story;
   }
 
-  #request(message, kind) {
+  #request(message) {
     if (this.#failure) return Promise.reject(new Error(this.#failure));
     return new Promise((resolve, reject) => {
       const id = ++this.#nextId;
-      this.#waiting.set(id, { kind, resolve, reject });
+      this.#waiting.set(id, { resolve, reject });
       this.#send({ ...message, id });
     });
   }

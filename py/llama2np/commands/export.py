@@ -34,10 +34,7 @@ def run(args: argparse.Namespace) -> int:
                                                args.force)
     groups = ""
     if args.version == 2:
-        from llama2np.runtime.checkpoint import HEADER_BYTES, read_header
-        from llama2np.runtime.files import read_start
-
-        used = read_header(read_start(args.output, "checkpoint", HEADER_BYTES)).group_size
+        used = report.group_size
         groups = f" in groups of {used}" + (f" (--group-size {args.group_size} does not divide "
                                              "both dim and hidden_dim)" if used < args.group_size
                                              and args.group_size != DEFAULT_GROUP_SIZE else "")

@@ -183,13 +183,19 @@ def read_checkpoint(data: bytes | bytearray | memoryview, name: str = "checkpoin
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint file, turning file-system failures into one-sentence errors. Its size
-    is checked against what its header says before the rest is read: a 4 GB file whose header
-    describes 1 MB costs 256 bytes of reading, not 4 GB."""
-    check_size(read_header(read_start(path, "checkpoint", HEADER_BYTES, CheckpointError),
-                           str(path)), require_regular_file(path, "checkpoint", CheckpointError),
-               str(path))
+    """Read a checkpoint file, turning file-system failures into one-sentence errors."""
+    check_file_size(path)
     return read_checkpoint(read_file(path, "checkpoint", CheckpointError), str(path))
+
+
+def check_file_size(path: str | Path, start: bytes | None = None) -> None:
+    """Check a checkpoint file's size against what its header (`start`, its first bytes, read
+    here if not given) says, before the rest is read: a 4 GB file whose header describes 1 MB
+    costs 256 bytes of reading, not 4 GB."""
+    if start is None:
+        start = read_start(path, "checkpoint", HEADER_BYTES, CheckpointError)
+    check_size(read_header(start, str(path)), require_regular_file(path, "checkpoint",
+                                                                   CheckpointError), str(path))
 
 
 def read_header(start: bytes | bytearray | memoryview, name: str = "checkpoint") -> Header:

@@ -26,7 +26,7 @@ def plan_opening(names: list[str], sizes: list[int], starts: list[bytes], free: 
                                 f"tokenizer .bin ({given}).")
         starts = [bytes(start) for start in starts]
         for name, start in zip(names, starts, strict=True):
-            if start[:1] == b"\x0a" and not looks_like_tokenizer(start, len(start)):
+            if is_sentencepiece(start) and not looks_like_tokenizer(start, len(start)):
                 raise Llama2npError(f"{name} looks like a SentencePiece model; the page takes "
                                     "llama2.c's tokenizer .bin (`llama2np export-tokenizer` "
                                     "makes one from it).")
@@ -67,6 +67,11 @@ def checkpoint_index(sizes: list[int], starts: list[bytes]) -> int:
     if magic[0] != magic[1]:
         return magic.index(True)
     return 0 if sizes[0] >= sizes[1] else 1
+
+
+def is_sentencepiece(start: bytes) -> bool:
+    """A SentencePiece model: a protobuf whose first field is a piece (field 1, a message)."""
+    return start[:1] == b"\x0a" and len(start) > 2
 
 
 def same_start(starts: list[bytes]) -> bool:

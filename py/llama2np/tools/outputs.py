@@ -122,18 +122,22 @@ def put_in_place(temporary: Path, target: Path) -> None:
     replace (where the file system has none, an exclusively created placeholder stands in)."""
     try:
         os.link(temporary, target, follow_symlinks=False)
-    except FileExistsError:
-        raise UsageError(f"{shown(target)} appeared while this command ran, and is kept; pass "
-                         "--force to replace it, or choose another path.") from None
-    except OSError:  # no hard links here (FAT, some network file systems)
-        try:
-            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:
-            raise UsageError(f"{shown(target)} appeared while this command ran, and is kept; "
-                             "pass --force to replace it, or choose another path.") from None
-        os.replace(temporary, target)
+        temporary.unlink()
         return
-    temporary.unlink()
+    except FileExistsError:
+        raise appeared(target) from None
+    except OSError:  # no hard links here (FAT, some network file systems)
+        pass
+    try:
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise appeared(target) from None
+    os.replace(temporary, target)
+
+
+def appeared(target: Path) -> UsageError:
+    return UsageError(f"{shown(target)} appeared while this command ran, and is kept; pass "
+                      "--force to replace it, or choose another path.")
 
 
 @contextmanager

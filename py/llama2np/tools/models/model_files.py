@@ -8,7 +8,7 @@ from pathlib import Path
 from llama2np.runtime.checkpoint import Checkpoint, check_size, read_header
 from llama2np.runtime.errors import CheckpointError, TokenizerError
 from llama2np.runtime.files import read_file, read_start, require_regular_file
-from llama2np.runtime.own_files import looks_like_tokenizer
+from llama2np.runtime.own_files import is_sentencepiece, looks_like_tokenizer
 from llama2np.runtime.tokenizer import TOKENIZER_LIMIT, Tokenizer
 from llama2np.tools.models.validation import read_any
 
@@ -68,8 +68,3 @@ def is_checkpoint(start: bytes, size: int) -> bool:
     except CheckpointError:
         return False
     return True
-
-
-def is_sentencepiece(start: bytes) -> bool:
-    """A SentencePiece model: a protobuf whose first field is a piece (field 1, a message)."""
-    return start[:1] == b"\x0a" and len(start) > 2

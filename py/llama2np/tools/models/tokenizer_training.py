@@ -10,8 +10,8 @@ line, a whitespace-only line is a sentence, an empty one is not). The options ar
 (BPE, byte fallback, digits split, no normalisation, whitespace-only pieces, full coverage).
 
 One departure, for memory: past --max-sentences (more than train_vocab's ten TinyStories shards
-hold), a fixed-seed reservoir sample is trained on instead of everything. Up to it, the
-sentences stream to SentencePiece from a second reading of the inputs and are never held here.
+hold), a fixed-seed reservoir sample is trained on instead of everything. The inputs are read
+once, into the training text; only a sample is held in memory, drawn from that text.
 
 Both outputs, PREFIX.model and PREFIX.bin, are checked before any input is read (never an input
 by any name, replaced only with --force) and written to unique temporary files that are renamed
@@ -78,18 +78,22 @@ def train(inputs: list[Path], vocab_size: int, max_sentences: int, threads: int,
     """The trained SentencePiece model's bytes. The sentences reach SentencePiece as a file
     (`scratch`, one line each), which its own reader takes as it is: its Python iterator would
     drop a CR at a line's end."""
-    count = sum(1 for _ in read_sentences(inputs, report=False))
-    if not count:
-        raise Llama2npError("the input files hold no text to train on.")
-    sentences = read_sentences(inputs)
-    if count > max_sentences:
-        sentences, count = drain(sample(sentences, max_sentences)), max_sentences
+    count = 0
     try:
         with open(scratch, "w", encoding="utf-8", newline="") as out:
-            out.writelines(sentence + "\n" for sentence in sentences)
+            for sentence in read_sentences(inputs):
+                out.write(sentence + "\n")
+                count += 1
+        if count > max_sentences:  # a fixed-seed sample, read back from the file, not the inputs
+            kept = sample(scratch_lines(scratch), max_sentences)
+            with open(scratch, "w", encoding="utf-8", newline="") as out:
+                out.writelines(sentence + "\n" for sentence in drain(kept))
+            count = max_sentences
     except OSError as error:
         raise Llama2npError(f"cannot write the training text beside the tokenizer: "
                             f"{error.strerror}.") from None
+    if not count:
+        raise Llama2npError("the input files hold no text to train on.")
     print(f"Training a {vocab_size}-token BPE tokenizer on {count:,} sentences", file=sys.stderr)
     model = io.BytesIO()  # not a file name, which SentencePiece would record in the model
     options = dict(
@@ -192,7 +196,14 @@ def varint(value: int) -> bytes:
     return bytes(out + bytes([value]))
 
 
-def read_sentences(inputs: list[Path], report: bool = True) -> Iterator[str]:
+def scratch_lines(scratch: Path) -> Iterator[str]:
+    """The sentences of the training text, split at "\n" alone as they were written."""
+    with open(scratch, "rb") as lines:
+        for line in lines:
+            yield line.removesuffix(b"\n").decode("utf-8")
+
+
+def read_sentences(inputs: list[Path]) -> Iterator[str]:
     """The sentences SentencePiece would read, in order: each line of a text file, each line of
     each stripped story of a JSON shard; empty lines and lines longer than SentencePiece trains
     on are left out (counted on standard error)."""
@@ -203,10 +214,10 @@ def read_sentences(inputs: list[Path], report: bool = True) -> Iterator[str]:
                 too_long += 1
                 continue
             count += 1
-            if report and count % PROGRESS_EVERY == 0:
+            if count % PROGRESS_EVERY == 0:
                 print(f"  read {count:,} sentences ({path.name})", file=sys.stderr)
             yield sentence
-    if report and too_long:
+    if too_long:
         print(f"  skipped {too_long:,} over-long sentences (more than {MAX_SENTENCE_BYTES:,} "
               "bytes, which SentencePiece would skip)", file=sys.stderr)
 

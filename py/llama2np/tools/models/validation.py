@@ -21,14 +21,13 @@ import numpy as np
 from llama2np.runtime.checkpoint import (
     HEADER_BYTES,
     Checkpoint,
-    check_size,
+    check_file_size,
     parameter_count,
     read_checkpoint,
-    read_header,
     weight_shapes,
 )
 from llama2np.runtime.errors import CheckpointError, Llama2npError
-from llama2np.runtime.files import read_file, read_start, require_regular_file
+from llama2np.runtime.files import read_file, read_start
 from llama2np.runtime.tokenizer import Tokenizer
 
 FORMATS = {0: "llama2.c version 0 (legacy fp32)", 1: "llama2.c version 1 (fp32)",
@@ -126,8 +125,7 @@ def check_before_reading(path: Path) -> None:
     (a 4 GB file whose header describes 1 MB is never read whole)."""
     start = read_start(path, "checkpoint", HEADER_BYTES, CheckpointError)
     if start[:4] != ZIP_MAGIC:
-        size = require_regular_file(path, "checkpoint", CheckpointError)
-        check_size(read_header(start, str(path)), size, str(path))
+        check_file_size(path, start)
 
 
 def parse_any(data: bytes, name: str) -> tuple[Checkpoint, str]:
