@@ -12,12 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from hostile import MEMORY_LIMIT_MB, folder_state
-from llama2np.tools.site.serve import start_server
+from llama2np.tools.site.serve import make_server, start_server
 
 pytestmark = pytest.mark.hostile
 
@@ -218,21 +219,74 @@ def test_a_slow_request_head_is_cut_off(server):
     assert_still_serving(server)
 
 
-def test_idle_connections_beyond_the_bound_are_closed_and_serving_resumes(tmp_path):
-    """With every connection slot held by an idle client, a new connection is closed at once;
-    once the idle ones time out, the server answers again."""
+def test_idle_connections_make_room_for_a_new_client(tmp_path):
+    """With every connection slot held by an idle client, a new client is answered at once: the
+    connection that has waited longest for a request is closed for it. The server's timeout is
+    longer than the client's wait, so only the room made for it can explain the answer."""
     site = make_site(tmp_path)
-    server, url = start_server(site, timeout=TIMEOUT, max_connections=4)
+    server, _ = start_server(site, timeout=60, max_connections=4)
     address = ("127.0.0.1", server.server_address[1])
     try:
         idle = [socket.create_connection(address, timeout=30) for _ in range(4)]
-        with socket.create_connection(address, timeout=30) as extra:
-            extra.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert extra.recv(100) == b""  # closed without an answer: no slot for it
+        time.sleep(0.2)  # all four admitted before the newcomer
+        for _ in range(3):  # a stream of newcomers keeps getting in
+            assert_still_serving((*address, site))
+        assert idle[0].recv(1) == b""  # the longest-waiting one was closed
         for connection in idle:
-            assert connection.recv(1) == b""  # closed by the server's timeout
             connection.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_client_that_reads_slowly_is_cut_off(tmp_path):
+    """A client that reads a little at a time, always inside the timeout, still has to take the
+    answer at the server's minimum pace: its connection is dropped long before the body is
+    through. (The file is larger than the kernel's buffers, which would otherwise hold it.)"""
+    site = make_site(tmp_path)
+    with open(site / "big.bin", "wb") as big:
+        big.truncate(64 << 20)
+    server, _ = start_server(site, timeout=TIMEOUT, min_rate=8 << 20)  # deadline: 2 s + 8 s
+    address = ("127.0.0.1", server.server_address[1])
+    received, start = 0, time.monotonic()
+    try:
+        with socket.socket() as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.settimeout(30)
+            client.connect(address)
+            client.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            while server.connections:  # about 40 KB a second, until the server lets go
+                received += len(client.recv(4096))
+                time.sleep(0.1)
+                assert time.monotonic() - start < 60, "the slow reader held its thread"
+        assert received < 8 << 20
         assert_still_serving((*address, site))
     finally:
         server.shutdown()
+        server.server_close()
+
+
+def test_an_interrupt_while_a_connection_starts_leaves_the_count_right(tmp_path, monkeypatch):
+    """Ctrl+C can land while the server starts a connection's thread, after the thread has
+    already served and left; the interrupt must still stop the server, and the slot be free."""
+    site = make_site(tmp_path)
+    server, _ = make_server(site, max_connections=1)
+    real_start = threading.Thread.start
+
+    def start_then_interrupt(thread: threading.Thread) -> None:
+        real_start(thread)
+        thread.join()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", start_then_interrupt)
+    try:
+        for _ in range(2):
+            client, accepted = socket.socketpair()
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            with pytest.raises(KeyboardInterrupt):
+                server.process_request(accepted, ("127.0.0.1", 1))
+            assert client.recv(12) == b"HTTP/1.1 200"
+            client.close()
+        assert server.connections == {}
+    finally:
         server.server_close()

@@ -8,8 +8,9 @@ own response headers, not from the page's <meta> tag).
 Whatever a client sends, it gets a status code and nothing from outside the site: paths are
 decoded strictly, `..` and hidden names are never looked up, links are resolved and must stay in
 the site's folder, and a folder is answered with a redirect to its slash form or its index.html,
-never a listing. Idle and slow clients are cut off after a timeout, and only so many connections
-are served at once, so a client cannot hold the server's threads.
+never a listing. A request must arrive within the timeout and an answer be read at a
+minimum pace, and only so many connections are served at once; when all are taken, the one that
+has waited longest for a request makes room. So idle or slow clients cannot hold the server.
 """
 
 import errno
@@ -39,6 +40,8 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 HASHED_FOLDER = re.compile(r"[a-z]+-[0-9a-f]{10}")  # a folder named by its content's hash
 TIMEOUT_SECONDS = 20.0  # for a request to arrive (idle keep-alive included) and for every write
 MAX_CONNECTIONS = 64  # a browser opens about six per site
+MIN_RATE = 16384  # bytes a second an answer must keep up on average (about a 2G link's pace)
+SEND_CHUNK = 65536
 MAX_PATH_LENGTH = 2048  # the site's longest address is under 200 characters
 LEADING_EMPTY_LINES = 4  # before a request line, skipped as the HTTP standard asks
 REQUEST_LINE_LIMIT = 65536  # what http.server reads of a request line
@@ -71,8 +74,8 @@ def serve(directory: Path, host: str = "127.0.0.1", port: int = 8000, verbose: b
 
 
 def make_server(directory: Path, host: str = "127.0.0.1", port: int = 0, verbose: bool = False,
-                timeout: float = TIMEOUT_SECONDS,
-                max_connections: int = MAX_CONNECTIONS) -> tuple["SiteServer", str]:
+                timeout: float = TIMEOUT_SECONDS, max_connections: int = MAX_CONNECTIONS,
+                min_rate: float = MIN_RATE) -> tuple["SiteServer", str]:
     """An HTTP server for `directory` (not yet serving) and the address to open."""
     directory = Path(directory)
     if not (directory / "index.html").is_file():
@@ -80,7 +83,7 @@ def make_server(directory: Path, host: str = "127.0.0.1", port: int = 0, verbose
     if not 0 <= port <= 65535:
         raise UsageError(f"port {port} is not between 0 and 65535.")
     handler = partial(SiteHandler, directory=os.path.realpath(directory), verbose=verbose,
-                      timeout=timeout)
+                      timeout=timeout, min_rate=min_rate)
     try:
         server = SiteServer((host, port), handler, max_connections, verbose)
     except OSError as error:
@@ -93,43 +96,81 @@ def make_server(directory: Path, host: str = "127.0.0.1", port: int = 0, verbose
 
 
 def start_server(directory: Path, host: str = "127.0.0.1", port: int = 0,
-                 timeout: float = TIMEOUT_SECONDS,
-                 max_connections: int = MAX_CONNECTIONS) -> tuple["SiteServer", str]:
+                 timeout: float = TIMEOUT_SECONDS, max_connections: int = MAX_CONNECTIONS,
+                 min_rate: float = MIN_RATE) -> tuple["SiteServer", str]:
     """Serve `directory` on a background thread; `server.shutdown()` stops it. For tests and
     the browser benchmark."""
     server, url = make_server(directory, host, port, timeout=timeout,
-                              max_connections=max_connections)
+                              max_connections=max_connections, min_rate=min_rate)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, url
 
 
 class SiteServer(ThreadingHTTPServer):
-    """One thread per connection, at most `max_connections` at once; a connection beyond that
-    is closed at once rather than given a thread (idle ones end with the handler's timeout)."""
+    """One thread per connection, at most `max_connections` at once. When every one is taken, a
+    new connection takes the place of the one that has waited longest for a request (idle
+    keep-alive or a slow request head), so idle clients cannot lock others out; if every
+    connection is being answered, the new one is closed."""
 
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], handler: object,
                  max_connections: int = MAX_CONNECTIONS, verbose: bool = False) -> None:
-        self.slots = threading.BoundedSemaphore(max_connections)
+        self.max_connections = max_connections
         self.verbose = verbose
+        self.lock = threading.Lock()
+        # connection -> when it began waiting for a request, or None while it is answered
+        self.connections: dict[socket.socket, float | None] = {}
         super().__init__(address, handler)
 
     def process_request(self, request: socket.socket, client_address: object) -> None:
-        if not self.slots.acquire(blocking=False):
+        if not self.admit(request):
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self.slots.release()  # no thread was started to give the slot back
+            self.forget(request)  # no thread may have started to forget it (a no-op if one did)
             raise
 
     def process_request_thread(self, request: socket.socket, client_address: object) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.slots.release()
+            self.forget(request)
+
+    def admit(self, request: socket.socket) -> bool:
+        """Count `request` in, closing the longest-waiting connection if all are taken; False if
+        every connection is being answered."""
+        with self.lock:
+            if len(self.connections) >= self.max_connections:
+                waiting = [(since, sock) for sock, since in self.connections.items() if since is not None]
+                if not waiting:
+                    return False
+                _, oldest = min(waiting, key=lambda item: item[0])
+                del self.connections[oldest]
+                try:
+                    oldest.shutdown(socket.SHUT_RDWR)  # its thread sees the end of the stream
+                except OSError:
+                    pass
+            self.connections[request] = time.monotonic()
+            return True
+
+    def mark(self, request: socket.socket, waiting: bool) -> bool:
+        """Record whether `request` waits for a request or is being answered; False if it was
+        closed to make room for another."""
+        with self.lock:
+            if request not in self.connections:
+                return False
+            if not waiting:
+                self.connections[request] = None
+            elif self.connections[request] is None:  # waiting again, after an answer
+                self.connections[request] = time.monotonic()
+            return True
+
+    def forget(self, request: socket.socket) -> None:
+        with self.lock:
+            self.connections.pop(request, None)
 
     def handle_error(self, request: socket.socket, client_address: object) -> None:
         """One line instead of socketserver's traceback: a client that vanished is routine (said
@@ -201,9 +242,10 @@ class SiteHandler(SimpleHTTPRequestHandler):
     default_request_version = "HTTP/1.0"  # errors before the version is read get a status line
 
     def __init__(self, *args: object, verbose: bool = False, timeout: float = TIMEOUT_SECONDS,
-                 **kwargs: object) -> None:
+                 min_rate: float = MIN_RATE, **kwargs: object) -> None:
         self.verbose = verbose
         self.timeout = timeout  # StreamRequestHandler sets it on the socket in setup()
+        self.min_rate = min_rate
         self.deadline = time.monotonic() + timeout
         self.cache_control = "no-store"
         super().__init__(*args, **kwargs)
@@ -218,6 +260,9 @@ class SiteHandler(SimpleHTTPRequestHandler):
         # Waiting for a request (keep-alive) and reading its head share one deadline.
         self.deadline = time.monotonic() + self.timeout
         self.cache_control = "no-store"  # until a file is found: errors are never cached
+        if not self.server.mark(self.connection, waiting=True):
+            self.close_connection = True  # closed to make room for another client
+            return
         try:
             super().handle_one_request()
         except (ConnectionError, TimeoutError):
@@ -255,6 +300,9 @@ class SiteHandler(SimpleHTTPRequestHandler):
         if self.headers.get("Transfer-Encoding") is not None or length not in ("", "0"):
             self.close_connection = True
             self.send_error(HTTPStatus.BAD_REQUEST, "A request to a static site has no body")
+            return False
+        if not self.server.mark(self.connection, waiting=False):
+            self.close_connection = True  # closed to make room while its head arrived
             return False
         return True
 
@@ -348,6 +396,19 @@ class SiteHandler(SimpleHTTPRequestHandler):
             if name in accepted and variant is not None and variant.is_file():
                 return name, variant
         return None, path
+
+    def copyfile(self, source: io.BufferedReader, outputfile: io.RawIOBase) -> None:
+        """Send the body by a deadline that allows `min_rate` bytes a second after the timeout, so
+        a client that reads a little now and then cannot hold its thread for long."""
+        size = os.fstat(source.fileno()).st_size
+        deadline = time.monotonic() + self.timeout + size / self.min_rate
+        while chunk := source.read(SEND_CHUNK):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the client read the answer too slowly")
+            self.connection.settimeout(min(self.timeout, remaining))
+            outputfile.write(chunk)
+        self.connection.settimeout(self.timeout)
 
     def version_string(self) -> str:
         return self.server_version
