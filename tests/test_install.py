@@ -159,6 +159,21 @@ def test_fetch_and_validate_use_the_user_cache(llama2np, cache, venv, model_dir)
     assert after == before
 
 
+@pytest.mark.parametrize("where", ["xdg", "xdg/llama2np"])
+def test_a_cache_setting_that_names_a_file_is_named(llama2np, venv, tmp_path, where):
+    """XDG_CACHE_HOME (or the folder the tool makes in it) is a file: the sentence names the
+    setting as the cause, not a missing manifest or an internal error."""
+    blocker = tmp_path / where
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a folder")
+    result = run(venv / "bin" / "llama2np", "fetch", cwd=llama2np.folder,
+                 env=clean_env(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "xdg")))
+    assert result.returncode == 1, result.stderr
+    assert f"XDG_CACHE_HOME puts llama2np's cache inside {tmp_path / 'xdg'}" in result.stderr
+    assert "internal error" not in result.stderr and result.stderr.count("\n") == 1
+    assert blocker.read_text() == "not a folder"
+
+
 def test_installed_defaults_are_outside_the_installation(llama2np, venv, cache):
     code = ("from llama2np.tools import paths; "
             "print(paths.DEFAULT_SITE, paths.DEFAULT_CACHE, paths.DEFAULT_MODEL_DIR, paths.PINS_FILE)")

@@ -6,6 +6,7 @@ import http.client
 import os
 import pickle
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -327,3 +328,30 @@ def test_an_output_name_at_the_file_system_s_limit_is_written(tmp_path, model_di
     outcome = run_bounded("export", model_dir / "stories260K.bin", target, "--version", "1")
     assert outcome.status == 0, outcome.stderr
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def without_root_s_override() -> list[str]:
+    """A prefix that makes file permissions apply to this run: root passes them unless its
+    capability to override them is dropped (setpriv, from util-linux)."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv, so permissions cannot be made to apply")
+    dropped = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={dropped}", f"--bounding-set={dropped}"]
+
+
+@pytest.mark.parametrize("command", [["serve", "SITE", "--port", "0"], ["bench", "--browser", "--site", "SITE"]])
+def test_an_unreadable_site_is_named_not_an_internal_error(tmp_path, command):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("page")
+    site.chmod(0)
+    try:
+        arguments = [str(site) if argument == "SITE" else argument for argument in command]
+        outcome = run_bounded(command=[*without_root_s_override(), sys.executable, "-m",
+                                       "llama2np.cli", *arguments])
+    finally:
+        site.chmod(0o755)
+    assert_refused(outcome, 1, f"cannot use {site / 'index.html'}: permission denied",
+                   "check its permissions")

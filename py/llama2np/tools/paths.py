@@ -13,7 +13,6 @@ model and the site's downloads to a per-user cache folder.
 import os
 from pathlib import Path
 
-from llama2np.runtime.errors import Llama2npError
 from llama2np.tools.outputs import write_atomic
 
 CHECKOUT = Path(__file__).resolve().parents[3]  # py/llama2np/tools/paths.py -> the checkout
@@ -47,14 +46,11 @@ def place_packaged_manifest(model_dir: Path) -> None:
         return
     manifest = packaged.read_bytes()
     copy = model_dir / "manifest.json"
-    try:
-        # is_file() refuses a FIFO or a device without opening it; the size check bounds the read.
-        if copy.is_file() and copy.stat().st_size == len(manifest) and copy.read_bytes() == manifest:
-            return
-        model_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(copy, manifest)
-    except (OSError, Llama2npError):
-        pass  # an unwritable cache: `fetch` then names the manifest it cannot find
+    # is_file() refuses a FIFO or a device without opening it; the size check bounds the read.
+    if copy.is_file() and copy.stat().st_size == len(manifest) and copy.read_bytes() == manifest:
+        return
+    model_dir.mkdir(parents=True, exist_ok=True)  # an unusable cache folder is named by the CLI
+    write_atomic(copy, manifest)
 
 
 if is_checkout(CHECKOUT):

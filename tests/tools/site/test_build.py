@@ -4,6 +4,8 @@ import ast
 import gzip
 import hashlib
 import json
+import resource
+import subprocess
 import sys
 import zipfile
 
@@ -297,6 +299,44 @@ def test_a_runtime_that_does_not_start_in_node_is_a_sentence(tmp_path):
     (tmp_path / "pyodide.js").write_text("throw new Error('not Pyodide');\n")
     with pytest.raises(Llama2npError, match="the page's Python failed in Node"):
         trace_runtime(tmp_path, tmp_path / "m.bin", tmp_path / "t.bin")
+
+
+def test_an_old_node_is_named_before_it_runs(tmp_path, monkeypatch):
+    from llama2np.tools.site.trace import trace_runtime
+
+    old = tmp_path / "bin" / "node"
+    old.parent.mkdir()
+    old.write_text("#!/bin/sh\necho v16.20.2\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", str(old.parent))
+    with pytest.raises(Llama2npError, match=r"needs Node.js 18 or newer, and `node` here is v16\.20\.2"):
+        trace_runtime(tmp_path, tmp_path / "m.bin", tmp_path / "t.bin")
+
+
+def test_a_memory_limit_is_named_as_such(built_site, model_dir):
+    """Under `ulimit -v`, Node cannot reserve WebAssembly's address space: the sentence says so,
+    instead of quoting the minified code around Node's error or blaming its version."""
+    runtime = next(built_site.glob("pyodide-*"))
+    script = ("import sys; from pathlib import Path; from llama2np.tools.site.trace import run_trace\n"
+              "try:\n    run_trace(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))\n"
+              "except Exception as error:\n    print(error)\n")
+    limit = 4 << 30
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    done = subprocess.run([sys.executable, "-c", script, runtime, model_dir / "stories260K.bin",
+                           model_dir / "tok512.bin"], capture_output=True, text=True, preexec_fn=cap,
+                          timeout=300)
+    assert "lift a `ulimit -v` limit" in done.stdout, done.stdout + done.stderr
+    assert "var " not in done.stdout and "18 or newer" not in done.stdout
+
+
+def test_node_s_error_line_is_quoted_never_its_code():
+    from llama2np.tools.site.trace import node_failure
+
+    stderr = "var Module=Object.assign({}," + "x" * 5000 + "\n\nTypeError: bad thing\n    at run (x.js:1:2)\n"
+    assert node_failure(stderr) == "the page's Python failed in Node (TypeError: bad thing); retry, or report it."
 
 
 def test_large_files_are_compressed_only_where_it_pays(tmp_path):

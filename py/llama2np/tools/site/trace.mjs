@@ -13,6 +13,13 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
+// A failure prints one line: Node's own report quotes the failing line of Pyodide's minified
+// code (a megabyte), which also cuts off the error itself when the output is a pipe.
+process.setUncaughtExceptionCaptureCallback((error) => {
+  console.error(`${error?.name ?? "Error"}: ${error?.message ?? error}`);
+  process.exitCode = 1;
+});
+
 const [folder, checkpointPath, tokenizerPath] = process.argv.slice(2);
 if (!folder || !checkpointPath || !tokenizerPath) {
   console.error("usage: node trace.mjs RUNTIME_FOLDER CHECKPOINT TOKENIZER");

@@ -11,6 +11,7 @@ runtime's files, the model), so a build of unchanged inputs runs no Node at all.
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from llama2np.tools.outputs import write_atomic
 
 SCRIPT = Path(__file__).with_name("trace.mjs")
 TIMEOUT_SECONDS = 300
+NODE_MAJOR = 18  # the oldest Node.js that Pyodide supports
+MEMORY_SIGNS = ("could not allocate memory", "out of memory", "cannot allocate memory",
+                "allocation failed")
 STDLIB_PREFIX = "/lib/python312.zip/"
 SITE_PACKAGES = "/lib/python3.12/site-packages/"
 
@@ -44,7 +48,7 @@ class Trace:
         missing = (numpy - self.package_members("numpy")) | (stdlib - self.stdlib_members())
         if missing:
             raise Llama2npError(f"the page's Python in Node did not import {sorted(missing)[0]}; "
-                                "check that `node` is Node.js 18 or newer, and retry.")
+                                "retry, or report it.")
 
     def package_members(self, package: str) -> set[str]:
         """Files of `package` (as wheel members, `numpy/...`) that were imported."""
@@ -80,17 +84,13 @@ def inputs_hash(runtime_folder: Path, checkpoint: Path, tokenizer: Path) -> str:
 
 
 def run_trace(runtime_folder: Path, checkpoint: Path, tokenizer: Path) -> tuple[Trace, str]:
-    node = shutil.which("node")
-    if node is None:
-        raise Llama2npError("building the site needs Node.js to run the page's Python once; "
-                            "install it (for example `apt-get install nodejs`) and retry.")
+    node = find_node()
     command = [node, str(SCRIPT), str(runtime_folder), str(checkpoint), str(tokenizer)]
     try:
         done = subprocess.run(command, check=True, capture_output=True, text=True,
                               timeout=TIMEOUT_SECONDS)
     except subprocess.CalledProcessError as error:
-        raise Llama2npError(f"the page's Python failed in Node ({last_line(error.stderr)}); "
-                            "check that `node --version` is 18 or newer.") from None
+        raise Llama2npError(node_failure(error.stderr)) from None
     except subprocess.TimeoutExpired:
         raise Llama2npError(f"Node took over {TIMEOUT_SECONDS} s to run the page's Python; "
                             "retry.") from None
@@ -101,8 +101,38 @@ def run_trace(runtime_folder: Path, checkpoint: Path, tokenizer: Path) -> tuple[
                             "retry, or report it.") from None
 
 
-def last_line(text: str) -> str:
-    """Node's last line of error output, short enough for a sentence (it may be minified code)."""
-    lines = (text or "").strip().splitlines() or ["no output"]
-    line = lines[-1]
-    return line if len(line) <= 200 else line[:200] + "..."
+def find_node() -> str:
+    """The `node` on PATH, refused with a sentence if missing or older than Pyodide needs."""
+    node = shutil.which("node")
+    if node is None:
+        raise Llama2npError("building the site needs Node.js to run the page's Python once; "
+                            "install it (for example `apt-get install nodejs`) and retry.")
+    try:
+        version = subprocess.run([node, "--version"], capture_output=True, text=True,
+                                 timeout=60).stdout.strip()
+        major = int(version.lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.SubprocessError):
+        raise Llama2npError(f"{node} does not answer `--version` as Node.js does; put Node.js "
+                            f"{NODE_MAJOR} or newer first on PATH and retry.") from None
+    if major < NODE_MAJOR:
+        raise Llama2npError(f"building the site needs Node.js {NODE_MAJOR} or newer, and `node` "
+                            f"here is {version}; install a newer one and retry.")
+    return node
+
+
+def node_failure(stderr: str) -> str:
+    """One sentence for a failed run: a lack of memory named as such, else Node's error line
+    (never a line of the minified code it may print around it)."""
+    if any(sign in (stderr or "").lower() for sign in MEMORY_SIGNS):
+        return ("Node could not get the memory to run the page's Python: WebAssembly reserves "
+                "about 12 GB of address space up front (not of RAM), so lift a `ulimit -v` "
+                "limit or free some memory, and retry.")
+    return f"the page's Python failed in Node ({error_line(stderr)}); retry, or report it."
+
+
+def error_line(text: str) -> str:
+    """The last line of Node's error output that names an error, else its last short line."""
+    lines = [line.strip() for line in (text or "").splitlines()]
+    short = [line for line in lines if 0 < len(line) <= 200 and not line.startswith("at ")]
+    errors = [line for line in short if re.search(r"\b[A-Za-z]*Error\b", line)]
+    return (errors or short or ["no output"])[-1]
