@@ -1,6 +1,8 @@
 """The benchmark: settings that measure nothing are refused, and the straightforward port it
 measures against is sized by the positions a run uses."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hostile import assert_refused, run_bounded
@@ -11,6 +13,8 @@ from llama2np.runtime.generate import generate_tokens
 from llama2np.runtime.model import make_model
 from llama2np.runtime.sampler import Sampler
 from llama2np.runtime.tokenizer import BOS
+from llama2np.tools.models.checkpoint_writer import write_checkpoint
+from llama2np.tools.models.synthetic import synthetic_checkpoint
 
 PORT_ONLY = (PORT,)
 
@@ -26,6 +30,16 @@ PORT_ONLY = (PORT,)
 def test_bench_refuses_settings_that_measure_nothing(model_dir, flags, phrase):
     outcome = run_bounded("bench", model_dir / "stories260K.bin", *flags, timeout=120)
     assert_refused(outcome, 2, phrase, "use")
+
+
+def test_a_context_too_short_to_measure_gets_no_advice_it_would_refuse(checkpoint, tmp_path):
+    """A 1-token context fits no setting bench accepts (-n must be 2 or more), so the sentence
+    says the model cannot be measured rather than offering `-n 1`."""
+    short = tmp_path / "short.bin"
+    short.write_bytes(write_checkpoint(synthetic_checkpoint(replace(checkpoint.config, seq_len=1)), 0))
+    sentence = assert_refused(run_bounded("bench", short, timeout=120), 1, "1-token context",
+                              "too short to measure")
+    assert "-n 1" not in sentence
 
 
 def test_the_whole_context_decodes_the_whole_greedy_story_and_no_more(checkpoint):

@@ -35,6 +35,9 @@ def check_settings(steps: int, prompt_length: int, repeats: int) -> None:
 def check_lengths(name: str, seq_len: int, steps: int, prompt_tokens: int) -> None:
     """Refuse lengths the model's context cannot hold, before anything is measured: the decode
     run forwards `steps` positions, the prompt run the prompt and one token after it."""
+    if seq_len < 2:  # no setting fits: a rate needs two positions
+        raise Llama2npError(f"{name} has a {seq_len}-token context, too short to measure (a "
+                            "rate needs 2 positions); bench a model with a longer context.")
     if steps > seq_len:
         raise UsageError(f"steps {steps} is beyond the {seq_len}-token context of {name}; "
                          f"use -n {seq_len} or fewer.")
