@@ -9,6 +9,7 @@ read-only when given as `bytes`).
 
 import math
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,8 +158,33 @@ class Header:
 HEADER_BYTES = EXPORT_HEADER_SIZE
 
 
-def read_checkpoint(data: bytes | bytearray | memoryview, name: str = "checkpoint") -> Checkpoint:
-    """Parse a llama2.c checkpoint of any version; `name` appears in error messages."""
+@dataclass(frozen=True)
+class StoredQ8_0:
+    """A Q8_0 matrix as the file stores it, not dequantised: per layer, its int8 values and one
+    float32 scale per group. Validation reads a large model's statistics from it a block at a
+    time, instead of holding four bytes per weight."""
+
+    shape: tuple[int, ...]
+    layers: list[tuple[np.ndarray, np.ndarray]]  # (int8 values, <f4 scales), in file order
+    group_size: int
+
+    def blocks(self, values: int) -> Iterator[np.ndarray]:
+        """The dequantised weights in file order, about `values` at a time: the float32 values
+        the runtime computes, as float64."""
+        groups = max(1, values // self.group_size)
+        for quantized, scales in self.layers:
+            grouped = quantized.reshape(-1, self.group_size)
+            for start in range(0, len(scales), groups):
+                block = grouped[start : start + groups].astype(np.float32)
+                with np.errstate(over="ignore", invalid="ignore"):  # validate names such weights
+                    block *= scales[start : start + groups, None]
+                yield block.reshape(-1).astype(np.float64)
+
+
+def read_checkpoint(data: bytes | bytearray | memoryview, name: str = "checkpoint",
+                    dequantize: bool = True) -> Checkpoint:
+    """Parse a llama2.c checkpoint of any version; `name` appears in error messages. With
+    `dequantize=False`, version 2's matrices stay as stored (`StoredQ8_0`, views of `data`)."""
     data = memoryview(data).cast("B")
     header = read_header(data, name)
     check_size(header, len(data), name)
@@ -174,8 +200,12 @@ def read_checkpoint(data: bytes | bytearray | memoryview, name: str = "checkpoin
         arrays = {key: reader.fp32(shapes[key]) for key in NORMS}
         matrices = [*EXPORT_MATRICES, *([] if header.shared_classifier else ["wcls"])]
     for key in matrices:
-        arrays[key] = (reader.q8_0(shapes[key], header.group_size) if header.version == 2
-                       else reader.fp32(shapes[key]))
+        if header.version != 2:
+            arrays[key] = reader.fp32(shapes[key])
+        elif dequantize:
+            arrays[key] = reader.q8_0(shapes[key], header.group_size)
+        else:
+            arrays[key] = reader.stored_q8_0(shapes[key], header.group_size)
     if header.shared_classifier:
         arrays["wcls"] = arrays["token_embedding"]
     return Checkpoint(header.config, Weights(**arrays), header.version, header.shared_classifier,
@@ -339,3 +369,9 @@ class _Reader:
             with np.errstate(over="ignore", invalid="ignore"):  # validate names such weights
                 groups *= self.take(np.dtype("<f4"), count // group_size)[:, None]
         return out if len(shape) == 3 else out[0]
+
+    def stored_q8_0(self, shape: tuple[int, ...], group_size: int) -> StoredQ8_0:
+        count = _count(shape[1:] if len(shape) == 3 else shape)
+        layers = [(self.take(np.int8, count), self.take(np.dtype("<f4"), count // group_size))
+                  for _ in range(shape[0] if len(shape) == 3 else 1)]
+        return StoredQ8_0(shape, layers, group_size)

@@ -13,6 +13,7 @@ convert it with `llama2np export`.
 import dataclasses
 import hashlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 from llama2np.runtime.checkpoint import (
     HEADER_BYTES,
     Checkpoint,
+    StoredQ8_0,
     check_file_size,
     parameter_count,
     read_checkpoint,
@@ -87,7 +89,8 @@ def validate_model(checkpoint: Path, tokenizer: Path | None = None) -> Report:
         data = read_file(checkpoint, "checkpoint", CheckpointError)
         # Size and digest of the very bytes checked, not of whatever the name points to later.
         report.file_bytes, report.sha256 = len(data), hashlib.sha256(data).hexdigest()
-        parsed, report.format = parse_any(data, str(checkpoint))
+        # Version 2's matrices stay quantised: their statistics are read a block at a time.
+        parsed, report.format = parse_any(data, str(checkpoint), dequantize=False)
     except Llama2npError as error:
         report.problems.append(str(error))
         return report
@@ -128,14 +131,14 @@ def check_before_reading(path: Path) -> None:
         check_file_size(path, start)
 
 
-def parse_any(data: bytes, name: str) -> tuple[Checkpoint, str]:
+def parse_any(data: bytes, name: str, dequantize: bool = True) -> tuple[Checkpoint, str]:
     """The checkpoint in a file's bytes: a .pt through the restricted reader, anything else
-    through the runtime's own `read_checkpoint`."""
+    through the runtime's own `read_checkpoint` (see there for `dequantize`)."""
     if data[:4] == ZIP_MAGIC:  # torch.save's zip container
         from llama2np.tools.models.torch_checkpoint import checkpoint_from_pt
 
         return checkpoint_from_pt(data, name), PYTORCH_FORMAT
-    parsed = read_checkpoint(data, name)
+    parsed = read_checkpoint(data, name, dequantize)
     return parsed, FORMATS[parsed.version]
 
 
@@ -168,14 +171,22 @@ def check_tensors(parsed: Checkpoint, report: Report) -> None:
 STATS_CHUNK = 1 << 20
 
 
-def tensor_stats(name: str, tensor: np.ndarray) -> tuple[TensorStats, bool]:
+def value_blocks(tensor: np.ndarray | StoredQ8_0) -> Iterator[np.ndarray]:
+    """A tensor's values in float64 blocks of about STATS_CHUNK, dequantised if stored as Q8_0."""
+    if isinstance(tensor, StoredQ8_0):
+        yield from tensor.blocks(STATS_CHUNK)
+        return
+    flat = tensor.reshape(-1)
+    for start in range(0, flat.size, STATS_CHUNK):
+        yield flat[start : start + STATS_CHUNK].astype(np.float64)
+
+
+def tensor_stats(name: str, tensor: np.ndarray | StoredQ8_0) -> tuple[TensorStats, bool]:
     """A tensor's min, max, mean and standard deviation over its finite values (merged chunk by
     chunk, as Chan et al. combine partial means and squared deviations), how many values are
     not finite, and whether any is not zero."""
-    flat = tensor.reshape(-1)
     count, mean, squares, low, high, nonfinite, nonzero = 0, 0.0, 0.0, math.inf, -math.inf, 0, False
-    for start in range(0, flat.size, STATS_CHUNK):
-        block = flat[start : start + STATS_CHUNK].astype(np.float64)
+    for block in value_blocks(tensor):
         finite = np.isfinite(block)
         if not finite.all():
             nonfinite += int(block.size - finite.sum())
