@@ -31,4 +31,6 @@ fi
 bash scripts/setup.sh
 .venv/bin/ruff check py tests
 # On every core (pytest-xdist): each test is independent of the others, browser tests included.
-.venv/bin/python -m pytest -n auto "$@"
+# A process per core already fills them, so NumPy's BLAS gets one thread in each: threads of its
+# own would fight over the same cores.
+OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" .venv/bin/python -m pytest -n auto "$@"
