@@ -11,7 +11,7 @@ import { keepOffline } from "./offline.js";
 import { listenForModelFiles } from "./own-model.js";
 import { settleDirection } from "./direction.js";
 import { readSettings, restoreSettings, saveSettings } from "./settings.js";
-import { shareURL, storyFile } from "./share.js";
+import { sharedNote, shareURL, storyFile } from "./share.js";
 import { StoryWriter } from "./story-writer.js";
 import { explainer, tokenSpan } from "./why.js";
 
@@ -138,9 +138,7 @@ function loaded() {
   Object.assign(window.llama2np, { model: info, loadSeconds: seconds, loadStages: stages, fromSnapshot, readyMs: performance.now() });
   showModel(info);
   transition({ phase: "ready", model: info });
-  const next = state.shared
-    ? "The settings of a shared story are filled in: press Generate to write it again."
-    : "Type the start of a story, or just press Generate.";
+  const next = state.shared ? sharedNote(state.shared) : "Type the start of a story, or just press Generate.";
   say(`Ready in ${seconds.toFixed(1)} s. ${next}`);
   keepOffline({
     resources,
@@ -180,6 +178,9 @@ function showModel(info) {
     ? "Works offline: this page and the site's model are kept in your browser; your own model's files are not, so open them again after a reload. "
     : "Works offline: this page and its model are kept in your browser. ";
   ui.steps.max = c.seq_len;
+  // A Length beyond the context (from a link made on a larger model) means the whole of it, as
+  // run.c's -n does.
+  if (Number(ui.steps.value) > c.seq_len) ui.steps.value = String(c.seq_len);
 }
 
 // The visitor's own checkpoint and tokenizer, read by the worker (web/own-model.js).
@@ -442,7 +443,7 @@ function openSharedLink() {
     state.picker.value = String(state.models.indexOf(other));
     chooseModel(other);
   } else if (state.phase === "ready") {
-    say("The settings of a shared story are filled in: press Generate to write it again.");
+    say(sharedNote(link));
   }
 }
 

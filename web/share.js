@@ -16,7 +16,10 @@ export function shareURL(href, story) {
 }
 
 // The settings in a fragment, each a string the page's field accepts, or null when the fragment
-// holds none. Anything out of range or malformed is left out: the field keeps its own value.
+// holds none. Anything out of range or malformed is left out (the field keeps its own value)
+// and named in `ignored`, for the visitor.
+const LABELS = { prompt: "start", temperature: "temperature", topp: "top-p", seed: "seed", steps: "length" };
+
 export function decodeShare(hash) {
   if (!hash || hash.length < 2) return null;
   let params;
@@ -25,13 +28,16 @@ export function decodeShare(hash) {
   } catch {
     return null;
   }
+  const ignored = []; // settings the link carries that the page cannot use: the visitor is told
   const number = (name, low, high, whole) => {
     const text = params.get(name);
-    if (text === null || !/^\d+(\.\d+)?$/.test(text)) return undefined;
+    if (text === null) return undefined;
     const value = Number(text);
-    if (!(value >= low && value <= high) || (whole && !Number.isInteger(value))) return undefined;
-    return text;
+    const usable = /^\d+(\.\d+)?$/.test(text) && value >= low && value <= high && (!whole || Number.isInteger(value));
+    if (!usable) ignored.push(LABELS[name]);
+    return usable ? text : undefined;
   };
+  if (params.has("prompt") && params.get("prompt").length > PROMPT_LIMIT) ignored.push(LABELS.prompt);
   const values = {
     prompt: params.has("prompt") && params.get("prompt").length <= PROMPT_LIMIT ? params.get("prompt") : undefined,
     temperature: number("temperature", 0, 2, false),
@@ -40,7 +46,16 @@ export function decodeShare(hash) {
     steps: number("steps", 0, 1 << 20, true),
     model: params.has("model") && params.get("model").length <= 200 ? params.get("model") : undefined,
   };
-  return Object.values(values).some((v) => v !== undefined) ? values : null;
+  return Object.values(values).some((v) => v !== undefined) || ignored.length ? { ...values, ignored } : null;
+}
+
+// What the page says once a share link's settings are filled in.
+export function sharedNote(shared) {
+  const many = shared.ignored.length > 1;
+  const kept = shared.ignored.length
+    ? ` The link's ${new Intl.ListFormat("en").format(shared.ignored)} ${many ? "are" : "is"} out of range, so ${many ? "those fields keep their values" : "that field keeps its value"}.`
+    : "";
+  return `The settings of a shared story are filled in: press Generate to write it again.${kept}`;
 }
 
 // The story as a .txt: a header of "# " lines with the settings and the link (none for a

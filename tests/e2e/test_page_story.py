@@ -108,6 +108,22 @@ def test_a_link_s_malformed_settings_are_left_out(visit):
     assert visit.page.input_value("#temperature") == "1"  # the page's own values stay
     assert visit.page.input_value("#seed") == "42"
     assert visit.page.input_value("#steps") == "256"
+    # ...and the visitor is told which, in the field's own words.
+    assert "The link's temperature, seed, and length are out of range, so those fields keep " \
+        "their values." in visit.status()
+
+
+def test_a_link_s_length_beyond_the_context_means_the_whole_context(visit, model_dir):
+    """As run.c's -n: a link made on a model with a longer context still writes the story."""
+    visit.page.goto(visit.url + "#prompt=&temperature=0&steps=99999")
+    assert wait_for_state(visit.page, ("ready", "error"), 90) == "ready", visit.status()
+    assert visit.page.input_value("#steps") == "512"
+    assert "out of range" not in visit.status()
+    visit.page.click("#generate")
+    visit.wait_until_written()
+    cli = run_cli("generate", model_dir / "stories260K.bin", "-z", model_dir / "tok512.bin",
+                  "-t", "0", "-n", "99999")
+    assert visit.output() + "\n" == cli.stdout
 
 
 def test_copy_and_download_give_the_story_and_its_settings(visit_with):
