@@ -569,6 +569,12 @@ ui.form.addEventListener("input", () => {
   forgetSharedLink();
 });
 ui.randomSeed.addEventListener("click", forgetSharedLink);
+// The setting last touched shows its hint on a phone (a slider takes no focus from a touch).
+ui.form.addEventListener("pointerdown", (event) => {
+  const field = event.target.closest(".field");
+  for (const other of ui.form.querySelectorAll(".field[data-touched]")) if (other !== field) delete other.dataset.touched;
+  if (field) field.dataset.touched = "";
+});
 window.addEventListener("hashchange", openSharedLink);
 for (const type of ["keydown", "pointerdown"]) {
   document.addEventListener(type, () => transition({ interacted: true }), { capture: true, once: true });

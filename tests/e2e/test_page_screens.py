@@ -152,6 +152,18 @@ def test_the_shortcut_hint_matches_the_device(visit_with):
     assert phone.text("shortcut-hint") == ""
 
 
+def test_a_phone_shows_a_setting_s_hint_while_it_is_touched(visit_with):
+    phone = visit_with(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    phone.open()
+    width = "id => document.getElementById(id).getBoundingClientRect().width"
+    assert phone.page.evaluate(width, "topp-hint") <= 1  # compact: read out, not shown
+    phone.page.tap("#topp")
+    assert phone.page.evaluate(width, "topp-hint") > 100
+    assert phone.page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    phone.page.tap("#seed")
+    assert phone.page.evaluate(width, "topp-hint") <= 1 and phone.page.evaluate(width, "seed-hint") > 100
+
+
 def test_one_load_bar_counts_the_bytes_on_the_wire_and_never_goes_back(visit):
     page = visit.page
     page.goto(visit.url)
