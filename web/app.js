@@ -58,7 +58,8 @@ const state = {
   model: null, // the loaded model's info, or null
   run: null, // the Story being written, or null
   story: null, // the story shown: {prompt, temperature, topp, seed, steps, model?, explained, live, own,
-  //              finished, generated, written, canContinue}; live: written with its probabilities
+  //              finished, ending, generated, written, canContinue}; live: written with its
+  //              probabilities; ending: the sentence its end was told with
   models: [], // the site's models (web/models.js); the picker shows when there are several
   chosen: null, // the model the visitor chose, or null for the site's default
   picker: null, // the <select id="model-select">
@@ -335,15 +336,16 @@ function ended({ stopped, ended: how, canContinue, stats }) {
   window.llama2np.lastStats = stats;
   // A stopped story is shared and saved as the Length it reached, which writes it again.
   const before = state.story.generated ?? 0; // a continued story's tokens written before
-  const story = { ...state.story, canContinue, finished: true, generated: stats.generated_tokens, written: stats.prompt_tokens + stats.generated_tokens };
   const end = stopped ? "stopped" : how;
-  transition({ phase: "ready", run: null, story, ended: end });
   const start = stats.prompt_tokens ? ` (${stats.prompt_tokens} of them the start's)` : "";
   const endings = {
     end: "The model ended the story.",
-    length: canContinue ? `Cut off at Length ${story.steps}${start}; Continue writes on.` : "The context is full.",
+    length: canContinue ? `Cut off at Length ${state.story.steps}${start}; Continue writes on.` : "The context is full.",
     stopped: "Stopped; Continue writes on.",
   };
+  // The ending is said again after the story's explanation, which replaces the status.
+  const story = { ...state.story, canContinue, finished: true, ending: endings[end], generated: stats.generated_tokens, written: stats.prompt_tokens + stats.generated_tokens };
+  transition({ phase: "ready", run: null, story, ended: end });
   const speed = stats.tokens_per_second ? ` at ${Math.round(stats.tokens_per_second).toLocaleString("en")} tokens/s` : "";
   const wrote = stats.generated_tokens - before;
   const count = `${wrote}${before ? " more" : ""} token${wrote === 1 ? "" : "s"}`;
@@ -515,7 +517,7 @@ async function explainStory(quietly = false) {
   ui.output.classList.add("explained");
   why.reset();
   transition({ story: { ...story, explained: true } });
-  if (!quietly) say(`Each piece of a word is coloured by how likely it was; ${touch ? "tap one" : "point at one, or tab to the story,"} to see why.`);
+  if (!quietly) say(`Each piece of a word is coloured by how likely it was; ${touch ? "tap one" : "point at one, or tab to the story,"} to see why. ${story.ending ?? ""}`.trim());
 }
 
 // --- for the benchmark and tests (no eval needed under the page's policy) -------------------

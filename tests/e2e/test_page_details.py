@@ -74,6 +74,9 @@ def test_why_this_word_after_a_story_explains_it_as_it_stands(visit, model_dir):
     assert visit.output() == story and visit.page.evaluate("() => window.llama2np.lastStats") == stats
     visit.page.hover("#output .token >> nth=2")
     assert visit.text("why").count("%") == 6
+    # The story's ending is still told, with Continue still on offer.
+    status = visit.status()
+    assert "to see why" in status and "Cut off at Length 70" in status and "Continue writes on" in status
 
 
 def test_ctrl_enter_writes_from_a_slider(visit, golden):
