@@ -92,8 +92,13 @@ export function explainer(output, box, active) {
   output.addEventListener("focusout", (event) => {
     if (!output.contains(event.relatedTarget)) hide();
   });
-  // A finger that scrolls the page is done with the word it tapped: the box would cover the story.
+  // A finger that scrolls the page, or touches anything else, is done with the word it tapped:
+  // the box would cover the story. (Safari moves no focus to a tapped button, so focusout alone
+  // would miss a tap on Share.)
   window.addEventListener("touchmove", () => box.hidden || hide(), { passive: true });
+  document.addEventListener("pointerdown", (event) => {
+    if (!box.hidden && !output.contains(event.target) && !box.contains(event.target)) hide();
+  });
 
   return {
     hide,

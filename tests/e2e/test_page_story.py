@@ -293,3 +293,14 @@ def test_why_this_word_is_one_tab_stop_and_the_arrows_move_between_words(visit):
     visit.page.keyboard.press("Escape")
     assert not visit.page.is_visible("#why")
 
+
+def test_a_phone_s_word_box_closes_when_the_finger_goes_elsewhere(visit_with):
+    phone = visit_with(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    phone.open()
+    phone.page.check("#show-probabilities")
+    phone.write(prompt="Tom", temperature=0.8, seed=3, steps=40)
+    phone.page.tap("#output .token >> nth=3")
+    assert phone.page.is_visible("#why")
+    phone.page.tap("#copy")  # a button elsewhere: the box would cover the story as it scrolls
+    assert not phone.page.is_visible("#why")
+
