@@ -239,6 +239,14 @@ def test_idle_connections_make_room_for_a_new_client(tmp_path):
         server.server_close()
 
 
+def wait_for_a_connection(server) -> None:
+    """Until the server has taken the client's connection in."""
+    deadline = time.monotonic() + 30
+    while not server.connections:
+        assert time.monotonic() < deadline, "the server never took the connection"
+        time.sleep(0.01)
+
+
 def test_a_client_that_reads_slowly_is_cut_off(tmp_path):
     """A client that reads a little at a time, always inside the timeout, still has to take the
     answer at the server's minimum pace: its connection is dropped long before the body is
@@ -255,6 +263,7 @@ def test_a_client_that_reads_slowly_is_cut_off(tmp_path):
             client.settimeout(30)
             client.connect(address)
             client.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_for_a_connection(server)
             while server.connections:  # about 40 KB a second, until the server lets go
                 received += len(client.recv(4096))
                 time.sleep(0.1)
@@ -264,6 +273,39 @@ def test_a_client_that_reads_slowly_is_cut_off(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_client_that_pipelines_small_answers_and_reads_slowly_is_cut_off(tmp_path):
+    """Many small answers asked for at once and read slowly: each would finish within its own
+    deadline, but the connection's sending time as a whole outruns its bytes at the minimum
+    pace, so the server lets go of it."""
+    site = make_site(tmp_path)
+    (site / "small.bin").write_bytes(os.urandom(10_000))
+    server, _ = start_server(site, timeout=TIMEOUT, min_rate=8 << 20)
+    address = ("127.0.0.1", server.server_address[1])
+    start = time.monotonic()
+    try:
+        with socket.socket() as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.settimeout(30)
+            client.connect(address)
+            client.sendall(b"GET /small.bin HTTP/1.1\r\nHost: x\r\n\r\n" * 3000)
+            wait_for_a_connection(server)
+            while server.connections:  # about 40 KB a second, until the server lets go
+                client.recv(4096)
+                time.sleep(0.1)
+                assert time.monotonic() - start < 60, "the pipelining slow reader held its thread"
+        assert_still_serving((*address, site))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_request_head_beyond_its_bound_gets_431_and_the_connection_closes(server):
+    head = b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: %s\r\n" % (n, b"a" * 9000) for n in range(8))
+    answer = exchange(server, head + b"\r\n")
+    assert re.match(rb"HTTP/1\.[01] 431 ", answer), answer[:100]
+    assert_still_serving(server)
 
 
 def test_an_interrupt_while_a_connection_starts_leaves_the_count_right(tmp_path, monkeypatch):

@@ -40,7 +40,8 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 HASHED_FOLDER = re.compile(r"[a-z]+-[0-9a-f]{10}")  # a folder named by its content's hash
 TIMEOUT_SECONDS = 20.0  # for a request to arrive (idle keep-alive included) and for every write
 MAX_CONNECTIONS = 64  # a browser opens about six per site
-MIN_RATE = 16384  # bytes a second an answer must keep up on average (about a 2G link's pace)
+MIN_RATE = 16384  # bytes a second a connection's answers must keep up (about a 2G link's pace)
+MAX_HEAD_BYTES = 65536  # of a request line and its headers together; a browser's are about 1 KB
 SEND_CHUNK = 65536
 MAX_PATH_LENGTH = 2048  # the site's longest address is under 200 characters
 LEADING_EMPTY_LINES = 4  # before a request line, skipped as the HTTP standard asks
@@ -121,6 +122,7 @@ class SiteServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         # connection -> when it began waiting for a request, or None while it is answered
         self.connections: dict[socket.socket, float | None] = {}
+        self.closing = False  # once set, a worker's failure is the shutdown's, not worth a line
         super().__init__(address, handler)
 
     def process_request(self, request: socket.socket, client_address: object) -> None:
@@ -130,6 +132,7 @@ class SiteServer(ThreadingHTTPServer):
         try:
             super().process_request(request, client_address)
         except BaseException:
+            self.closing = True  # an interrupt: the server stops, and the request is closed
             self.forget(request)  # no thread may have started to forget it (a no-op if one did)
             raise
 
@@ -172,11 +175,16 @@ class SiteServer(ThreadingHTTPServer):
         with self.lock:
             self.connections.pop(request, None)
 
+    def server_close(self) -> None:
+        self.closing = True
+        super().server_close()
+
     def handle_error(self, request: socket.socket, client_address: object) -> None:
         """One line instead of socketserver's traceback: a client that vanished is routine (said
-        only when verbose); anything else is a fault of the server worth a line."""
+        only when verbose), and so is a request cut by the server stopping; anything else is a
+        fault of the server worth a line."""
         error = sys.exception()
-        if isinstance(error, (ConnectionError, TimeoutError)) and not self.verbose:
+        if self.closing or isinstance(error, (ConnectionError, TimeoutError)) and not self.verbose:
             return
         if os.environ.get("LLAMA2NP_DEBUG"):
             traceback.print_exc()
@@ -226,9 +234,17 @@ class RequestHeadReader(io.RawIOBase):
         connection = self.handler.connection
         connection.settimeout(remaining)
         try:
-            return connection.recv_into(buffer)
+            received = connection.recv_into(buffer)
         finally:
             connection.settimeout(self.handler.timeout)  # writes get the whole timeout again
+        self.handler.head_bytes += received
+        if self.handler.head_bytes > MAX_HEAD_BYTES:
+            raise HeadTooLarge
+        return received
+
+
+class HeadTooLarge(Exception):
+    """A request line and headers beyond MAX_HEAD_BYTES: answered with 431, then closed."""
 
 
 class SiteHandler(SimpleHTTPRequestHandler):
@@ -246,6 +262,10 @@ class SiteHandler(SimpleHTTPRequestHandler):
         self.verbose = verbose
         self.timeout = timeout  # StreamRequestHandler sets it on the socket in setup()
         self.min_rate = min_rate
+        self.head_bytes = 0  # read from the client since its request began
+        # The pace of this connection's answers: their body bytes, and the seconds they took.
+        self.answered_bytes, self.answering_seconds = 0, 0.0
+        self.answer_started, self.answer_deadline = None, 0.0
         self.deadline = time.monotonic() + timeout
         self.cache_control = "no-store"
         super().__init__(*args, **kwargs)
@@ -259,6 +279,7 @@ class SiteHandler(SimpleHTTPRequestHandler):
     def handle_one_request(self) -> None:
         # Waiting for a request (keep-alive) and reading its head share one deadline.
         self.deadline = time.monotonic() + self.timeout
+        self.head_bytes = 0
         self.cache_control = "no-store"  # until a file is found: errors are never cached
         if not self.server.mark(self.connection, waiting=True):
             self.close_connection = True  # closed to make room for another client
@@ -267,6 +288,38 @@ class SiteHandler(SimpleHTTPRequestHandler):
             super().handle_one_request()
         except (ConnectionError, TimeoutError):
             self.close_connection = True  # the client left or stalled mid-answer
+        except HeadTooLarge:
+            self.command, self.request_version = None, self.default_request_version
+            self.close_connection = True
+            try:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Request head too large")
+            except (ConnectionError, TimeoutError):
+                pass
+        finally:
+            if self.answer_started is not None:
+                self.answering_seconds += time.monotonic() - self.answer_started
+                self.answer_started = None
+
+    def start_answer(self) -> None:
+        """An answer begins: it may take the time its connection has not yet used of the
+        timeout plus its bytes at `min_rate` (each body adds its own, in `copyfile`). Carried
+        over from answer to answer, this bounds a connection that pipelines many small answers
+        and reads them slowly, not just each answer alone."""
+        self.answer_started = time.monotonic()
+        credit = self.timeout + self.answered_bytes / self.min_rate - self.answering_seconds
+        self.answer_deadline = self.answer_started + credit
+
+    def allow_time(self) -> None:
+        """Give the socket's next write what is left of the answer's time, or end the answer."""
+        remaining = self.answer_deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the client read its answers too slowly")
+        self.connection.settimeout(min(self.timeout, remaining))
+
+    def flush_headers(self) -> None:
+        if self.answer_started is not None:
+            self.allow_time()
+        super().flush_headers()
 
     def parse_request(self) -> bool:
         # Empty lines before a request are to be ignored (RFC 9112, 2.2): a few of them are.
@@ -304,6 +357,7 @@ class SiteHandler(SimpleHTTPRequestHandler):
         if not self.server.mark(self.connection, waiting=False):
             self.close_connection = True  # closed to make room while its head arrived
             return False
+        self.start_answer()
         return True
 
     def send_head(self) -> object:
@@ -398,17 +452,16 @@ class SiteHandler(SimpleHTTPRequestHandler):
         return None, path
 
     def copyfile(self, source: io.BufferedReader, outputfile: io.RawIOBase) -> None:
-        """Send the body by a deadline that allows `min_rate` bytes a second after the timeout, so
-        a client that reads a little now and then cannot hold its thread for long."""
+        """Send the body a piece at a time, each within the answer's time (see start_answer)."""
         size = os.fstat(source.fileno()).st_size
-        deadline = time.monotonic() + self.timeout + size / self.min_rate
-        while chunk := source.read(SEND_CHUNK):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("the client read the answer too slowly")
-            self.connection.settimeout(min(self.timeout, remaining))
-            outputfile.write(chunk)
-        self.connection.settimeout(self.timeout)
+        self.answer_deadline += size / self.min_rate
+        self.answered_bytes += size
+        try:
+            while chunk := source.read(SEND_CHUNK):
+                self.allow_time()
+                outputfile.write(chunk)
+        finally:
+            self.connection.settimeout(self.timeout)
 
     def version_string(self) -> str:
         return self.server_version
