@@ -4,10 +4,13 @@ import ast
 import gzip
 import hashlib
 import json
+import re
 import resource
 import subprocess
 import sys
+import time
 import zipfile
+from pathlib import Path
 
 import brotli
 import pytest
@@ -336,7 +339,49 @@ def test_node_s_error_line_is_quoted_never_its_code():
     from llama2np.tools.site.trace import node_failure
 
     stderr = "var Module=Object.assign({}," + "x" * 5000 + "\n\nTypeError: bad thing\n    at run (x.js:1:2)\n"
-    assert node_failure(stderr) == "the page's Python failed in Node (TypeError: bad thing); retry, or report it."
+    assert node_failure(1, stderr) == "the page's Python failed in Node (TypeError: bad thing); retry, or report it."
+
+
+def fake_node(folder: Path, behaviour: str) -> None:
+    """A `node` first on PATH that answers --version as Node 20 and otherwise runs `behaviour`."""
+    node = folder / "bin" / "node"
+    node.parent.mkdir()
+    node.write_text(f'#!/bin/sh\nif [ "$1" = --version ]; then echo v20.0.0; exit 0; fi\n{behaviour}\n')
+    node.chmod(0o755)
+
+
+@pytest.mark.parametrize(("behaviour", "phrase"), [
+    ("yes aaaaaaaaaaaaaaaaaaaaaaaa", "printed more than 16 MB"),  # output without end
+    ("sleep 30 & exit 1", "failed in Node (no output)"),  # a child keeps the pipes open
+    ("kill -9 $$", "stopped by SIGKILL"),  # as the system does when memory runs out
+    ("printf '\\377\\376{'", "printed no list of modules"),  # not text, not JSON
+    ('echo \'{"modules": {"a": 1}}\'', "printed no list of modules"),  # JSON of another shape
+])
+def test_a_node_that_misbehaves_is_one_sentence_in_bounded_time(tmp_path, monkeypatch, model_dir,
+                                                                 behaviour, phrase):
+    from llama2np.tools.site.trace import trace_runtime
+
+    fake_node(tmp_path, behaviour)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    start = time.monotonic()
+    with pytest.raises(Llama2npError, match=re.escape(phrase)):
+        trace_runtime(tmp_path, model_dir / "stories260K.bin", model_dir / "tok512.bin")
+    assert time.monotonic() - start < 20
+
+
+@pytest.mark.parametrize("entry", ['{"modules": 5}', '{"modules": []}', '{"modules": {"a": 1}}', "\udcff"])
+def test_a_cached_trace_of_the_wrong_shape_is_run_again(tmp_path, monkeypatch, model_dir, entry):
+    from llama2np.tools.site import trace
+
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    model = (model_dir / "stories260K.bin", model_dir / "tok512.bin")
+    (tmp_path / "traces").mkdir()
+    key = trace.inputs_hash(runtime, *model)
+    (tmp_path / "traces" / f"{key}.json").write_text(entry, errors="surrogateescape")
+    monkeypatch.setattr(trace.shutil, "which", lambda name: None)  # a run would need Node
+    with pytest.raises(Llama2npError, match="needs Node.js"):
+        trace.trace_runtime(runtime, *model, tmp_path / "traces")
 
 
 def test_large_files_are_compressed_only_where_it_pays(tmp_path):

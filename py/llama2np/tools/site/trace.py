@@ -11,9 +11,13 @@ runtime's files, the model), so a build of unchanged inputs runs no Node at all.
 
 import hashlib
 import json
+import os
 import re
+import selectors
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from llama2np.tools.outputs import write_atomic
 SCRIPT = Path(__file__).with_name("trace.mjs")
 TIMEOUT_SECONDS = 300
 NODE_MAJOR = 18  # the oldest Node.js that Pyodide supports
+OUTPUT_LIMIT = 16 << 20  # of each output stream; a trace prints some 20 KB
 MEMORY_SIGNS = ("could not allocate memory", "out of memory", "cannot allocate memory",
                 "allocation failed")
 STDLIB_PREFIX = "/lib/python312.zip/"
@@ -64,14 +69,28 @@ def trace_runtime(runtime_folder: Path, checkpoint: Path, tokenizer: Path,
     kept = cache / f"{inputs_hash(runtime_folder, checkpoint, tokenizer)}.json" if cache else None
     if kept and kept.is_file():
         try:
-            return Trace(modules=json.loads(kept.read_text())["modules"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # a damaged entry: run it again
+            trace = parse_trace(kept.read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            trace = None
+        if trace is not None:
+            return trace  # else a damaged entry: run it again
     trace, printed = run_trace(runtime_folder, checkpoint, tokenizer)
     if kept:
         cache.mkdir(parents=True, exist_ok=True)
         write_atomic(kept, printed.encode())
     return trace
+
+
+def parse_trace(printed: str) -> Trace | None:
+    """The trace in what trace.mjs printed, or None if it is not one (damaged, or not ours)."""
+    try:
+        modules = json.loads(printed)["modules"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(modules, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in modules.items()):
+        return None
+    return Trace(modules=modules)
 
 
 def inputs_hash(runtime_folder: Path, checkpoint: Path, tokenizer: Path) -> str:
@@ -85,20 +104,15 @@ def inputs_hash(runtime_folder: Path, checkpoint: Path, tokenizer: Path) -> str:
 
 def run_trace(runtime_folder: Path, checkpoint: Path, tokenizer: Path) -> tuple[Trace, str]:
     node = find_node()
-    command = [node, str(SCRIPT), str(runtime_folder), str(checkpoint), str(tokenizer)]
-    try:
-        done = subprocess.run(command, check=True, capture_output=True, text=True,
-                              timeout=TIMEOUT_SECONDS)
-    except subprocess.CalledProcessError as error:
-        raise Llama2npError(node_failure(error.stderr)) from None
-    except subprocess.TimeoutExpired:
-        raise Llama2npError(f"Node took over {TIMEOUT_SECONDS} s to run the page's Python; "
-                            "retry.") from None
-    try:
-        return Trace(modules=json.loads(done.stdout)["modules"]), done.stdout
-    except (ValueError, KeyError, TypeError):
+    status, printed, errors = run_captured(
+        [node, str(SCRIPT), str(runtime_folder), str(checkpoint), str(tokenizer)], TIMEOUT_SECONDS)
+    if status != 0:
+        raise Llama2npError(node_failure(status, errors))
+    trace = parse_trace(printed)
+    if trace is None:
         raise Llama2npError("the page's Python in Node printed no list of modules; "
-                            "retry, or report it.") from None
+                            "retry, or report it.")
+    return trace, printed
 
 
 def find_node() -> str:
@@ -107,22 +121,68 @@ def find_node() -> str:
     if node is None:
         raise Llama2npError("building the site needs Node.js to run the page's Python once; "
                             "install it (for example `apt-get install nodejs`) and retry.")
+    status, version, _ = run_captured([node, "--version"], 60)
+    version = version.strip()
     try:
-        version = subprocess.run([node, "--version"], capture_output=True, text=True,
-                                 timeout=60).stdout.strip()
-        major = int(version.lstrip("v").split(".")[0])
-    except (OSError, ValueError, subprocess.SubprocessError):
+        major = int(version.lstrip("v").split(".")[0]) if status == 0 else -1
+    except ValueError:
+        major = -1
+    if major < 0:
         raise Llama2npError(f"{node} does not answer `--version` as Node.js does; put Node.js "
-                            f"{NODE_MAJOR} or newer first on PATH and retry.") from None
+                            f"{NODE_MAJOR} or newer first on PATH and retry.")
     if major < NODE_MAJOR:
         raise Llama2npError(f"building the site needs Node.js {NODE_MAJOR} or newer, and `node` "
-                            f"here is {version}; install a newer one and retry.")
+                            f"here is {version[:40]}; install a newer one and retry.")
     return node
 
 
-def node_failure(stderr: str) -> str:
-    """One sentence for a failed run: a lack of memory named as such, else Node's error line
-    (never a line of the minified code it may print around it)."""
+def run_captured(command: list[str], timeout: float) -> tuple[int, str, str]:
+    """Run `command`: its exit status and its standard output and error as text. A run that
+    takes over `timeout` seconds or prints more than OUTPUT_LIMIT bytes is stopped with a
+    sentence, and a child it left holding its output open is not waited for."""
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    outputs = {process.stdout.fileno(): bytearray(), process.stderr.fileno(): bytearray()}
+    problem = None
+    with selectors.DefaultSelector() as selector:
+        for descriptor in outputs:
+            os.set_blocking(descriptor, False)
+            selector.register(descriptor, selectors.EVENT_READ)
+        deadline, exited = time.monotonic() + timeout, None
+        while selector.get_map() and problem is None:
+            for key, _ in selector.select(0.1):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fd)
+                elif len(outputs[key.fd]) + len(chunk) > OUTPUT_LIMIT:
+                    problem = f"printed more than {OUTPUT_LIMIT >> 20} MB; check that it is Node.js"
+                else:
+                    outputs[key.fd] += chunk
+            now = time.monotonic()
+            if now > deadline:
+                problem = f"took over {timeout:g} s to run {Path(command[-1]).name}; retry"
+            if exited is None and process.poll() is not None:
+                exited = now
+            if exited is not None and now - exited > 1:
+                break  # a child it left holds the pipes open: what came is what there is
+    if problem is not None:
+        process.kill()
+    status = process.wait()
+    process.stdout.close()
+    process.stderr.close()
+    if problem is not None:
+        raise Llama2npError(f"`{Path(command[0]).name}` {problem}.")
+    printed, errors = (bytes(o).decode("utf-8", "replace") for o in outputs.values())
+    return status, printed, errors
+
+
+def node_failure(status: int, stderr: str) -> str:
+    """One sentence for a failed run: a lack of memory or a signal named as such, else Node's
+    error line (never a line of the minified code it may print around it)."""
+    if status < 0:
+        name = signal.Signals(-status).name if -status in signal.valid_signals() else -status
+        return (f"Node was stopped by {name} while it ran the page's Python (SIGKILL is what "
+                "the system sends when memory runs out); free some memory and retry.")
     if any(sign in (stderr or "").lower() for sign in MEMORY_SIGNS):
         return ("Node could not get the memory to run the page's Python: WebAssembly reserves "
                 "about 12 GB of address space up front (not of RAM), so lift a `ulimit -v` "
@@ -134,5 +194,5 @@ def error_line(text: str) -> str:
     """The last line of Node's error output that names an error, else its last short line."""
     lines = [line.strip() for line in (text or "").splitlines()]
     short = [line for line in lines if 0 < len(line) <= 200 and not line.startswith("at ")]
-    errors = [line for line in short if re.search(r"\b[A-Za-z]*Error\b", line)]
+    errors = [line for line in short if re.search(r"\b[A-Za-z]*Error\b|Assertion failed|FATAL ERROR", line)]
     return (errors or short or ["no output"])[-1]
