@@ -169,16 +169,16 @@ class StoredQ8_0:
     group_size: int
 
     def blocks(self, values: int) -> Iterator[np.ndarray]:
-        """The dequantised weights in file order, about `values` at a time: the float32 values
-        the runtime computes, as float64."""
-        groups = max(1, values // self.group_size)
+        """The dequantised weights in file order, `values` at a time (a block may end inside a
+        group, however large a file's groups): the float32 values the runtime computes, as
+        float64."""
         for quantized, scales in self.layers:
-            grouped = quantized.reshape(-1, self.group_size)
-            for start in range(0, len(scales), groups):
-                block = grouped[start : start + groups].astype(np.float32)
+            for start in range(0, quantized.size, values):
+                block = quantized[start : start + values].astype(np.float32)
+                groups = np.arange(start, start + block.size) // self.group_size
                 with np.errstate(over="ignore", invalid="ignore"):  # validate names such weights
-                    block *= scales[start : start + groups, None]
-                yield block.reshape(-1).astype(np.float64)
+                    block *= scales[groups]
+                yield block.astype(np.float64)
 
 
 def read_checkpoint(data: bytes | bytearray | memoryview, name: str = "checkpoint",

@@ -210,3 +210,23 @@ def test_build_refuses_a_pt_and_says_how_to_convert_it(tmp_path):
     assert "cannot load; convert it first with `llama2np export" in result.stderr
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tok32.bin"]
+
+
+@pytest.mark.parametrize(("group_size", "block"), [(4, 1000), (1000, 100), (4000, 64), (80, 7)])
+def test_q8_0_statistics_read_the_runtime_s_values_a_bounded_block_at_a_time(group_size, block):
+    """However large a file's groups, a block of statistics holds at most `block` values (a
+    hostile group size does not make validate hold a whole matrix), and the blocks are the
+    float32 weights the runtime dequantises."""
+    from llama2np.runtime.checkpoint import StoredQ8_0, _Reader
+
+    rng = np.random.default_rng(group_size)
+    layers, count = 2, 4000
+    data = b"".join(rng.integers(-127, 128, count, dtype=np.int8).tobytes()
+                    + rng.random(count // group_size, dtype=np.float32).astype("<f4").tobytes()
+                    for _ in range(layers))
+    stored = _Reader(memoryview(data), 0).stored_q8_0((layers, 40, 100), group_size)
+    assert isinstance(stored, StoredQ8_0)
+    blocks = list(stored.blocks(block))
+    assert max(b.size for b in blocks) <= block
+    runtime = _Reader(memoryview(data), 0).q8_0((layers, 40, 100), group_size)
+    np.testing.assert_array_equal(np.concatenate(blocks), runtime.reshape(-1).astype(np.float64))
