@@ -169,7 +169,7 @@ def test_a_cache_setting_that_names_a_file_is_named(llama2np, venv, tmp_path, wh
     result = run(venv / "bin" / "llama2np", "fetch", cwd=llama2np.folder,
                  env=clean_env(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "xdg")))
     assert result.returncode == 1, result.stderr
-    assert f"XDG_CACHE_HOME puts llama2np's cache inside {tmp_path / 'xdg'}" in result.stderr
+    assert f"(llama2np's cache, placed by XDG_CACHE_HOME={tmp_path / 'xdg'})" in result.stderr
     assert "internal error" not in result.stderr and result.stderr.count("\n") == 1
     assert blocker.read_text() == "not a folder"
 

@@ -19,7 +19,6 @@ same): the console script imports it before `main` runs, and NumPy's import (a t
 so that Ctrl+C during start-up ends as quietly as Ctrl+C mid-story.
 """
 
-import errno
 import os
 import sys
 
@@ -34,6 +33,7 @@ from llama2np.console import (
     raise_pending_interrupt,
     say,
 )
+from llama2np.file_errors import FILE_ADVICE, file_trouble
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
@@ -55,19 +55,6 @@ COMMAND_MODULES = (
 )
 
 DEBUG_VARIABLE = "LLAMA2NP_DEBUG"  # set to 1 to see the traceback of an internal error
-FILE_ADVICE = {  # errors of the file system that a person fixes, and how
-    errno.EACCES: "check its permissions, or choose another place",
-    errno.EPERM: "check its permissions, or choose another place",
-    errno.EROFS: "the file system is read-only: choose another place",
-    errno.ENOSPC: "free some space and run again",
-    errno.EDQUOT: "free some space and run again",
-    errno.EEXIST: "a file is in the way of a folder there: move it, or fix the path",
-    errno.ENOTDIR: "a part of that path is a file where a folder belongs: fix the path",
-    errno.EISDIR: "that is a folder where a file belongs: fix the path",
-    errno.ENAMETOOLONG: "use a shorter name",
-    errno.ELOOP: "it is a loop of links: fix the path",
-    errno.EMFILE: "too many files are open: raise `ulimit -n`, or close other programs",
-}
 MESSAGE_CHARACTERS = 300  # of an exception's text repeated in a sentence
 
 
@@ -160,20 +147,6 @@ def failure(error: BaseException, command: str) -> int:
     where = "the traceback is above" if debug else f"run again with {DEBUG_VARIABLE}=1 for the details"
     say(f"internal error in `{command}` ({named}); {where}, and please report it.")
     return 1
-
-
-def file_trouble(error: OSError) -> str:
-    """One sentence for a file the system refused (no permission, no space, a file where a
-    folder belongs): the machine's state, not a fault of the command, so no "internal error"."""
-    reason = (error.strerror or "failed").lower()
-    if not error.filename:
-        return f"a file operation failed: {reason}; {FILE_ADVICE[error.errno]}."
-    name = os.fsdecode(error.filename)
-    cache = os.environ.get("XDG_CACHE_HOME", "")
-    origin = ""
-    if os.path.isabs(cache) and os.path.abspath(name).startswith(os.path.join(cache, "")):
-        origin = f" (XDG_CACHE_HOME puts llama2np's cache inside {cache})"
-    return f"cannot use {name}{origin}: {reason}; {FILE_ADVICE[error.errno]}."
 
 
 def shorten(text: str) -> str:

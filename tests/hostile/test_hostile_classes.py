@@ -2,6 +2,7 @@
 while a command runs, signals other than Ctrl+C, text from files and clients reaching a
 terminal, a site folder of unknown origin, and HTTP as the RFCs say."""
 
+import errno
 import http.client
 import os
 import pickle
@@ -357,3 +358,22 @@ def test_an_unreadable_site_is_named_not_an_internal_error(tmp_path, command):
         site.chmod(0o755)
     assert_refused(outcome, 1, f"cannot use {site / 'index.html'}: permission denied",
                    "check its permissions")
+
+
+def test_a_refused_write_names_the_output_not_its_temporary_file(tmp_path):
+    target = tmp_path / "model.bin"
+    with pytest.raises(OSError) as refused:
+        with atomic_output(target) as temporary:
+            raise OSError(errno.ENOSPC, "No space left on device", str(temporary))
+    assert refused.value.filename == str(target) and refused.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_xdg_cache_home_is_named_only_when_it_placed_the_cache(tmp_path, model_dir):
+    """In a checkout the cache is the checkout's own: a setting that played no part is not
+    blamed for a path that merely lies inside it."""
+    (tmp_path / "file").write_text("not a folder")
+    outcome = run_bounded("build", "--out", tmp_path / "site", "--cache", tmp_path / "file" / "cache",
+                          env={"XDG_CACHE_HOME": str(tmp_path)})
+    sentence = assert_refused(outcome, 1, f"cannot use {tmp_path / 'file' / 'cache'}: not a directory")
+    assert "XDG_CACHE_HOME" not in sentence

@@ -29,6 +29,7 @@ from pathlib import Path
 from pyodide_lock import PackageSpec, PyodideLockSpec
 
 import llama2np
+from llama2np.file_errors import FILE_ADVICE
 from llama2np.runtime.errors import CheckpointError, Llama2npError, TokenizerError, UsageError
 from llama2np.runtime.files import require_regular_file, sha256_of
 from llama2np.tools.models.fetch import fetch
@@ -107,8 +108,10 @@ def build_site(
             mark_as_built(staging)
             swap_in(staging, out)
         except OSError as error:
-            raise Llama2npError(f"cannot write the site beside {out}: {error.strerror} "
-                                f"({error.filename}).") from None
+            named = f" ({error.filename})" if error.filename else ""
+            advice = FILE_ADVICE.get(error.errno, "check the folder and retry")
+            raise Llama2npError(f"cannot write the site beside {out}{named}: "
+                                f"{(error.strerror or 'failed').lower()}; {advice}.") from None
     return out
 
 
