@@ -104,7 +104,7 @@ def test_continuing_a_story_cut_by_its_length_writes_what_a_longer_length_would(
 def test_a_story_the_model_ended_cannot_be_continued(checkpoint, tokenizer):
     text, story = whole_story(make_model(checkpoint), tokenizer, "", temperature=0, steps=512)
     assert story.ended == "end" and story.positions() < 512 and not story.can_continue
-    with pytest.raises(UsageError, match="choose a longer length"):
+    with pytest.raises(UsageError, match="the model ended this story, so it cannot go on"):
         story.extend(0)
 
 

@@ -56,7 +56,7 @@ def test_continue_and_probabilities_through_the_session(model_dir):
     assert session.extend(0) == {"steps": 512, "taken_back": 0}
     text += "".join(iter(lambda: session.advance(0.01), ""))
     assert text == longer and len(session.explanations()) == len(session.story.tokens) - 30
-    assert "error" in session.extend(0)
+    assert "fills the model's context of 512 tokens" in session.extend(0)["error"]
 
 
 def test_prompt_errors_use_the_page_s_words(model_dir):

@@ -198,7 +198,12 @@ class Story:
         handed out to take back: a length end flushed a character cut in the middle of its bytes
         as U+FFFD, and the rest of its bytes now follow."""
         steps = clamp_steps(steps, self.seq_len)
-        if not self.can_continue or steps <= self.positions():
+        if self.ended == "end":
+            raise UsageError("the model ended this story, so it cannot go on; write a new one.")
+        if not self.can_continue:
+            raise UsageError(f"the story fills the model's context of {self.seq_len} tokens, so "
+                             "it cannot go on; write a new one.")
+        if steps <= self.positions():
             raise UsageError(f"the story already has {self.positions()} positions; choose a "
                              f"longer length, up to the context of {self.seq_len}.")
         taken_back = 0
