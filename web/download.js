@@ -19,7 +19,7 @@ async function request(url, init) {
   try {
     response = await network(url, init);
   } catch {
-    throw new Error(`Could not reach the server for ${nameOf(url)}; check the connection, then press Retry.`);
+    throw new Error(`Could not reach the server for ${nameOf(url)}; check the connection, then try again.`);
   }
   if (!response.ok) {
     if (response.status >= 400 && response.status < 500 && /\.(br|gz)$/.test(new URL(url).pathname)) {
@@ -27,7 +27,7 @@ async function request(url, init) {
       missing.missingSibling = true; // stages.js asks for the file itself instead
       throw missing;
     }
-    throw new Error(`Could not download ${nameOf(url)} (HTTP ${response.status}); the site may be incomplete. Press Retry, or tell the site's owner.`);
+    throw new Error(`Could not download ${nameOf(url)} (HTTP ${response.status}); the site may be incomplete. Try again, or tell the site's owner.`);
   }
   return response;
 }
@@ -37,7 +37,7 @@ export async function fetchJSON(url) {
   try {
     return await response.json();
   } catch {
-    throw new Error(`The file ${nameOf(url)} is not valid JSON; the site is damaged. Press Retry, or tell the site's owner.`);
+    throw new Error(`The file ${nameOf(url)} is not valid JSON; the site is damaged. Try again, or tell the site's owner.`);
   }
 }
 
@@ -49,7 +49,7 @@ export async function hostEncoding(probeURL) {
     response = await network(probeURL);
     await response.arrayBuffer();
   } catch {
-    throw new Error(`Could not read ${nameOf(probeURL)} from the server (a broken connection, or a Content-Encoding the host sends wrongly); check the connection, then press Retry, or tell the site's owner.`);
+    throw new Error(`Could not read ${nameOf(probeURL)} from the server (a broken connection, or a Content-Encoding the host sends wrongly); check the connection, then try again, or tell the site's owner.`);
   }
   const encoding = (response.headers.get("Content-Encoding") ?? "").trim().toLowerCase();
   return response.ok && (encoding === "br" || encoding === "gzip") ? encoding : "";
@@ -90,10 +90,10 @@ export async function download(file, way, brotli, onWire, init = undefined, resp
   } catch (error) {
     if (error.sentence) throw error;
     // A broken connection and a damaged file look alike from here.
-    throw new Error(`The file ${nameOf(way.url)} did not arrive whole or could not be decoded (${error?.message ?? error}); press Retry, or tell the site's owner if it happens again.`);
+    throw new Error(`The file ${nameOf(way.url)} did not arrive whole or could not be decoded (${error?.message ?? error}); try again, or tell the site's owner if it happens again.`);
   }
   if (bytes.length !== file.bytes) {
-    throw new Error(`The file ${nameOf(way.url)} arrived incomplete (${bytes.length} of ${file.bytes} bytes); press Retry.`);
+    throw new Error(`The file ${nameOf(way.url)} arrived incomplete (${bytes.length} of ${file.bytes} bytes); try again.`);
   }
   return bytes;
 }
@@ -123,7 +123,7 @@ async function collect(stream, limit, url, quiet) {
     let timer;
     const silence = new Promise((_, reject) => {
       timer = setTimeout(() => {
-        const error = new Error(`The server sent nothing of ${nameOf(url)} for ${quietSeconds} s; check the connection, then press Retry.`);
+        const error = new Error(`The server sent nothing of ${nameOf(url)} for ${quietSeconds} s; check the connection, then try again.`);
         error.sentence = true;
         error.quiet = true;
         reject(error); // first: cancelling ends the pending read, which must not win the race
@@ -141,7 +141,7 @@ async function collect(stream, limit, url, quiet) {
     length += value.length;
     if (length > limit) {
       reader.cancel();
-      const error = new Error(`The file ${nameOf(url)} is larger than the site's list says; the site is damaged. Press Retry, or tell the site's owner.`);
+      const error = new Error(`The file ${nameOf(url)} is larger than the site's list says; the site is damaged. Try again, or tell the site's owner.`);
       error.sentence = true;
       throw error;
     }

@@ -113,7 +113,7 @@ async function fetchChecked(post, file, url, { encoding, brotli }, gate) {
   return bytes;
 }
 
-const damaged = (file) => new Error(`The file ${file.name} arrived damaged (its sha256 does not match the site's list); press Retry, or tell the site's owner if it happens again.`);
+const damaged = (file) => new Error(`The file ${file.name} arrived damaged (its sha256 does not match the site's list); try again, or tell the site's owner if it happens again.`);
 
 // Each file's progress goes to the page, which adds them up into one bar (web/progress.js):
 // its bytes on the wire so far and in all. All files together post at most one message every
@@ -167,7 +167,7 @@ export function answerPyodide(post, encoding, counted, downloaded) {
     if (!waiting) return network(input, init);
     return network(input, init).then((response) => {
       if (!response.ok) {
-        const failed = new Error(`Could not download ${waiting.file.name} (HTTP ${response.status}); the site may be incomplete. Press Retry, or tell the site's owner.`);
+        const failed = new Error(`Could not download ${waiting.file.name} (HTTP ${response.status}); the site may be incomplete. Try again, or tell the site's owner.`);
         waiting.settle.reject(failed);
         throw failed;
       }

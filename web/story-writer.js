@@ -314,7 +314,7 @@ const defined = (settings) => Object.fromEntries(Object.entries(settings).filter
 // Why the worker could not run, in a sentence: a module script is run only when the host sends
 // it as JavaScript, which is a setting of the host's.
 async function workerFailure(event) {
-  const generic = `The model's worker stopped (${event.message || "it could not start"}). Press Retry.`;
+  const generic = `The model's worker stopped (${event.message || "it could not start"}). Try again.`;
   try {
     const response = await fetch(new URL("./worker.js", import.meta.url), { method: "HEAD" });
     const type = response.headers.get("Content-Type") ?? "no type";

@@ -79,7 +79,7 @@ async function load({ pyodideURL, modelURL, quietSeconds }) {
     messageCallback: () => {},
     errorCallback: (message) => failures.push(message),
   });
-  if (failures.length) throw new Error(`Could not install the Python packages (${failures.join(" ")}); press Retry.`);
+  if (failures.length) throw new Error(`Could not install the Python packages (${failures.join(" ")}); try again.`);
 
   const packagesLoaded = performance.now();
   const modelFiles = await Promise.race([model, failure]);
@@ -147,7 +147,7 @@ async function startPython(pyodideURL, stored, snapshotURL, preimport, arrived) 
   try {
     ({ loadPyodide } = await import(new URL("pyodide.js", pyodideURL).href));
   } catch (error) {
-    throw new Error(`Could not load Pyodide's loader, pyodide.js (${error?.message ?? error}); press Retry, or tell the site's owner.`);
+    throw new Error(`Could not load Pyodide's loader, pyodide.js (${error?.message ?? error}); try again, or tell the site's owner.`);
   }
   const options = {
     indexURL: pyodideURL,
@@ -272,10 +272,10 @@ async function started(starting, arrived) {
   const failed = new Promise((_, reject) => {
     console.warn = (...args) => {
       warn(...args);
-      if (args[0] === INSTANTIATION_FAILED) reject(stalled("Python's WebAssembly could not be instantiated; press Retry."));
+      if (args[0] === INSTANTIATION_FAILED) reject(stalled("Python's WebAssembly could not be instantiated; try again."));
     };
     arrived.then(() => {
-      timer = setTimeout(() => reject(stalled(`Python did not start within ${STALL_SECONDS} s of its files arriving; press Retry.`)), STALL_SECONDS * 1000);
+      timer = setTimeout(() => reject(stalled(`Python did not start within ${STALL_SECONDS} s of its files arriving; try again.`)), STALL_SECONDS * 1000);
     }, reject);
   });
   try {

@@ -130,7 +130,7 @@ def test_a_missing_model_file_is_an_error_with_retry(visit):
     context.route("**/model.bin", lambda route: route.fulfill(status=404, body="gone"))
     visit.open(state="error")
     assert "model.bin" in visit.status() and "404" in visit.status()
-    assert "Press Retry" in visit.status() and "Traceback" not in visit.status()
+    assert "press Retry" in visit.status() and "Traceback" not in visit.status()
     assert visit.text("model") == "The model could not be loaded."
     context.unroute("**/model.bin")
     visit.page.click("#retry")
