@@ -353,16 +353,19 @@ def fake_node(folder: Path, behaviour: str) -> None:
 @pytest.mark.parametrize(("behaviour", "phrase"), [
     ("yes aaaaaaaaaaaaaaaaaaaaaaaa", "printed more than 16 MB"),  # output without end
     ("sleep 30 & exit 1", "failed in Node (no output)"),  # a child keeps the pipes open
+    ("exec >&- 2>&-; sleep 30", "took over 5 s"),  # closes its output and runs on
     ("kill -9 $$", "stopped by SIGKILL"),  # as the system does when memory runs out
     ("printf '\\377\\376{'", "printed no list of modules"),  # not text, not JSON
     ('echo \'{"modules": {"a": 1}}\'', "printed no list of modules"),  # JSON of another shape
 ])
 def test_a_node_that_misbehaves_is_one_sentence_in_bounded_time(tmp_path, monkeypatch, model_dir,
                                                                  behaviour, phrase):
+    from llama2np.tools.site import trace
     from llama2np.tools.site.trace import trace_runtime
 
     fake_node(tmp_path, behaviour)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setattr(trace, "TIMEOUT_SECONDS", 5)
     start = time.monotonic()
     with pytest.raises(Llama2npError, match=re.escape(phrase)):
         trace_runtime(tmp_path, model_dir / "stories260K.bin", model_dir / "tok512.bin")

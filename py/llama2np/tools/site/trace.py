@@ -165,6 +165,11 @@ def run_captured(command: list[str], timeout: float) -> tuple[int, str, str]:
                 exited = now
             if exited is not None and now - exited > 1:
                 break  # a child it left holds the pipes open: what came is what there is
+    if problem is None:  # the outputs closed: the run still has until the deadline to end
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            problem = f"took over {timeout:g} s to run {Path(command[-1]).name}; retry"
     if problem is not None:
         process.kill()
     status = process.wait()
