@@ -275,6 +275,34 @@ def test_a_client_that_reads_slowly_is_cut_off(tmp_path):
         server.server_close()
 
 
+def test_fast_answers_bank_no_time_for_a_slow_one_later(tmp_path):
+    """Three answers read at full speed, then one read slowly on the same connection: the slow
+    one still gets only its own bytes' time (8 s here) plus the timeout (5 s), not the fast
+    ones' (24 s more)."""
+    site = make_site(tmp_path)
+    with open(site / "big.bin", "wb") as big:
+        big.truncate(64 << 20)
+    server, _ = start_server(site, timeout=5, min_rate=8 << 20)
+    address = ("127.0.0.1", server.server_address[1])
+    request = b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+    try:
+        with socket.create_connection(address, timeout=30) as client:
+            for _ in range(3):
+                client.sendall(request)
+                received = 0
+                while received < 64 << 20:  # the head's bytes are counted too: close enough
+                    received += len(client.recv(1 << 20))
+            client.sendall(request)
+            start = time.monotonic()
+            while server.connections:  # about 128 KB a second: each write well within the timeout
+                client.recv(65536)
+                time.sleep(0.5)
+                assert time.monotonic() - start < 25, "the slow answer lived on banked time"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_client_that_pipelines_small_answers_and_reads_slowly_is_cut_off(tmp_path):
     """Many small answers asked for at once and read slowly: each would finish within its own
     deadline, but the connection's sending time as a whole outruns its bytes at the minimum

@@ -263,9 +263,10 @@ class SiteHandler(SimpleHTTPRequestHandler):
         self.timeout = timeout  # StreamRequestHandler sets it on the socket in setup()
         self.min_rate = min_rate
         self.head_bytes = 0  # read from the client since its request began
-        # The pace of this connection's answers: their body bytes, and the seconds they took.
-        self.answered_bytes, self.answering_seconds = 0, 0.0
-        self.answer_started, self.answer_deadline = None, 0.0
+        # How far this connection's answers have fallen behind `min_rate` (seconds, never below
+        # zero: time saved on fast answers is not banked), and the answer being sent.
+        self.overrun = 0.0
+        self.answer_started, self.answer_deadline, self.answer_bytes = None, 0.0, 0
         self.deadline = time.monotonic() + timeout
         self.cache_control = "no-store"
         super().__init__(*args, **kwargs)
@@ -297,17 +298,17 @@ class SiteHandler(SimpleHTTPRequestHandler):
                 pass
         finally:
             if self.answer_started is not None:
-                self.answering_seconds += time.monotonic() - self.answer_started
-                self.answer_started = None
+                took = time.monotonic() - self.answer_started
+                self.overrun = max(0.0, self.overrun + took - self.answer_bytes / self.min_rate)
+                self.answer_started, self.answer_bytes = None, 0
 
     def start_answer(self) -> None:
-        """An answer begins: it may take the time its connection has not yet used of the
-        timeout plus its bytes at `min_rate` (each body adds its own, in `copyfile`). Carried
-        over from answer to answer, this bounds a connection that pipelines many small answers
-        and reads them slowly, not just each answer alone."""
+        """An answer begins: it may take its bytes' time at `min_rate` (added in `copyfile`)
+        plus what is left of the timeout after the connection's overrun so far. So a connection
+        that pipelines many small answers and reads them slowly is cut, not just a slow answer
+        alone, and fast answers bank no time for slow ones later."""
         self.answer_started = time.monotonic()
-        credit = self.timeout + self.answered_bytes / self.min_rate - self.answering_seconds
-        self.answer_deadline = self.answer_started + credit
+        self.answer_deadline = self.answer_started + self.timeout - self.overrun
 
     def allow_time(self) -> None:
         """Give the socket's next write what is left of the answer's time, or end the answer."""
@@ -455,7 +456,7 @@ class SiteHandler(SimpleHTTPRequestHandler):
         """Send the body a piece at a time, each within the answer's time (see start_answer)."""
         size = os.fstat(source.fileno()).st_size
         self.answer_deadline += size / self.min_rate
-        self.answered_bytes += size
+        self.answer_bytes = size
         try:
             while chunk := source.read(SEND_CHUNK):
                 self.allow_time()
