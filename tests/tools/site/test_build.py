@@ -353,7 +353,8 @@ def fake_node(folder: Path, behaviour: str) -> None:
 @pytest.mark.parametrize(("behaviour", "phrase"), [
     ("yes aaaaaaaaaaaaaaaaaaaaaaaa", "printed more than 16 MB"),  # output without end
     ("sleep 30 & exit 1", "failed in Node (no output)"),  # a child keeps the pipes open
-    ("exec >&- 2>&-; sleep 30", "took over 5 s"),  # closes its output and runs on
+    ("exec >&- 2>&-; sleep 30", "took over 5 s to run the page's Python"),  # closes its output
+    ("sleep 30 >/dev/null 2>&1 & echo '{}'; exit 3", "failed in Node"),  # leaves a child behind
     ("kill -9 $$", "stopped by SIGKILL"),  # as the system does when memory runs out
     ("printf '\\377\\376{'", "printed no list of modules"),  # not text, not JSON
     ('echo \'{"modules": {"a": 1}}\'', "printed no list of modules"),  # JSON of another shape
@@ -448,11 +449,19 @@ def test_the_page_links_the_source_it_runs(built_site):
     assert packaged <= names
 
 
-def test_a_trace_that_imported_nothing_is_refused():
-    from llama2np.tools.site.trace import Trace
+def test_a_trace_that_lacks_what_every_page_imports_is_refused_and_not_kept(tmp_path, monkeypatch,
+                                                                             model_dir):
+    """A node that prints a list without running the page: refused, and not cached, so that
+    the retry the sentence advises runs it again."""
+    from llama2np.tools.site import trace
 
-    with pytest.raises(Llama2npError, match="did not import"):
-        Trace(modules={}).require({"numpy/__init__.pyc"}, {"encodings/__init__.py"})
+    printed = '{"modules": {"numpy": "/lib/python3.12/site-packages/numpy/__init__.pyc"}}'
+    fake_node(tmp_path, f"echo '{printed}'")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    model = (model_dir / "stories260K.bin", model_dir / "tok512.bin")
+    with pytest.raises(Llama2npError, match="did not import _pyodide; retry"):
+        trace.trace_runtime(tmp_path, *model, tmp_path / "traces")
+    assert not any((tmp_path / "traces").glob("*.json"))
 
 
 def test_a_trace_of_the_same_inputs_comes_from_the_cache(tmp_path, monkeypatch, model_dir):
@@ -464,9 +473,10 @@ def test_a_trace_of_the_same_inputs_comes_from_the_cache(tmp_path, monkeypatch, 
     model = (model_dir / "stories260K.bin", model_dir / "tok512.bin")
     key = trace.inputs_hash(runtime, *model)
     (tmp_path / "traces").mkdir()
-    (tmp_path / "traces" / f"{key}.json").write_text('{"modules": {"numpy": "/lib/x"}}')
+    modules = {"numpy": "/lib/x", "encodings": "/lib/y", "_pyodide": "/lib/z"}
+    (tmp_path / "traces" / f"{key}.json").write_text(json.dumps({"modules": modules}))
     monkeypatch.setattr(trace.shutil, "which", lambda name: None)  # Node would be needed
-    assert trace.trace_runtime(runtime, *model, tmp_path / "traces").modules == {"numpy": "/lib/x"}
+    assert trace.trace_runtime(runtime, *model, tmp_path / "traces").modules == modules
     (runtime / "pyodide.js").write_text("// changed\n")
     with pytest.raises(Llama2npError, match="needs Node.js"):
         trace.trace_runtime(runtime, *model, tmp_path / "traces")

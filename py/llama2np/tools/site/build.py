@@ -108,7 +108,8 @@ def build_site(
             mark_as_built(staging)
             swap_in(staging, out)
         except OSError as error:
-            named = f" ({error.filename})" if error.filename else ""
+            written = error.filename2 or error.filename  # a copy's error names its source first
+            named = f" ({written})" if written else ""
             advice = FILE_ADVICE.get(error.errno, "check the folder and retry")
             raise Llama2npError(f"cannot write the site beside {out}{named}: "
                                 f"{(error.strerror or 'failed').lower()}; {advice}.") from None
@@ -206,7 +207,6 @@ def write_runtime(runtime: RuntimeFiles, folder: Path, model: tuple[Path, Path],
     write_lock(runtime.pyodide_dir / "pyodide-lock.json", folder / "pyodide-lock.json", numpy, wheel)
     traces = compressed.with_name("traces")  # beside the compression cache
     trace = trace_runtime(folder, *model, traces)
-    trace.require({"numpy/__init__.pyc"}, {"encodings/__init__.py", "_pyodide/__init__.py"})
     keep_only(numpy, trace.package_members("numpy"), keep_metadata=True)
     stdlib = folder / STDLIB
     build_page_stdlib(runtime.pyodide_dir / STDLIB, stdlib, trace.stdlib_members())

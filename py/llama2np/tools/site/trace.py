@@ -28,6 +28,7 @@ SCRIPT = Path(__file__).with_name("trace.mjs")
 TIMEOUT_SECONDS = 300
 NODE_MAJOR = 18  # the oldest Node.js that Pyodide supports
 OUTPUT_LIMIT = 16 << 20  # of each output stream; a trace prints some 20 KB
+REQUIRED_MODULES = {"numpy", "encodings", "_pyodide"}  # a trace without them did not run the page
 MEMORY_SIGNS = ("could not allocate memory", "out of memory", "cannot allocate memory",
                 "allocation failed")
 STDLIB_PREFIX = "/lib/python312.zip/"
@@ -47,13 +48,12 @@ class Trace:
         """Names of the imported modules that live in python_stdlib.zip."""
         return sorted(name for name, f in self.modules.items() if f.startswith(STDLIB_PREFIX))
 
-    def require(self, numpy: set[str], stdlib: set[str]) -> None:
-        """Refuse a trace that lacks what any run of the page imports (a Node that printed
-        a list without running the page, say): a site cut to it would not start."""
-        missing = (numpy - self.package_members("numpy")) | (stdlib - self.stdlib_members())
-        if missing:
-            raise Llama2npError(f"the page's Python in Node did not import {sorted(missing)[0]}; "
-                                "retry, or report it.")
+    def missing(self) -> str | None:
+        """The first of what any run of the page imports that this trace lacks (a Node that
+        printed a list without running the page, say), or None: a site cut to a trace that
+        lacks one would not start."""
+        missing = REQUIRED_MODULES - self.modules.keys()
+        return min(missing) if missing else None
 
     def package_members(self, package: str) -> set[str]:
         """Files of `package` (as wheel members, `numpy/...`) that were imported."""
@@ -72,7 +72,7 @@ def trace_runtime(runtime_folder: Path, checkpoint: Path, tokenizer: Path,
             trace = parse_trace(kept.read_text(encoding="utf-8", errors="replace"))
         except OSError:
             trace = None
-        if trace is not None:
+        if trace is not None and trace.missing() is None:
             return trace  # else a damaged entry: run it again
     trace, printed = run_trace(runtime_folder, checkpoint, tokenizer)
     if kept:
@@ -105,12 +105,16 @@ def inputs_hash(runtime_folder: Path, checkpoint: Path, tokenizer: Path) -> str:
 def run_trace(runtime_folder: Path, checkpoint: Path, tokenizer: Path) -> tuple[Trace, str]:
     node = find_node()
     status, printed, errors = run_captured(
-        [node, str(SCRIPT), str(runtime_folder), str(checkpoint), str(tokenizer)], TIMEOUT_SECONDS)
+        [node, str(SCRIPT), str(runtime_folder), str(checkpoint), str(tokenizer)], TIMEOUT_SECONDS,
+        "run the page's Python")
     if status != 0:
         raise Llama2npError(node_failure(status, errors))
     trace = parse_trace(printed)
     if trace is None:
         raise Llama2npError("the page's Python in Node printed no list of modules; "
+                            "retry, or report it.")
+    if trace.missing() is not None:  # never cached: a retry runs it again
+        raise Llama2npError(f"the page's Python in Node did not import {trace.missing()}; "
                             "retry, or report it.")
     return trace, printed
 
@@ -121,7 +125,7 @@ def find_node() -> str:
     if node is None:
         raise Llama2npError("building the site needs Node.js to run the page's Python once; "
                             "install it (for example `apt-get install nodejs`) and retry.")
-    status, version, _ = run_captured([node, "--version"], 60)
+    status, version, _ = run_captured([node, "--version"], 60, "say its version")
     version = version.strip()
     try:
         major = int(version.lstrip("v").split(".")[0]) if status == 0 else -1
@@ -136,49 +140,61 @@ def find_node() -> str:
     return node
 
 
-def run_captured(command: list[str], timeout: float) -> tuple[int, str, str]:
-    """Run `command`: its exit status and its standard output and error as text. A run that
-    takes over `timeout` seconds or prints more than OUTPUT_LIMIT bytes is stopped with a
-    sentence, and a child it left holding its output open is not waited for."""
+def run_captured(command: list[str], timeout: float, what: str) -> tuple[int, str, str]:
+    """Run `command` (which is to `what`): its exit status and its standard output and error
+    as text. A run that takes over `timeout` seconds or prints more than OUTPUT_LIMIT bytes is
+    stopped with a sentence. It runs in a process group of its own, ended with the call however
+    the call ends, so nothing it started outlives it."""
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+                               stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        outputs, problem = read_outputs(process, time.monotonic() + timeout)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # the group has ended already
+        status = process.wait()
+        process.stdout.close()
+        process.stderr.close()
+    if problem == "time":
+        raise Llama2npError(f"`{Path(command[0]).name}` took over {timeout:g} s to {what}; retry.")
+    if problem == "size":
+        raise Llama2npError(f"`{Path(command[0]).name}` printed more than {OUTPUT_LIMIT >> 20} MB "
+                            f"when asked to {what}; check that it is Node.js.")
+    printed, errors = (bytes(o).decode("utf-8", "replace") for o in outputs)
+    return status, printed, errors
+
+
+def read_outputs(process: subprocess.Popen, deadline: float) -> tuple[list[bytearray], str | None]:
+    """What `process` prints on its two outputs until both close and it ends (or it ends and a
+    child it left holds them open), with "time" or "size" if it overran the deadline or the
+    limit."""
     outputs = {process.stdout.fileno(): bytearray(), process.stderr.fileno(): bytearray()}
-    problem = None
+    exited = None
     with selectors.DefaultSelector() as selector:
         for descriptor in outputs:
             os.set_blocking(descriptor, False)
             selector.register(descriptor, selectors.EVENT_READ)
-        deadline, exited = time.monotonic() + timeout, None
-        while selector.get_map() and problem is None:
-            for key, _ in selector.select(0.1):
+        while selector.get_map() or process.poll() is None:
+            for key, _ in selector.select(0.1) if selector.get_map() else []:
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
                     selector.unregister(key.fd)
                 elif len(outputs[key.fd]) + len(chunk) > OUTPUT_LIMIT:
-                    problem = f"printed more than {OUTPUT_LIMIT >> 20} MB; check that it is Node.js"
+                    return list(outputs.values()), "size"
                 else:
                     outputs[key.fd] += chunk
+            if not selector.get_map():
+                time.sleep(0.05)  # both outputs closed: only the end of the run is awaited
             now = time.monotonic()
             if now > deadline:
-                problem = f"took over {timeout:g} s to run {Path(command[-1]).name}; retry"
+                return list(outputs.values()), "time"
             if exited is None and process.poll() is not None:
                 exited = now
             if exited is not None and now - exited > 1:
-                break  # a child it left holds the pipes open: what came is what there is
-    if problem is None:  # the outputs closed: the run still has until the deadline to end
-        try:
-            process.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            problem = f"took over {timeout:g} s to run {Path(command[-1]).name}; retry"
-    if problem is not None:
-        process.kill()
-    status = process.wait()
-    process.stdout.close()
-    process.stderr.close()
-    if problem is not None:
-        raise Llama2npError(f"`{Path(command[0]).name}` {problem}.")
-    printed, errors = (bytes(o).decode("utf-8", "replace") for o in outputs.values())
-    return status, printed, errors
+                break  # a child it left holds the outputs open: what came is what there is
+    return list(outputs.values()), None
 
 
 def node_failure(status: int, stderr: str) -> str:
