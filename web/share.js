@@ -37,9 +37,11 @@ export function decodeShare(hash) {
     if (!usable) ignored.push(LABELS[name]);
     return usable ? text : undefined;
   };
-  if (params.has("prompt") && params.get("prompt").length > PROMPT_LIMIT) ignored.push(LABELS.prompt);
+  const prompt = params.get("prompt");
+  const promptFits = prompt !== null && prompt.length <= PROMPT_LIMIT;
+  if (prompt !== null && !promptFits) ignored.push(LABELS.prompt);
   const values = {
-    prompt: params.has("prompt") && params.get("prompt").length <= PROMPT_LIMIT ? params.get("prompt") : undefined,
+    prompt: promptFits ? prompt : undefined,
     temperature: number("temperature", 0, 2, false),
     topp: number("topp", 0, 1, false),
     seed: number("seed", 0, Number.MAX_SAFE_INTEGER, true),

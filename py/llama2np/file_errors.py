@@ -4,6 +4,7 @@ do rather than called an internal error."""
 
 import errno
 import os
+from pathlib import Path
 
 FILE_ADVICE = {  # errors of the file system that a person fixes, and how
     errno.ENOENT: "check the path",
@@ -19,6 +20,8 @@ FILE_ADVICE = {  # errors of the file system that a person fixes, and how
     errno.ELOOP: "it is a loop of links: fix the path",
     errno.EMFILE: "too many files are open: raise `ulimit -n`, or close other programs",
     errno.ENFILE: "too many files are open on this machine: close other programs",
+    errno.EFBIG: "the file system takes no file this large: choose another place",
+    errno.EIO: "the disk reported an error: check it, or choose another place",
 }
 
 
@@ -41,7 +44,6 @@ def cache_origin(name: str) -> str:
     setting = os.environ.get("XDG_CACHE_HOME", "")
     if paths.is_checkout(paths.CHECKOUT) or not os.path.isabs(setting):
         return ""
-    cache = str(paths.user_cache())
-    if not os.path.abspath(name).startswith(os.path.join(cache, "")) and os.path.abspath(name) != cache:
+    if not Path(os.path.abspath(name)).is_relative_to(paths.user_cache()):
         return ""
     return f" (llama2np's cache, placed by XDG_CACHE_HOME={setting})"

@@ -112,13 +112,11 @@ def atomic_output(target: Path, replace: bool = False) -> Iterator[Path]:
             os.replace(temporary, target)
         else:
             put_in_place(temporary, target)
-    except OSError as error:
+    except BaseException as error:
         temporary.unlink(missing_ok=True)
-        if error.filename in (None, name) or error.filename2 == str(target):
+        if isinstance(error, OSError) and (error.filename in (None, name)
+                                           or error.filename2 == str(target)):
             raise OSError(error.errno, error.strerror, str(target)) from None  # the user's name
-        raise
-    except BaseException:
-        temporary.unlink(missing_ok=True)
         raise
 
 

@@ -20,11 +20,8 @@ def export_checkpoint(source: Path, target: Path, version: int, group_size: int,
     check_output(target, [source], force, "output checkpoint")
     checkpoint, source_format = read_any(source)
     with atomic_output(target, replace=force) as temporary:
-        try:
-            with open(temporary, "wb") as out:
-                write_checkpoint_into(out, checkpoint, version, group_size)
-        except OSError as error:
-            raise Llama2npError(f"cannot write {target}: {error.strerror}.") from None
+        with open(temporary, "wb") as out:  # a refused write names `target` (atomic_output)
+            write_checkpoint_into(out, checkpoint, version, group_size)
         del checkpoint  # the input's memory goes before the output is read back to validate it
         report = validate_model(temporary)
         if not report.ok:

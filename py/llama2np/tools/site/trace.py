@@ -113,8 +113,8 @@ def run_trace(runtime_folder: Path, checkpoint: Path, tokenizer: Path) -> tuple[
     if trace is None:
         raise Llama2npError("the page's Python in Node printed no list of modules; "
                             "retry, or report it.")
-    if trace.missing() is not None:  # never cached: a retry runs it again
-        raise Llama2npError(f"the page's Python in Node did not import {trace.missing()}; "
+    if missing := trace.missing():  # never cached: a retry runs it again
+        raise Llama2npError(f"the page's Python in Node did not import {missing}; "
                             "retry, or report it.")
     return trace, printed
 
